@@ -1,0 +1,1 @@
+"""SimCLRv1 package."""

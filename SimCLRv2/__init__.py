@@ -1,0 +1,1 @@
+"""SimCLRv2 package."""

@@ -1,0 +1,1 @@
+"""Datasets (layouts, ids, ground truth), attack generation, the Kaggle splitter and the demo set."""

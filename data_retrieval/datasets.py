@@ -1,0 +1,254 @@
+"""Every dataset layout, id rule and ground-truth rule, in one place.
+
+- An image's **id** is ``"<dataset>/<path relative to the dataset folder, without extension>"``,
+  e.g. ``BSDS500_original/100007`` or ``Flickr500K/12/100007``: ids of two datasets never collide.
+- A **query** dataset names the dataset it copies (`DatasetSpec.targets`). A query's original is
+  the image of that dataset whose stem is a prefix of the query's stem followed by ``_``
+  (attacks: ``100007_jpg_compression_10`` -> ``100007``; memes: ``harold_abc12`` -> ``harold``).
+  A query whose original is not in the database is a **negative** query (used for false-positive rates).
+- Files are listed in natural order (``2.jpg`` before ``10.jpg``), hidden and non-image files are
+  skipped with a reason, and a missing or empty folder raises `DatasetError` naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from helpers.images import is_image_file
+from helpers.paths import DATASETS_DIR
+
+
+class DatasetError(FileNotFoundError):
+    """A dataset that cannot be listed: unknown name, missing or empty folder."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset lives under the datasets root, and which dataset its images copy."""
+
+    name: str
+    folder: str
+    description: str
+    targets: str | None = None
+    recursive: bool = False
+    how_to_get: str = ""
+
+
+_BSDS = "Download BSDS500 and put its images in Datasets/BSDS500/Original (README, 'Real datasets')."
+_MEMES = "Download the Kaggle memes archive and run data_retrieval/kaggle_splitter.py (README)."
+_DEMO = "Run `python -m data_retrieval.demo` (or `make demo`) to build it."
+
+SPECS: dict[str, DatasetSpec] = {
+    s.name: s
+    for s in [
+        DatasetSpec("BSDS500_original", "BSDS500/Original", "500 BSDS500 photographs", how_to_get=_BSDS),
+        DatasetSpec(
+            "BSDS500_attacks",
+            "BSDS500/Attacks",
+            "attacked BSDS500 copies, {stem}_{attack_id}.png",
+            targets="BSDS500_original",
+            how_to_get="Run data_retrieval/generate_attacks.py Datasets/BSDS500/Original Datasets/BSDS500/Attacks.",
+        ),
+        DatasetSpec("Kaggle_templates", "Kaggle_memes/Templates", "one image per meme template", how_to_get=_MEMES),
+        DatasetSpec(
+            "Kaggle_memes",
+            "Kaggle_memes/Memes",
+            "memes named {template}_{stem}",
+            targets="Kaggle_templates",
+            how_to_get=_MEMES,
+        ),
+        DatasetSpec(
+            "Flickr500K",
+            "Flickr500K",
+            "distractors: MIRFLICKR-1M images0..4, folders 0..49",
+            recursive=True,
+            how_to_get="Unzip images0.zip..images4.zip of MIRFLICKR-1M so folders 0..49 sit in Datasets/Flickr500K.",
+        ),
+        DatasetSpec(
+            "Cartoons",
+            "Cartoons",
+            "Kaggle cartoon classification (fine-tuning only)",
+            recursive=True,
+            how_to_get="Download the Kaggle 'cartoon classification' set into Datasets/Cartoons.",
+        ),
+        DatasetSpec("demo_original", "demo/Original", "demo originals (packaged sample photos)", how_to_get=_DEMO),
+        DatasetSpec(
+            "demo_attacks", "demo/Attacks", "attacked demo originals", targets="demo_original", how_to_get=_DEMO
+        ),
+        DatasetSpec(
+            "demo_negatives",
+            "demo/Negatives",
+            "attacked images whose original is NOT in the database",
+            targets="demo_original",
+            how_to_get=_DEMO,
+        ),
+        DatasetSpec("demo_distractors", "demo/Distractors", "procedural distractor images", how_to_get=_DEMO),
+    ]
+}
+
+#: Meme templates the seed dropped for the `clean` partition (noisy or mislabelled classes).
+NOISY_MEME_TEMPLATES = (
+    "zuckerberg",
+    "harold",
+    "netflix-adaptation",
+    "shrek",
+    "so-glad",
+    "who-would-win",
+    "you-vs-the-guy",
+    "skyrim-100",
+)
+
+
+@dataclass
+class ImageList:
+    """The images of one dataset: parallel `paths` and `ids`, plus what was skipped and why."""
+
+    name: str
+    folder: Path
+    paths: list[Path]
+    ids: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    targets: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that orders embedded numbers numerically: 'a2' < 'a10', '9/5' < '10/1'."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files of `folder` in natural order, and the (path, reason) of every file skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"image folder {folder} does not exist")
+    found, skipped = [], []
+    walker = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+    for dirpath, dirnames, filenames in walker:
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if name.startswith("."):
+                skipped.append((str(path), "hidden file"))
+            elif not path.is_file():
+                continue
+            elif not is_image_file(name):
+                skipped.append((str(path), "not an image extension"))
+            else:
+                found.append(path)
+    found.sort(key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+    return found, skipped
+
+
+def make_id(dataset: str, folder: Path, path: Path) -> str:
+    """The dataset-qualified id of `path`: '<dataset>/<relative path without extension>'."""
+    rel = path.relative_to(folder).with_suffix("").as_posix()
+    return f"{dataset}/{rel}"
+
+
+def split_id(image_id: str) -> tuple[str, str]:
+    """('BSDS500_original', '100007') from 'BSDS500_original/100007'."""
+    dataset, _, key = image_id.partition("/")
+    if not key:
+        raise ValueError(f"{image_id!r} is not a dataset-qualified id ('<dataset>/<name>')")
+    return dataset, key
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The registered layout of `name`; the error lists the valid names."""
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(SPECS)} (or pass a folder path)") from None
+
+
+def list_datasets() -> list[str]:
+    """Names of the registered datasets."""
+    return list(SPECS)
+
+
+def dataset_folder(name: str, root: str | os.PathLike = DATASETS_DIR) -> Path:
+    """Folder of registered dataset `name` under `root`."""
+    return Path(root) / get_spec(name).folder
+
+
+def load_dataset(
+    name_or_folder: str | os.PathLike,
+    root: str | os.PathLike = DATASETS_DIR,
+    name: str | None = None,
+    recursive: bool | None = None,
+    targets: str | None = None,
+) -> ImageList:
+    """List a registered dataset by name, or any folder (named after it unless `name` is given).
+
+    Duplicate ids (``a.jpg`` and ``a.png``) keep the first file and skip the others with a reason.
+    """
+    key = str(name_or_folder)
+    if key in SPECS:
+        spec = SPECS[key]
+        folder = Path(root) / spec.folder
+        name, targets = spec.name, spec.targets if targets is None else targets
+        recursive = spec.recursive if recursive is None else recursive
+        if not folder.is_dir():
+            raise DatasetError(f"dataset {name!r}: folder {folder} does not exist. {spec.how_to_get}")
+    else:
+        folder = Path(name_or_folder)
+        if not folder.is_dir():
+            raise DatasetError(f"{key!r} is neither a registered dataset ({', '.join(SPECS)}) nor a folder")
+        name = name or folder.resolve().name
+        recursive = bool(recursive)
+    if "/" in name:
+        raise ValueError(f"dataset name {name!r} must not contain '/'")
+    paths, skipped = list_images(folder, recursive=recursive)
+    ids, kept, seen = [], [], set()
+    for path in paths:
+        image_id = make_id(name, folder, path)
+        if image_id in seen:
+            skipped.append((str(path), f"duplicate id {image_id}"))
+            continue
+        seen.add(image_id)
+        ids.append(image_id)
+        kept.append(path)
+    if not kept:
+        raise DatasetError(f"dataset {name!r}: no image files in {folder} ({len(skipped)} other files skipped)")
+    return ImageList(name=name, folder=folder, paths=kept, ids=ids, skipped=skipped, targets=targets)
+
+
+def original_candidates(query_id: str, targets: str) -> list[str]:
+    """Possible original ids of a query, longest first: every prefix of its stem ending before a '_'."""
+    _, key = split_id(query_id)
+    head, _, stem = key.rpartition("/")
+    cuts = [i for i, ch in enumerate(stem) if ch == "_"]
+    return [f"{targets}/{stem[:i]}" for i in reversed(cuts)]
+
+
+def find_originals(
+    query_ids: Sequence[str], database_ids: Sequence[str], targets: dict[str, str] | None = None
+) -> np.ndarray:
+    """Index in `database_ids` of each query's original, or -1 for a negative query.
+
+    The target dataset of a query comes from its dataset's spec (or `targets`, a mapping from
+    query dataset name to target dataset name, for plain folders). Queries of a dataset with no
+    target are all negatives.
+    """
+    position = {image_id: i for i, image_id in enumerate(database_ids)}
+    mapping = {n: s.targets for n, s in SPECS.items() if s.targets}
+    mapping.update(targets or {})
+    out = np.full(len(query_ids), -1, dtype=np.int64)
+    for q, query_id in enumerate(query_ids):
+        target = mapping.get(split_id(query_id)[0])
+        if target is None:
+            continue
+        for candidate in original_candidates(query_id, target):
+            if candidate in position:
+                out[q] = position[candidate]
+                break
+    return out

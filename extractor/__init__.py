@@ -1,0 +1,1 @@
+"""extractor package."""

@@ -1,0 +1,1 @@
+"""Shared helpers: repository paths, robust image loading, JSON I/O."""

@@ -1,0 +1,85 @@
+"""Robust image decoding shared by extraction, attack generation and galleries.
+
+`load_image` turns anything PIL can open (CMYK, 16-bit, palette with alpha, EXIF-rotated,
+animated, multi-page) into a plain RGB (or L) image, and raises `BadImageError` with a readable
+reason for what it cannot decode: callers log and skip, they never crash mid-run.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+#: Extensions listed as images. Anything else in a dataset folder is skipped with a reason.
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
+
+#: Refuse images with more pixels than this (decompression bombs). 16k x 16k by default.
+MAX_PIXELS = 16384 * 16384
+
+
+class BadImageError(ValueError):
+    """An image that cannot be decoded into pixels; the message says why."""
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True for a non-hidden file whose extension is a known image extension."""
+    name = os.path.basename(path)
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _to_mode(img: Image.Image, mode: str) -> Image.Image:
+    """Convert any PIL mode to RGB or L, compositing transparency on white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16/32-bit grey: rescale to 8 bits instead of clipping (PIL's convert clips at 255).
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba).convert("RGB")
+    return img if img.mode == mode else img.convert(mode)
+
+
+def load_image(
+    path: str | os.PathLike, mode: str = "RGB", max_pixels: int = MAX_PIXELS, draft: tuple[int, int] | None = None
+) -> Image.Image:
+    """Decode `path` fully into a `mode` image (first frame of animations), EXIF orientation applied.
+
+    `draft=(w, h)` lets JPEG decoding downscale by 1/2, 1/4 or 1/8 while staying at least that
+    size, which makes hashing several times faster. Raises `BadImageError` on anything unreadable.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise BadImageError(f"{path}: empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise BadImageError(f"{path}: {width}x{height} exceeds the {max_pixels} pixel limit")
+                if width < 1 or height < 1:
+                    raise BadImageError(f"{path}: empty image {width}x{height}")
+                img.seek(0)
+                if draft is not None and img.format == "JPEG":
+                    img.draft(img.mode if img.mode in ("RGB", "L") else None, draft)
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_mode(img, mode)
+    except BadImageError:
+        raise
+    except FileNotFoundError as e:
+        raise BadImageError(f"{path}: file not found") from e
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise BadImageError(f"{path}: decompression bomb ({e})") from e
+    except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, struct.error...)
+        raise BadImageError(f"{path}: cannot decode ({type(e).__name__}: {e})") from e

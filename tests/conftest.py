@@ -1,0 +1,92 @@
+"""Shared fixtures: small images generated on the fly (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def synthetic_image(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
+    """A deterministic picture with structure (blobs and gradients), distinct for each seed."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    for c in range(3):
+        fx, fy, phase = rng.uniform(0.5, 4, 2).tolist() + [rng.uniform(0, 6.3)]
+        img[..., c] = 127 + 100 * np.sin(fx * x / w * 6.28 + phase) * np.cos(fy * y / h * 6.28)
+    for _ in range(4):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(5, min(w, h) / 2)
+        img[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = rng.uniform(0, 255, 3)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A folder of 12 distinct JPEG images named 0.jpg .. 11.jpg."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(12):
+        synthetic_image(i).save(folder / f"{i}.jpg", quality=92)
+    return folder
+
+
+def write_bad_images(folder: Path) -> dict[str, str]:
+    """Write every kind of awkward file into `folder`; returns name -> 'ok' (decodable) or 'bad'."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = synthetic_image(100)
+    kinds: dict[str, str] = {}
+    base.save(folder / "good.jpg")
+    kinds["good.jpg"] = "ok"
+    base.convert("CMYK").save(folder / "cmyk.jpg")
+    kinds["cmyk.jpg"] = "ok"
+    arr16 = (np.asarray(base.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(arr16).save(folder / "grey16.png")
+    kinds["grey16.png"] = "ok"
+    pal = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    pal.info["transparency"] = 0
+    pal.save(folder / "palette_alpha.png", transparency=0)
+    kinds["palette_alpha.png"] = "ok"
+    rgba = base.convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(folder / "rgba.png")
+    kinds["rgba.png"] = "ok"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    base.save(folder / "exif_rotated.jpg", exif=exif)
+    kinds["exif_rotated.jpg"] = "ok"
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(folder / "one_pixel.png")
+    kinds["one_pixel.png"] = "ok"
+    frames = [synthetic_image(i, (40, 30)).convert("P") for i in range(3)]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    kinds["animated.gif"] = "ok"
+    frames = [synthetic_image(i, (40, 30)) for i in range(2)]
+    frames[0].save(folder / "multipage.tiff", save_all=True, append_images=frames[1:])
+    kinds["multipage.tiff"] = "ok"
+    buf = io.BytesIO()
+    base.save(buf, "JPEG")
+    (folder / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])
+    kinds["truncated.jpg"] = "bad"
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 10)
+    kinds["corrupt.jpg"] = "bad"
+    (folder / "empty.png").write_bytes(b"")
+    kinds["empty.png"] = "bad"
+    (folder / "text_named_as_image.png").write_text("hello, not an image")
+    kinds["text_named_as_image.png"] = "bad"
+    # A decompression bomb: a tiny PNG that declares 30000 x 30000 pixels.
+    Image.new("L", (30000, 30000)).save(folder / "bomb.png", optimize=True)
+    kinds["bomb.png"] = "bad"
+    (folder / "notes.txt").write_text("not an image extension")  # skipped at listing time
+    (folder / ".hidden.jpg").write_bytes(buf.getvalue())  # skipped at listing time
+    return kinds
+
+
+@pytest.fixture
+def bad_image_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A folder holding good images plus every awkward or broken kind of file."""
+    folder = tmp_path / "bad"
+    return folder, write_bad_images(folder)
