@@ -252,3 +252,29 @@ def find_originals(
                 out[q] = position[candidate]
                 break
     return out
+
+
+def image_paths(
+    image_ids: Sequence[str], root: str | os.PathLike = DATASETS_DIR, folders: dict[str, str | os.PathLike] | None = None
+) -> list[Path | None]:
+    """The file of each id (None where it cannot be found), listing each dataset once.
+
+    Registered datasets are found under `root`; others need `folders`, a mapping from dataset
+    name to its folder (the feature store records it as the ``folder`` attribute).
+    """
+    folders = folders or {}
+    by_dataset: dict[str, dict[str, Path]] = {}
+    out: list[Path | None] = []
+    for image_id in image_ids:
+        dataset, _ = split_id(image_id)
+        if dataset not in by_dataset:
+            try:
+                if dataset in folders:
+                    listing = load_dataset(folders[dataset], name=dataset, recursive=True)
+                else:
+                    listing = load_dataset(dataset, root=root)
+                by_dataset[dataset] = dict(zip(listing.ids, listing.paths))
+            except DatasetError:
+                by_dataset[dataset] = {}
+        out.append(by_dataset[dataset].get(image_id))
+    return out
