@@ -1,0 +1,152 @@
+"""Queries, database and ground truth of a search experiment, read from the feature store.
+
+`check_sources` validates everything that can be known from the stores' metadata (same method,
+dimension and kind of feature, non-empty database, k not larger than it) before any feature is
+read; `load_search_data` then reads queries (and the database, unless it is streamed in blocks),
+refuses NaN/inf rows naming their ids, and finds each query's original with
+`data_retrieval.datasets.find_originals` (-1: negative query).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from data_retrieval.datasets import find_originals
+from extractor.store import iter_chunks, load_features, store_info
+from fast_search.index import check_finite
+from helpers.paths import FEATURES_DIR
+
+
+@dataclass
+class SearchData:
+    """Query features and ids, database ids (features only when loaded whole), ground truth."""
+
+    method: str
+    binary: bool
+    dim: int
+    query_ids: np.ndarray
+    queries: np.ndarray
+    database_ids: np.ndarray
+    database: np.ndarray | None
+    targets: np.ndarray
+
+    @property
+    def n_positive(self) -> int:
+        return int((self.targets >= 0).sum())
+
+    @property
+    def n_negative(self) -> int:
+        return int((self.targets < 0).sum())
+
+
+def _as_list(value: str | Sequence[str], what: str) -> list[str]:
+    items = [value] if isinstance(value, str | os.PathLike) else list(value)
+    if not items:
+        raise ValueError(f"{what}: give at least one dataset, got {value!r}")
+    return [str(v) for v in items]
+
+
+def check_sources(
+    method: str,
+    database: str | Sequence[str],
+    queries: str | Sequence[str],
+    k: int = 1,
+    features_root: str | os.PathLike = FEATURES_DIR,
+) -> dict:
+    """Check the stores agree (method, dim, binary), the database is non-empty and holds >= k rows.
+
+    Returns ``{"dim", "binary", "n_database", "n_queries", "database": [info...], "queries": [info...]}``.
+    """
+    database, queries = _as_list(database, "database"), _as_list(queries, "queries")
+    infos = {}
+    for role, names in (("database", database), ("queries", queries)):
+        infos[role] = [store_info(name, method, features_root) for name in names]
+    first = infos["database"][0]
+    for role, items in infos.items():
+        for name, info in zip(database if role == "database" else queries, items):
+            for key in ("method", "dim", "binary"):
+                if info.get(key) != first.get(key):
+                    raise ValueError(
+                        f"{role} {name!r} has {key}={info.get(key)!r} but database {database[0]!r} has "
+                        f"{key}={first.get(key)!r}: queries and database must come from the same method"
+                    )
+    n_database = sum(i["n"] for i in infos["database"])
+    n_queries = sum(i["n"] for i in infos["queries"])
+    if n_database == 0:
+        raise ValueError(f"the database {database} holds no feature rows")
+    if n_queries == 0:
+        raise ValueError(f"the queries {queries} hold no feature rows")
+    if k > n_database:
+        raise ValueError(f"k={k} is larger than the database ({n_database} vectors in {database})")
+    return {
+        "dim": int(first["dim"]),
+        "binary": bool(first["binary"]),
+        "n_database": int(n_database),
+        "n_queries": int(n_queries),
+        "database": [{"dataset": n, "n": i["n"], "files": i["files"]} for n, i in zip(database, infos["database"])],
+        "queries": [{"dataset": n, "n": i["n"], "files": i["files"]} for n, i in zip(queries, infos["queries"])],
+    }
+
+
+def read_ids(dataset: str, method: str, root: str | os.PathLike = FEATURES_DIR) -> np.ndarray:
+    """The ids of a store (all shards, in order) without reading its features."""
+    ids = []
+    for path in store_info(dataset, method, root)["files"]:
+        with h5py.File(path, "r") as f:
+            ids.append(f["index"].asstr()[:])
+    return np.concatenate(ids).astype(object)
+
+
+def _load(names: list[str], method: str, root, what: str) -> tuple[np.ndarray, np.ndarray]:
+    ids, feats = [], []
+    for name in names:
+        f = load_features(name, method, root)
+        check_finite(f.features, f.ids, f"{what} {name!r}")
+        ids.append(f.ids)
+        feats.append(f.features)
+    return np.concatenate(ids), np.concatenate(feats)
+
+
+def load_search_data(
+    method: str,
+    database: str | Sequence[str],
+    queries: str | Sequence[str],
+    features_root: str | os.PathLike = FEATURES_DIR,
+    load_database: bool = True,
+    targets: dict[str, str] | None = None,
+) -> SearchData:
+    """Read queries (and the database unless `load_database=False`) and the ground truth."""
+    database, queries = _as_list(database, "database"), _as_list(queries, "queries")
+    info = check_sources(method, database, queries, 1, features_root)
+    query_ids, xq = _load(queries, method, features_root, "queries")
+    if load_database:
+        database_ids, xb = _load(database, method, features_root, "database")
+    else:
+        database_ids = np.concatenate([read_ids(n, method, features_root) for n in database])
+        xb = None
+    dup = len(database_ids) - len(set(database_ids.tolist()))
+    if dup:
+        raise ValueError(f"the database {database} holds {dup} duplicate ids: list each dataset once")
+    return SearchData(
+        method=method,
+        binary=info["binary"],
+        dim=info["dim"],
+        query_ids=query_ids,
+        queries=xq,
+        database_ids=database_ids,
+        database=xb,
+        targets=find_originals(list(query_ids), list(database_ids), targets),
+    )
+
+
+def database_blocks(
+    database: str | Sequence[str], method: str, features_root: str | os.PathLike = FEATURES_DIR, block_size: int = 65536
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, features) blocks of every database dataset (every shard) in order, via `iter_chunks`."""
+    for name in _as_list(database, "database"):
+        yield from iter_chunks(name, method, features_root, chunk_size=block_size)

@@ -1,0 +1,308 @@
+"""A search experiment: every (index, metric, sweep value) on one database and query set.
+
+`run_experiment` validates everything first (name, existing results, stores, factory strings,
+metrics, k), then for each configuration trains, adds and searches, scores the results with
+`fast_search.metrics`, and writes ``Results/<name>/results.json`` (schema in docs/fast_search.md)
+after every index, plus per-run ``runs/<key>.npz`` (D, I) and ``ids.npz`` for figures and galleries.
+Exact results are cached in ``cache/exact_<metric>.npz`` and give approximate indexes their
+recall relative to exact search. A configuration that faiss fails on is recorded and skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import platform
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from fast_search import metrics as M
+from fast_search.block import array_blocks, block_search
+from fast_search.data import check_sources, database_blocks, load_search_data
+from fast_search.index import FaissIndex, check_metric, is_exact, make_index, sweep_param
+from helpers.jsonio import save_json
+from helpers.paths import FEATURES_DIR, RESULTS_DIR
+
+log = logging.getLogger(__name__)
+SCHEMA = "fast_search.results/1"
+FPRS = (0.01, 0.001)
+
+
+@dataclass
+class ExperimentConfig:
+    """Every parameter of an experiment; saved verbatim under ``params`` in results.json."""
+
+    name: str
+    method: str
+    database: list[str]
+    queries: list[str]
+    indexes: list[str] = field(default_factory=lambda: ["Flat"])
+    metrics: list[str] = field(default_factory=lambda: ["cosine"])
+    ks: list[int] = field(default_factory=lambda: [1, 10])
+    nprobes: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    efsearches: list[int] = field(default_factory=lambda: [16, 64, 256])
+    threads: int | None = None  # None: every core
+    batch_size: int = 4096  # queries per faiss call
+    block_size: int | None = None  # stream the database in blocks of this many rows (None: load it whole)
+    train_size: int | None = None  # rows used to train approximate indexes (None: all, or 100,000 when streaming)
+    features_root: str = str(FEATURES_DIR)
+    results_root: str = str(RESULTS_DIR)
+
+
+def experiment_dir(name: str, results_root: str | os.PathLike = RESULTS_DIR) -> Path:
+    """``results_root/name``; names must be plain folder names (no '/')."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ValueError(f"experiment name must be a plain folder name without '/', got {name!r}")
+    return Path(results_root) / name
+
+
+def machine_info() -> dict:
+    """CPU model, core count and platform, recorded with every experiment."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+
+
+def library_versions() -> dict:
+    import h5py
+    import sklearn
+
+    return {"faiss": faiss.__version__, "numpy": np.__version__, "h5py": h5py.__version__, "sklearn": sklearn.__version__}
+
+
+def run_key(index: str, metric: str, param: str | None, value: int | None) -> str:
+    """``"IVF64,Flat--cosine--nprobe=4"`` (the seed's ``factory--metric``, plus the sweep value)."""
+    key = f"{index}--{metric}"
+    return key if param is None else f"{key}--{param}={value}"
+
+
+def _file_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.,=-]", "_", key) + ".npz"
+
+
+def score(D: np.ndarray, I: np.ndarray, targets: np.ndarray, ks: list[int]) -> dict:
+    """Every quality measure of one run's (D, I), as plain floats (None for undefined)."""
+    out = {
+        "recall_at_k": {str(k): M.recall_at_k(I, targets, k) for k in ks},
+        "map_at_k": {str(k): M.map_at_k(I, targets, k) for k in ks},
+        "roc_auc": M.roc_auc(D, I, targets),
+        "micro_ap": M.micro_average_precision(D, I, targets),
+    }
+    for fpr in FPRS:
+        tag = f"{fpr * 100:g}pct"
+        out[f"recall_at_fpr_{tag}"], out[f"threshold_at_fpr_{tag}"] = M.recall_at_fpr(D, I, targets, fpr)
+    out["recall_at_precision_90"], out["threshold_at_precision_90"] = M.recall_at_precision(D, I, targets, 0.9)
+    return _clean(out)
+
+
+def _clean(value):
+    """NaN and inf -> None so results.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _validate(cfg: ExperimentConfig, overwrite: bool) -> tuple[Path, dict]:
+    folder = experiment_dir(cfg.name, cfg.results_root)
+    if (folder / "results.json").exists() and not overwrite:
+        raise FileExistsError(f"{folder / 'results.json'} exists; pass overwrite=True (--overwrite) to replace it")
+    if not cfg.ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in cfg.ks):
+        raise ValueError(f"ks must be positive integers, got {cfg.ks!r}")
+    for name, values in (("nprobes", cfg.nprobes), ("efsearches", cfg.efsearches)):
+        if any(not isinstance(v, int) or v < 1 for v in values):
+            raise ValueError(f"{name} must be positive integers, got {values!r}")
+    if not cfg.indexes or not cfg.metrics:
+        raise ValueError(f"give at least one index and one metric, got {cfg.indexes!r} and {cfg.metrics!r}")
+    info = check_sources(cfg.method, cfg.database, cfg.queries, max(cfg.ks), cfg.features_root)
+    for metric in cfg.metrics:
+        check_metric(metric, info["binary"])
+    train_n = info["n_database"] if cfg.block_size is None else min(info["n_database"], cfg.train_size or 100_000)
+    for factory in cfg.indexes:
+        for metric in cfg.metrics:
+            make_index(factory, info["dim"], metric, info["binary"])
+        nlist = re.search(r"IVF(\d+)", factory)
+        if nlist and int(nlist[1]) > train_n:
+            raise ValueError(f"{factory!r} needs at least {nlist[1]} training vectors; the database gives {train_n}")
+    return folder, info
+
+
+def _fingerprint(cfg: ExperimentConfig, info: dict, metric: str) -> str:
+    files = [f for part in ("database", "queries") for item in info[part] for f in item["files"]]
+    stamps = [f"{f}:{os.path.getmtime(f):.0f}" for f in files]
+    return "|".join([cfg.method, metric, *cfg.database, *cfg.queries, *stamps])
+
+
+def exact_results(cfg, data, info, metric: str, k: int, cache_dir: Path, blocks=None):
+    """Exact (D, I) for `metric`, from ``cache/exact_<metric>.npz`` when it matches, else computed and cached."""
+    path = cache_dir / f"exact_{metric}.npz"
+    fp = _fingerprint(cfg, info, metric)
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["fingerprint"]) == fp and z["I"].shape[1] >= k and z["I"].shape[0] == len(data.queries):
+                return z["D"][:, :k], z["I"][:, :k]
+    if blocks is None:
+        blocks = array_blocks(data.database) if data.database is not None else database_blocks(
+            cfg.database, cfg.method, cfg.features_root, cfg.block_size or 65536
+        )
+    D, I, _ = block_search(data.queries, blocks, k, metric, total=info["n_database"], progress=True)
+    save_exact(path, D, I, fp)
+    return D, I
+
+
+def save_exact(path: Path, D: np.ndarray, I: np.ndarray, fingerprint: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, D=D, I=I, fingerprint=np.array(fingerprint))
+
+
+def _build(cfg, data, factory: str, metric: str) -> FaissIndex:
+    index = FaissIndex(factory, metric, data.binary, cfg.batch_size)
+    if data.database is not None:
+        return index.fit(data.database).add(data.database)
+    train, have = [], 0
+    limit = cfg.train_size or 100_000
+    for _, block in database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size):
+        train.append(block[: limit - have])
+        have += len(train[-1])
+        if have >= limit:
+            break
+    index.fit(np.concatenate(train))
+    for ids, block in database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size):
+        index.add(block)
+    return index
+
+
+def _run_index(cfg, data, info, folder: Path, factory: str, metric: str) -> list[dict]:
+    kmax = max(cfg.ks)
+    base = {"index": factory, "metric": metric, "k": kmax, "exact": is_exact(factory)}
+    if is_exact(factory) and cfg.block_size is not None:  # bounded memory: block search over the store
+        blocks = database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size)
+        D, I, stats = block_search(data.queries, blocks, kmax, metric, total=info["n_database"], progress=True)
+        save_exact(folder / "cache" / f"exact_{metric}.npz", D, I, _fingerprint(cfg, info, metric))
+        dim_bytes = data.dim // 8 if data.binary else data.dim * 4
+        timing = {"train_time_s": 0.0, "add_time_s": 0.0, "search_time_s": stats["search_time_s"]}
+        sweeps = [(None, None, D, I, timing, info["n_database"] * dim_bytes)]
+    else:
+        index = _build(cfg, data, factory, metric)
+        param = sweep_param(factory)
+        values = {"nprobe": cfg.nprobes, "efSearch": cfg.efsearches}.get(param, [None])
+        sweeps = []
+        for value in values:
+            if param is not None:
+                index.set_param(param, value)
+            D, I = index.search(data.queries, kmax)
+            timing = {"train_time_s": index.train_time_, "add_time_s": index.add_time_, "search_time_s": index.search_time_}
+            sweeps.append((param, value, D, I, timing, index.memory_bytes()))
+        if is_exact(factory):
+            save_exact(folder / "cache" / f"exact_{metric}.npz", D, I, _fingerprint(cfg, info, metric))
+        del index
+    runs = []
+    for param, value, D, I, timing, nbytes in sweeps:
+        key = run_key(factory, metric, param, value)
+        if is_exact(factory):
+            vs_exact = 1.0
+        else:
+            _, I_exact = exact_results(cfg, data, info, metric, kmax, folder / "cache")
+            vs_exact = M.recall_vs_exact(I, I_exact, kmax)
+        (folder / "runs").mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "runs" / _file_name(key), D=D, I=I)
+        search_s = timing["search_time_s"]
+        runs.append(
+            {
+                "key": key,
+                **base,
+                "param": param,
+                "value": value,
+                **score(D, I, data.targets, cfg.ks),
+                "recall_vs_exact": vs_exact,
+                **timing,
+                "queries_per_s": len(data.queries) / search_s if search_s > 0 else None,
+                "index_bytes": int(nbytes),
+                "file": f"runs/{_file_name(key)}",
+            }
+        )
+        log.info("%s: recall@1=%s", key, runs[-1]["recall_at_k"].get("1"))
+    return runs
+
+
+def run_experiment(
+    name: str,
+    method: str,
+    database: list[str] | str,
+    queries: list[str] | str,
+    overwrite: bool = False,
+    **params,
+) -> dict:
+    """Run every configuration and write ``results_root/name/results.json``; returns that dict.
+
+    `params` are the other `ExperimentConfig` fields (indexes, metrics, ks, nprobes, efsearches,
+    threads, batch_size, block_size, train_size, features_root, results_root). Raises before any
+    work on a bad name, an existing experiment (unless `overwrite`), mismatched or empty stores, k
+    larger than the database, an unknown factory string or metric, NaN/inf features.
+    """
+    database = [database] if isinstance(database, str) else list(database)
+    queries = [queries] if isinstance(queries, str) else list(queries)
+    unknown = set(params) - {f for f in ExperimentConfig.__dataclass_fields__} - {"name", "method"}
+    if unknown:
+        raise TypeError(f"unknown parameters {sorted(unknown)}; valid: {sorted(ExperimentConfig.__dataclass_fields__)}")
+    params = {k: (str(v) if k.endswith("_root") else v) for k, v in params.items()}
+    cfg = ExperimentConfig(name=name, method=method, database=database, queries=queries, **params)
+    folder, info = _validate(cfg, overwrite)
+    data = load_search_data(method, database, queries, cfg.features_root, load_database=cfg.block_size is None)
+    threads = cfg.threads or os.cpu_count() or 1
+    faiss.omp_set_num_threads(threads)
+    if overwrite and folder.exists():
+        for sub in ("runs", "neighbors"):
+            shutil.rmtree(folder / sub, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        folder / "ids.npz",
+        query_ids=np.array(data.query_ids, dtype=str),
+        database_ids=np.array(data.database_ids, dtype=str),
+        targets=data.targets,
+    )
+    result = {
+        "schema": SCHEMA,
+        "name": name,
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "complete": False,
+        "machine": machine_info(),
+        "threads": threads,
+        "versions": library_versions(),
+        "params": asdict(cfg),
+        "data": {
+            "method": method,
+            "dim": data.dim,
+            "binary": data.binary,
+            "n_database": len(data.database_ids),
+            "n_queries": len(data.query_ids),
+            "n_positive": data.n_positive,
+            "n_negative": data.n_negative,
+        },
+        "runs": [],
+        "errors": [],
+    }
+    for factory in cfg.indexes:
+        for metric in cfg.metrics:
+            try:
+                result["runs"].extend(_run_index(cfg, data, info, folder, factory, metric))
+            except (RuntimeError, MemoryError) as err:  # faiss failure: record and go on
+                log.warning("%s--%s failed: %s", factory, metric, err)
+                result["errors"].append({"index": factory, "metric": metric, "error": str(err).strip()[-500:]})
+            save_json(result, folder / "results.json")
+    result["complete"] = True
+    save_json(result, folder / "results.json")
+    return result
