@@ -1,0 +1,216 @@
+"""A learned adaptation of frozen features (seed 003): a small module trained with symmetric InfoNCE.
+
+Pairs are (query embedding, embedding of its original). `AdaptationTrainer.fit` fits an optional
+PCA on the training pairs only, then trains `Adapter` so a query's adapted embedding is closest to
+its original's; `score` gives top-k accuracy among the distinct originals of held-out pairs, and
+`group_split` keeps every pair of an original on the same side of the split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.decomposition import PCA
+from torch import nn
+from tqdm.auto import trange
+
+from finetuning.losses import symmetric_info_nce
+
+MODELS = ("linear", "linear-relu", "original")
+
+
+class Adapter(nn.Module):
+    """Linear map (identity-initialised when square), optionally followed by ReLU.
+
+    ``kind='original'`` is the seed's module: Linear without bias to `out_dim` (1024) then ReLU.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int | None = None, kind: str = "linear") -> None:
+        super().__init__()
+        if kind not in MODELS:
+            raise ValueError(f"unknown adaptation model {kind!r}; valid: {', '.join(MODELS)}")
+        if out_dim is None:
+            out_dim = 1024 if kind == "original" else in_dim
+        self.kind = kind
+        self.linear = nn.Linear(in_dim, out_dim, bias=kind != "original")
+        if in_dim == out_dim:
+            with torch.no_grad():
+                self.linear.weight.copy_(torch.eye(in_dim) + 0.01 * torch.randn(in_dim, in_dim))
+                if self.linear.bias is not None:
+                    self.linear.bias.zero_()
+        self.relu = kind in ("linear-relu", "original")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.linear(x)
+        return torch.relu(y) if self.relu else y
+
+
+def group_split(groups: Sequence, test_split: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) row indices with about `test_split` of the GROUPS held out; no group on both sides."""
+    if not 0 < test_split < 1:
+        raise ValueError(f"test split must be in (0, 1), got {test_split}")
+    groups = np.asarray(groups)
+    uniq = np.unique(groups)
+    if len(uniq) < 2:
+        raise ValueError(f"need at least 2 distinct originals to split, got {len(uniq)}")
+    rng = np.random.default_rng(seed)
+    n_test = min(len(uniq) - 1, max(1, round(test_split * len(uniq))))
+    test_groups = rng.permutation(uniq)[:n_test]
+    is_test = np.isin(groups, test_groups)
+    return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+
+
+def topk_accuracy(queries: np.ndarray, originals: np.ndarray, groups: Sequence, ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
+    """Share of queries whose original is among the k most cosine-similar distinct originals of the set."""
+    groups = np.asarray(groups)
+    uniq, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    q = F.normalize(torch.as_tensor(np.asarray(queries, dtype=np.float32)), dim=1)
+    o = F.normalize(torch.as_tensor(np.asarray(originals, dtype=np.float32)[first]), dim=1)
+    sims = q @ o.T
+    target = sims[torch.arange(len(q)), torch.as_tensor(inverse)]
+    rank = (sims > target[:, None]).sum(dim=1).numpy()  # 0 = ranked first (ties count in the query's favour)
+    return {f"top{k}": float(np.mean(rank < k)) for k in ks}
+
+
+@dataclass
+class RunResult:
+    """One held-out run: accuracy of the raw (PCA'd) features and of the adapted ones."""
+
+    run: int
+    n_train: int
+    n_test: int
+    baseline: dict[str, float]
+    adapted: dict[str, float]
+    final_loss: float
+
+
+class AdaptationTrainer:
+    """PCA (optional, fitted on training rows only) + `Adapter`, trained with symmetric InfoNCE.
+
+    `batch_size=None` trains full-batch. Learned: `pca_` (or None), `module_`, `losses_`.
+    """
+
+    def __init__(
+        self,
+        model: str = "linear",
+        out_dim: int | None = None,
+        pca: int | None = None,
+        temperature: float = 0.07,
+        epochs: int = 150,
+        batch_size: int | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        self.model = model
+        self.out_dim = out_dim
+        self.pca = pca
+        self.temperature = temperature
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.seed = seed
+        self.device = device
+
+    def _reduce(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        return x if self.pca_ is None else self.pca_.transform(x).astype(np.float32)
+
+    def fit(self, queries: np.ndarray, originals: np.ndarray, groups: Sequence | None = None) -> AdaptationTrainer:
+        """Learn from paired rows (query i copies original i); `groups` marks pairs sharing an original."""
+        queries, originals = np.asarray(queries, np.float32), np.asarray(originals, np.float32)
+        if queries.shape != originals.shape or queries.ndim != 2:
+            raise ValueError(f"queries {queries.shape} and originals {originals.shape} must be (N, D) alike")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        groups = np.arange(len(queries)) if groups is None else np.asarray(groups)
+        torch.manual_seed(self.seed)
+        self.pca_ = None
+        if self.pca:
+            _, first = np.unique(groups, return_index=True)
+            rows = np.concatenate([queries, originals[first]])
+            if self.pca > min(rows.shape):
+                raise ValueError(f"pca={self.pca} exceeds min(n_rows, dim) = {min(rows.shape)} of the training split")
+            self.pca_ = PCA(self.pca, random_state=self.seed).fit(rows)
+        q = torch.as_tensor(self._reduce(queries), device=self.device)
+        o = torch.as_tensor(self._reduce(originals), device=self.device)
+        g = torch.as_tensor(np.unique(groups, return_inverse=True)[1], device=self.device)
+        self.module_ = Adapter(q.shape[1], self.out_dim, self.model).to(self.device)
+        opt = torch.optim.Adam(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        bs = len(q) if not self.batch_size else min(self.batch_size, len(q))
+        gen = torch.Generator().manual_seed(self.seed)
+        self.losses_ = []
+        for _ in trange(self.epochs, desc="adaptation", leave=False, disable=self.epochs < 50):
+            order = torch.randperm(len(q), generator=gen).to(self.device) if bs < len(q) else torch.arange(len(q))
+            total = 0.0
+            for start in range(0, len(q), bs):
+                idx = order[start : start + bs]
+                if len(idx) < 2:
+                    continue
+                loss = symmetric_info_nce(self.module_(q[idx]), self.module_(o[idx]), self.temperature, g[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            self.losses_.append(total / len(q))
+        return self
+
+    @torch.no_grad()
+    def transform(self, x: np.ndarray, batch: int = 65536) -> np.ndarray:
+        """Adapted, L2-normalised features (float32) of any rows of the original feature space."""
+        if not hasattr(self, "module_"):
+            raise RuntimeError("AdaptationTrainer is not fitted: call fit(queries, originals) first")
+        self.module_.eval()
+        out = []
+        for start in range(0, len(x), batch):
+            chunk = torch.as_tensor(self._reduce(x[start : start + batch]), device=self.device)
+            out.append(F.normalize(self.module_(chunk), dim=1).cpu().numpy())
+        dim = self.module_.linear.out_features
+        return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+
+    def score(self, queries: np.ndarray, originals: np.ndarray, groups: Sequence | None = None, ks=(1, 3, 5)) -> dict[str, float]:
+        """Top-k accuracy of adapted queries among the distinct adapted originals."""
+        groups = np.arange(len(queries)) if groups is None else groups
+        return topk_accuracy(self.transform(queries), self.transform(originals), groups, ks)
+
+    def baseline(self, queries: np.ndarray, originals: np.ndarray, groups: Sequence | None = None, ks=(1, 3, 5)) -> dict[str, float]:
+        """Top-k accuracy without the module (after the PCA, if any): what adaptation must beat."""
+        groups = np.arange(len(queries)) if groups is None else groups
+        return topk_accuracy(self._reduce(queries), self._reduce(originals), groups, ks)
+
+
+def cross_validate(
+    queries: np.ndarray,
+    originals: np.ndarray,
+    groups: Sequence,
+    runs: int = 1,
+    test_split: float = 0.25,
+    ks: Sequence[int] = (1, 3, 5),
+    **params,
+) -> list[RunResult]:
+    """`runs` trainings, each on a different group split (seed = run), scored on its held-out originals."""
+    groups = np.asarray(groups)
+    results = []
+    for run in range(runs):
+        train_idx, test_idx = group_split(groups, test_split, seed=run)
+        trainer = AdaptationTrainer(**{**params, "seed": run}).fit(
+            queries[train_idx], originals[train_idx], groups[train_idx]
+        )
+        tq, to, tg = queries[test_idx], originals[test_idx], groups[test_idx]
+        results.append(
+            RunResult(
+                run=run,
+                n_train=len(train_idx),
+                n_test=len(test_idx),
+                baseline=trainer.baseline(tq, to, tg, ks),
+                adapted=trainer.score(tq, to, tg, ks),
+                final_loss=trainer.losses_[-1] if trainer.losses_ else float("nan"),
+            )
+        )
+    return results
