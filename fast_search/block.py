@@ -1,3 +1,4 @@
+# ruff: noqa: E741  (D, I) is faiss's fixed name for k-NN distances and ids
 """Exact k-NN over a database streamed in blocks, with a running top-k heap (bounded memory).
 
 As in faiss contrib's ``knn_ground_truth``: each block is searched exhaustively, its ids are
@@ -61,7 +62,9 @@ def block_search(
             check_finite(np.asarray(block), ids, "database block")
         xb = prepare(block, metric)
         if xb.shape[1] != xq.shape[1]:
-            raise ValueError(f"database block of width {xb.shape[1]} does not match queries of width {xq.shape[1]}")
+            raise ValueError(
+                f"database block of width {xb.shape[1]} does not match queries of width {xq.shape[1]}"
+            )
         start = time.perf_counter()
         D, I = _search_block(xq, xb, min(k, len(xb)), metric)
         I = np.where(I >= 0, I + offset, -1)

@@ -68,7 +68,7 @@ def check_sources(
         infos[role] = [store_info(name, method, features_root) for name in names]
     first = infos["database"][0]
     for role, items in infos.items():
-        for name, info in zip(database if role == "database" else queries, items):
+        for name, info in zip(database if role == "database" else queries, items, strict=False):
             for key in ("method", "dim", "binary"):
                 if info.get(key) != first.get(key):
                     raise ValueError(
@@ -88,8 +88,14 @@ def check_sources(
         "binary": bool(first["binary"]),
         "n_database": int(n_database),
         "n_queries": int(n_queries),
-        "database": [{"dataset": n, "n": i["n"], "files": i["files"]} for n, i in zip(database, infos["database"])],
-        "queries": [{"dataset": n, "n": i["n"], "files": i["files"]} for n, i in zip(queries, infos["queries"])],
+        "database": [
+            {"dataset": n, "n": i["n"], "files": i["files"]}
+            for n, i in zip(database, infos["database"], strict=False)
+        ],
+        "queries": [
+            {"dataset": n, "n": i["n"], "files": i["files"]}
+            for n, i in zip(queries, infos["queries"], strict=False)
+        ],
     }
 
 
@@ -145,7 +151,10 @@ def load_search_data(
 
 
 def database_blocks(
-    database: str | Sequence[str], method: str, features_root: str | os.PathLike = FEATURES_DIR, block_size: int = 65536
+    database: str | Sequence[str],
+    method: str,
+    features_root: str | os.PathLike = FEATURES_DIR,
+    block_size: int = 65536,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(ids, features) blocks of every database dataset (every shard) in order, via `iter_chunks`."""
     for name in _as_list(database, "database"):

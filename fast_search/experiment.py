@@ -1,3 +1,4 @@
+# ruff: noqa: E741  (D, I) is faiss's fixed name for k-NN distances and ids
 """A search experiment: every (index, metric, sweep value) on one database and query set.
 
 `run_experiment` validates everything first (name, existing results, stores, factory strings,
@@ -50,7 +51,9 @@ class ExperimentConfig:
     threads: int | None = None  # None: every core
     batch_size: int = 4096  # queries per faiss call
     block_size: int | None = None  # stream the database in blocks of this many rows (None: load it whole)
-    train_size: int | None = None  # rows used to train approximate indexes (None: all, or 100,000 when streaming)
+    train_size: int | None = (
+        None  # rows used to train approximate indexes (None: all, or 100,000 when streaming)
+    )
     features_root: str = str(FEATURES_DIR)
     results_root: str = str(RESULTS_DIR)
 
@@ -72,14 +75,24 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
 
 
 def library_versions() -> dict:
     import h5py
     import sklearn
 
-    return {"faiss": faiss.__version__, "numpy": np.__version__, "h5py": h5py.__version__, "sklearn": sklearn.__version__}
+    return {
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+        "sklearn": sklearn.__version__,
+    }
 
 
 def run_key(index: str, metric: str, param: str | None, value: int | None) -> str:
@@ -103,7 +116,9 @@ def score(D: np.ndarray, I: np.ndarray, targets: np.ndarray, ks: list[int]) -> d
     for fpr in FPRS:
         tag = f"{fpr * 100:g}pct"
         out[f"recall_at_fpr_{tag}"], out[f"threshold_at_fpr_{tag}"] = M.recall_at_fpr(D, I, targets, fpr)
-    out["recall_at_precision_90"], out["threshold_at_precision_90"] = M.recall_at_precision(D, I, targets, 0.9)
+    out["recall_at_precision_90"], out["threshold_at_precision_90"] = M.recall_at_precision(
+        D, I, targets, 0.9
+    )
     return _clean(out)
 
 
@@ -119,7 +134,9 @@ def _clean(value):
 def _validate(cfg: ExperimentConfig, overwrite: bool) -> tuple[Path, dict]:
     folder = experiment_dir(cfg.name, cfg.results_root)
     if (folder / "results.json").exists() and not overwrite:
-        raise FileExistsError(f"{folder / 'results.json'} exists; pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(
+            f"{folder / 'results.json'} exists; pass overwrite=True (--overwrite) to replace it"
+        )
     if not cfg.ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in cfg.ks):
         raise ValueError(f"ks must be positive integers, got {cfg.ks!r}")
     for name, values in (("nprobes", cfg.nprobes), ("efsearches", cfg.efsearches)):
@@ -130,13 +147,17 @@ def _validate(cfg: ExperimentConfig, overwrite: bool) -> tuple[Path, dict]:
     info = check_sources(cfg.method, cfg.database, cfg.queries, max(cfg.ks), cfg.features_root)
     for metric in cfg.metrics:
         check_metric(metric, info["binary"])
-    train_n = info["n_database"] if cfg.block_size is None else min(info["n_database"], cfg.train_size or 100_000)
+    train_n = (
+        info["n_database"] if cfg.block_size is None else min(info["n_database"], cfg.train_size or 100_000)
+    )
     for factory in cfg.indexes:
         for metric in cfg.metrics:
             make_index(factory, info["dim"], metric, info["binary"])
         nlist = re.search(r"IVF(\d+)", factory)
         if nlist and int(nlist[1]) > train_n:
-            raise ValueError(f"{factory!r} needs at least {nlist[1]} training vectors; the database gives {train_n}")
+            raise ValueError(
+                f"{factory!r} needs at least {nlist[1]} training vectors; the database gives {train_n}"
+            )
     return folder, info
 
 
@@ -155,8 +176,10 @@ def exact_results(cfg, data, info, metric: str, k: int, cache_dir: Path, blocks=
             if str(z["fingerprint"]) == fp and z["I"].shape[1] >= k and z["I"].shape[0] == len(data.queries):
                 return z["D"][:, :k], z["I"][:, :k]
     if blocks is None:
-        blocks = array_blocks(data.database) if data.database is not None else database_blocks(
-            cfg.database, cfg.method, cfg.features_root, cfg.block_size or 65536
+        blocks = (
+            array_blocks(data.database)
+            if data.database is not None
+            else database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size or 65536)
         )
     D, I, _ = block_search(data.queries, blocks, k, metric, total=info["n_database"], progress=True)
     save_exact(path, D, I, fp)
@@ -180,7 +203,7 @@ def _build(cfg, data, factory: str, metric: str) -> FaissIndex:
         if have >= limit:
             break
     index.fit(np.concatenate(train))
-    for ids, block in database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size):
+    for _ids, block in database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size):
         index.add(block)
     return index
 
@@ -190,7 +213,9 @@ def _run_index(cfg, data, info, folder: Path, factory: str, metric: str) -> list
     base = {"index": factory, "metric": metric, "k": kmax, "exact": is_exact(factory)}
     if is_exact(factory) and cfg.block_size is not None:  # bounded memory: block search over the store
         blocks = database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size)
-        D, I, stats = block_search(data.queries, blocks, kmax, metric, total=info["n_database"], progress=True)
+        D, I, stats = block_search(
+            data.queries, blocks, kmax, metric, total=info["n_database"], progress=True
+        )
         save_exact(folder / "cache" / f"exact_{metric}.npz", D, I, _fingerprint(cfg, info, metric))
         dim_bytes = data.dim // 8 if data.binary else data.dim * 4
         timing = {"train_time_s": 0.0, "add_time_s": 0.0, "search_time_s": stats["search_time_s"]}
@@ -204,7 +229,11 @@ def _run_index(cfg, data, info, folder: Path, factory: str, metric: str) -> list
             if param is not None:
                 index.set_param(param, value)
             D, I = index.search(data.queries, kmax)
-            timing = {"train_time_s": index.train_time_, "add_time_s": index.add_time_, "search_time_s": index.search_time_}
+            timing = {
+                "train_time_s": index.train_time_,
+                "add_time_s": index.add_time_,
+                "search_time_s": index.search_time_,
+            }
             sweeps.append((param, value, D, I, timing, index.memory_bytes()))
         if is_exact(factory):
             save_exact(folder / "cache" / f"exact_{metric}.npz", D, I, _fingerprint(cfg, info, metric))
@@ -257,11 +286,15 @@ def run_experiment(
     queries = [queries] if isinstance(queries, str) else list(queries)
     unknown = set(params) - {f for f in ExperimentConfig.__dataclass_fields__} - {"name", "method"}
     if unknown:
-        raise TypeError(f"unknown parameters {sorted(unknown)}; valid: {sorted(ExperimentConfig.__dataclass_fields__)}")
+        raise TypeError(
+            f"unknown parameters {sorted(unknown)}; valid: {sorted(ExperimentConfig.__dataclass_fields__)}"
+        )
     params = {k: (str(v) if k.endswith("_root") else v) for k, v in params.items()}
     cfg = ExperimentConfig(name=name, method=method, database=database, queries=queries, **params)
     folder, info = _validate(cfg, overwrite)
-    data = load_search_data(method, database, queries, cfg.features_root, load_database=cfg.block_size is None)
+    data = load_search_data(
+        method, database, queries, cfg.features_root, load_database=cfg.block_size is None
+    )
     threads = cfg.threads or os.cpu_count() or 1
     faiss.omp_set_num_threads(threads)
     if overwrite and folder.exists():
@@ -301,7 +334,9 @@ def run_experiment(
                 result["runs"].extend(_run_index(cfg, data, info, folder, factory, metric))
             except (RuntimeError, MemoryError) as err:  # faiss failure: record and go on
                 log.warning("%s--%s failed: %s", factory, metric, err)
-                result["errors"].append({"index": factory, "metric": metric, "error": str(err).strip()[-500:]})
+                result["errors"].append(
+                    {"index": factory, "metric": metric, "error": str(err).strip()[-500:]}
+                )
             save_json(result, folder / "results.json")
     result["complete"] = True
     save_json(result, folder / "results.json")

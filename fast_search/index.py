@@ -1,3 +1,4 @@
+# ruff: noqa: E741  (D, I) is faiss's fixed name for k-NN distances and ids
 """faiss indexes named by their factory strings, metrics, and the distance convention.
 
 The vocabulary is faiss's own: any `faiss.index_factory` string for float features (``Flat``,
@@ -42,7 +43,9 @@ def check_metric(metric: str, binary: bool) -> str:
     if metric not in valid:
         kind = "binary (hash)" if binary else "float"
         known = "" if metric in METRICS else f"unknown metric {metric!r}; "
-        raise ValueError(f"{known}metric {metric!r} does not apply to {kind} features; valid: {', '.join(valid)}")
+        raise ValueError(
+            f"{known}metric {metric!r} does not apply to {kind} features; valid: {', '.join(valid)}"
+        )
     return metric
 
 
@@ -169,7 +172,9 @@ class FaissIndex:
     Learned attributes: ``index_``, ``ntotal_``, ``train_time_``, ``add_time_``, ``search_time_``.
     """
 
-    def __init__(self, factory: str = "Flat", metric: str = "L2", binary: bool = False, batch_size: int = 4096):
+    def __init__(
+        self, factory: str = "Flat", metric: str = "L2", binary: bool = False, batch_size: int = 4096
+    ):
         self.factory = factory
         self.metric = metric
         self.binary = binary
@@ -218,7 +223,9 @@ class FaissIndex:
         I = np.empty((len(xq), k), np.int64)
         start = time.perf_counter()
         for s in range(0, len(xq), self.batch_size):
-            D[s : s + self.batch_size], I[s : s + self.batch_size] = self.index_.search(xq[s : s + self.batch_size], k)
+            D[s : s + self.batch_size], I[s : s + self.batch_size] = self.index_.search(
+                xq[s : s + self.batch_size], k
+            )
         self.search_time_ = time.perf_counter() - start
         return to_distance(D, self.metric), I
 

@@ -1,3 +1,4 @@
+# ruff: noqa: E741  (D, I) is faiss's fixed name for k-NN distances and ids
 """Retrieval measures for copy detection, computed from k-NN results `(D, I)` and ground truth.
 
 Conventions shared by every function:
@@ -134,7 +135,14 @@ def threshold_curve(D: np.ndarray, I: np.ndarray, targets: np.ndarray) -> dict[s
         recall = tp / n_pos if n_pos else np.full(len(tp), np.nan)
         fpr = fp / n_neg if n_neg else np.full(len(fp), np.nan)
         precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
-    return {"thresholds": thresholds, "tp": tp, "fp": fp, "recall": recall, "fpr": fpr, "precision": precision}
+    return {
+        "thresholds": thresholds,
+        "tp": tp,
+        "fp": fp,
+        "recall": recall,
+        "fpr": fpr,
+        "precision": precision,
+    }
 
 
 def roc_auc(D: np.ndarray, I: np.ndarray, targets: np.ndarray) -> float:
@@ -228,7 +236,9 @@ def recall_vs_exact(I: np.ndarray, I_exact: np.ndarray, k: int | None = None) ->
     """
     I, I_exact = np.asarray(I), np.asarray(I_exact)
     if I.ndim != 2 or I_exact.ndim != 2 or I.shape[0] != I_exact.shape[0]:
-        raise ValueError(f"I {I.shape} and I_exact {I_exact.shape} must be 2-D with the same number of queries")
+        raise ValueError(
+            f"I {I.shape} and I_exact {I_exact.shape} must be 2-D with the same number of queries"
+        )
     k = _check_k(k if k is not None else min(I.shape[1], I_exact.shape[1]), min(I.shape[1], I_exact.shape[1]))
     if I.shape[0] == 0:
         return math.nan

@@ -1,0 +1,52 @@
+"""Neighbour galleries of an experiment: `python explore_neighbors.py NAME` -> Results/NAME/neighbors/index.html.
+
+One image per query (or a random sample): the query, its true original and its k nearest
+neighbours with distances, framed green (the original) or red, sorted into correct/ and incorrect/.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from fast_search import explore_neighbors
+from helpers.paths import DATASETS_DIR, RESULTS_DIR
+
+NAME = "demo"
+RUN = None  # a run key of results.json, e.g. "Flat--cosine"; None: the first exact run
+K = 10
+SAMPLE = 100  # queries drawn at random; 0: every query
+SEED = 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", nargs="?", default=NAME, help="experiment name under the results root")
+    p.add_argument("--run", default=RUN, help="run key, e.g. 'IVF64,Flat--cosine--nprobe=16'")
+    p.add_argument("--k", type=int, default=K, help="neighbours shown per query")
+    p.add_argument("--sample", type=int, default=SAMPLE, help="random queries to draw (0: all)")
+    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="distance under which a negative query counts as a false match (default: 1%% FPR threshold)",
+    )
+    p.add_argument("--results-root", default=str(RESULTS_DIR))
+    p.add_argument("--datasets-root", default=str(DATASETS_DIR))
+    args = p.parse_args(argv)
+    page = explore_neighbors(
+        args.name,
+        run=args.run,
+        k=args.k,
+        sample=args.sample or None,
+        seed=args.seed,
+        threshold=args.threshold,
+        results_root=args.results_root,
+        datasets_root=args.datasets_root,
+    )
+    print(page)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

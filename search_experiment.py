@@ -1,0 +1,94 @@
+"""Run a search experiment: `python search_experiment.py NAME [flags]` -> Results/NAME/results.json.
+
+Edit the defaults below or pass flags; every value ends up in results.json under ``params``.
+An existing experiment is never overwritten unless --overwrite is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from fast_search import format_table, run_experiment, summary_rows
+from helpers.paths import FEATURES_DIR, RESULTS_DIR
+
+METHOD = "dhash"
+DATABASE = ["demo_original", "demo_distractors"]
+QUERIES = ["demo_attacks", "demo_negatives"]
+INDEXES = ["BFlat"]  # faiss factory strings: Flat, IVF1024,Flat, HNSW32, ... (binary: BFlat, BIVF64, BHNSW32)
+METRICS = ["hamming"]  # float features: L2, cosine, IP, L1; hashes: hamming
+KS = [1, 5, 10]
+NPROBES = [1, 4, 16, 64]
+EFSEARCHES = [16, 64, 256]
+THREADS = None  # None: all cores
+BLOCK_SIZE = None  # stream the database in blocks of this many rows (bounded memory); None: load it whole
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", help="experiment name (a folder under the results root; no '/')")
+    g = p.add_argument_group("data")
+    g.add_argument("--method", default=METHOD, help="feature method (store file name)")
+    g.add_argument(
+        "--database", nargs="+", default=DATABASE, help="database datasets (originals + distractors)"
+    )
+    g.add_argument("--queries", nargs="+", default=QUERIES, help="query datasets")
+    g.add_argument("--features-root", default=str(FEATURES_DIR))
+    g.add_argument("--results-root", default=str(RESULTS_DIR))
+    g = p.add_argument_group("search")
+    g.add_argument(
+        "--indexes", nargs="+", default=INDEXES, help="faiss factory strings, e.g. Flat 'IVF64,Flat' HNSW32"
+    )
+    g.add_argument(
+        "--metrics", nargs="+", default=METRICS, help="L2 cosine IP L1 (float) or hamming (binary)"
+    )
+    g.add_argument("--k", type=_ints, default=KS, dest="ks", help="comma-separated k values, e.g. 1,5,10")
+    g.add_argument(
+        "--nprobe", type=_ints, default=NPROBES, dest="nprobes", help="IVF nprobe sweep, e.g. 1,4,16"
+    )
+    g.add_argument(
+        "--efsearch", type=_ints, default=EFSEARCHES, dest="efsearches", help="HNSW efSearch sweep"
+    )
+    g.add_argument("--threads", type=int, default=THREADS, help="faiss OpenMP threads (default: all cores)")
+    g.add_argument(
+        "--block-size", type=int, default=BLOCK_SIZE, help="stream the database in blocks of N rows"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing Results/NAME")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    result = run_experiment(
+        args.name,
+        args.method,
+        args.database,
+        args.queries,
+        overwrite=args.overwrite,
+        indexes=args.indexes,
+        metrics=args.metrics,
+        ks=args.ks,
+        nprobes=args.nprobes,
+        efsearches=args.efsearches,
+        threads=args.threads,
+        block_size=args.block_size,
+        features_root=args.features_root,
+        results_root=args.results_root,
+    )
+    print(format_table(summary_rows(result)))
+    for err in result["errors"]:
+        print(f"skipped {err['index']} {err['metric']}: {err['error']}")
+    print(f"results: {args.results_root}/{args.name}/results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
