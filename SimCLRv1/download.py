@@ -1,0 +1,102 @@
+"""Download an official SimCLR v1 checkpoint and convert it to PyTorch.
+
+    cd SimCLRv1 && python3 download.py --model 4x --simclr_category pretrain
+
+Writes `torch_checkpoints/{Pretrained|Finetuned_100pct|Finetuned_10pct}/resnet50-{w}x.pth`, a plain
+dict {'state_dict': ResNet-50 state dict including the fc weight and bias}, loadable with
+torch.load(..., weights_only=True). Needs network and TensorFlow (`pip install -r requirements-convert.txt`);
+the TF files go to `tf_checkpoints/` (--keep-tf/--remove-tf).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python3 download.py` from inside SimCLRv1/
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from SimCLRv1.resnet_wider import MODELS, parse_model_name  # noqa: E402
+
+# ---- editable defaults (each is also a command-line flag) --------------------------------------
+MODEL = "4x"
+CATEGORY = "pretrain"
+KEEP_TF = True
+ROOT = Path(__file__).resolve().parent  # tf_checkpoints/ and torch_checkpoints/ go here
+
+BASE_URL = "https://storage.googleapis.com/simclr-checkpoints/simclrv1/{category}/{model}/"
+STEPS = {"pretrain": {"1x": 225206, "2x": 225206, "4x": 225206},
+         "finetune_100pct": {"1x": 9384, "2x": 18768, "4x": 4692},
+         "finetune_10pct": {"1x": 939, "2x": 939, "4x": 470}}
+FOLDERS = {"pretrain": "Pretrained", "finetune_100pct": "Finetuned_100pct", "finetune_10pct": "Finetuned_10pct"}
+
+
+def _check(model: str, category: str) -> None:
+    parse_model_name(model)
+    if category not in STEPS:
+        raise ValueError(f"unknown SimCLR v1 category {category!r}; valid: {', '.join(STEPS)}")
+
+
+def torch_checkpoint_path(model: str = MODEL, category: str = CATEGORY, root: str | Path = ROOT) -> Path:
+    """Where download.py writes (and the extractor reads) one converted v1 checkpoint."""
+    _check(model, category)
+    return Path(root) / "torch_checkpoints" / FOLDERS[category] / f"resnet50-{model}.pth"
+
+
+def download_command(model: str = MODEL, category: str = CATEGORY) -> str:
+    """The shell command that creates torch_checkpoint_path(model, category)."""
+    return f"cd SimCLRv1 && python3 download.py --model {model} --simclr_category {category}"
+
+
+def download_and_convert(model: str = MODEL, category: str = CATEGORY, keep_tf: bool = KEEP_TF,
+                         root: str | Path = ROOT, force: bool = False, all_files: bool = False,
+                         ignore: tuple[str, ...] = ()) -> Path:
+    """Fetch one released v1 checkpoint, convert it (strictly, by name) and save it; returns the .pth path."""
+    from SimCLRv1.convert import convert_v1
+    from SimCLRv2.tf_checkpoint import fetch_and_convert
+
+    _check(model, category)
+    tf_folder = Path(root) / "tf_checkpoints" / FOLDERS[category] / model
+    return fetch_and_convert(
+        BASE_URL.format(category=category, model=model), STEPS[category][model], tf_folder,
+        torch_checkpoint_path(model, category, root),
+        lambda prefix: convert_v1(prefix, parse_model_name(model), ignore=ignore),
+        keep_tf=keep_tf, force=force, all_files=all_files)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=MODEL, choices=MODELS)
+    parser.add_argument("--simclr_category", default=CATEGORY, choices=list(STEPS))
+    tf_files = parser.add_mutually_exclusive_group()
+    tf_files.add_argument("--keep-tf", dest="keep_tf", action="store_true", default=KEEP_TF,
+                          help="keep the downloaded TensorFlow files (default)")
+    tf_files.add_argument("--remove-tf", dest="keep_tf", action="store_false",
+                          help="delete the TensorFlow files after a successful conversion")
+    parser.add_argument("--root", type=Path, default=ROOT, help="folder for tf_checkpoints/ and torch_checkpoints/")
+    parser.add_argument("--force", action="store_true", help="convert again even if the .pth exists")
+    parser.add_argument("--all-files", action="store_true", help="also fetch graph.pbtxt and the .meta graph")
+    parser.add_argument("--ignore-tf", action="append", default=[], metavar="PATTERN",
+                        help="fnmatch pattern of extra TF variables to leave out (repeatable)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    path = download_and_convert(args.model, args.simclr_category, args.keep_tf, args.root, args.force,
+                                args.all_files, tuple(args.ignore_tf))
+    print(f"PyTorch checkpoint: {path}")
+    return path
+
+
+if __name__ == "__main__":
+    from helpers.download import DownloadError
+    from SimCLRv2.tf_checkpoint import ConversionError
+
+    try:
+        main()
+    except (DownloadError, ConversionError, FileNotFoundError, ImportError) as err:
+        sys.exit(f"error: {err}")

@@ -1,0 +1,112 @@
+"""Download an official SimCLR v2 checkpoint and convert it to PyTorch.
+
+    cd SimCLRv2 && python3 download.py --model r50_2x_sk1 --simclr_category pretrained --ema
+
+Writes `torch_checkpoints/{Pretrained|Finetuned_100pct|...}/{model}[_ema].pth`, a plain dict
+{'encoder': backbone + fc state dict, 'head': contrastive head state dict} (no 'head' with
+--supervised), loadable with torch.load(..., weights_only=True). Needs network and TensorFlow
+(`pip install -r requirements-convert.txt`); the TF files go to `tf_checkpoints/` (--keep-tf/--remove-tf).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python3 download.py` from inside SimCLRv2/
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from SimCLRv2.resnet import MODELS  # noqa: E402
+
+# ---- editable defaults (each is also a command-line flag) --------------------------------------
+MODEL = "r50_2x_sk1"
+CATEGORY = "pretrained"
+EMA = True
+SUPERVISED = None  # None: only for the 'supervised' category (its contrastive head is untrained)
+KEEP_TF = True
+ROOT = Path(__file__).resolve().parent  # tf_checkpoints/ and torch_checkpoints/ go here
+
+BASE_URL = "https://storage.googleapis.com/simclr-checkpoints/simclrv2/{category}/{model}/"
+STEPS = {"pretrained": 250228, "finetuned_100pct": 37535, "finetuned_10pct": 3754,
+         "finetuned_1pct": 751, "supervised": 28151}
+FOLDERS = {"pretrained": "Pretrained", "finetuned_100pct": "Finetuned_100pct", "finetuned_10pct": "Finetuned_10pct",
+           "finetuned_1pct": "Finetuned_1pct", "supervised": "Supervised"}
+
+
+def _check(model: str, category: str) -> None:
+    if model not in MODELS:
+        raise ValueError(f"unknown SimCLR v2 model {model!r}; valid: {', '.join(MODELS)}")
+    if category not in STEPS:
+        raise ValueError(f"unknown SimCLR v2 category {category!r}; valid: {', '.join(STEPS)}")
+
+
+def torch_checkpoint_path(model: str = MODEL, category: str = CATEGORY, ema: bool = EMA,
+                          root: str | Path = ROOT) -> Path:
+    """Where download.py writes (and the extractor reads) one converted v2 checkpoint."""
+    _check(model, category)
+    return Path(root) / "torch_checkpoints" / FOLDERS[category] / f"{model}{'_ema' if ema else ''}.pth"
+
+
+def download_command(model: str = MODEL, category: str = CATEGORY, ema: bool = EMA) -> str:
+    """The shell command that creates torch_checkpoint_path(model, category, ema)."""
+    return (f"cd SimCLRv2 && python3 download.py --model {model} --simclr_category {category} "
+            f"{'--ema' if ema else '--no-ema'}")
+
+
+def download_and_convert(model: str = MODEL, category: str = CATEGORY, ema: bool = EMA,
+                         supervised: bool | None = SUPERVISED, keep_tf: bool = KEEP_TF, root: str | Path = ROOT,
+                         force: bool = False, all_files: bool = False, ignore: tuple[str, ...] = ()) -> Path:
+    """Fetch one released v2 checkpoint, convert it (strictly, by name) and save it; returns the .pth path."""
+    from SimCLRv2.convert import convert_v2
+    from SimCLRv2.tf_checkpoint import fetch_and_convert
+
+    _check(model, category)
+    supervised = category == "supervised" if supervised is None else supervised
+    tf_folder = Path(root) / "tf_checkpoints" / FOLDERS[category] / model
+    return fetch_and_convert(
+        BASE_URL.format(category=category, model=model), STEPS[category], tf_folder,
+        torch_checkpoint_path(model, category, ema, root),
+        lambda prefix: convert_v2(prefix, model, ema=ema, supervised=supervised, ignore=ignore),
+        keep_tf=keep_tf, force=force, all_files=all_files)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=MODEL, choices=MODELS)
+    parser.add_argument("--simclr_category", default=CATEGORY, choices=list(STEPS))
+    parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=EMA,
+                        help="convert the exponential-moving-average weights (default: %(default)s)")
+    parser.add_argument("--supervised", action=argparse.BooleanOptionalAction, default=SUPERVISED,
+                        help="skip the contrastive head (default: only for --simclr_category supervised)")
+    tf_files = parser.add_mutually_exclusive_group()
+    tf_files.add_argument("--keep-tf", dest="keep_tf", action="store_true", default=KEEP_TF,
+                          help="keep the downloaded TensorFlow files (default)")
+    tf_files.add_argument("--remove-tf", dest="keep_tf", action="store_false",
+                          help="delete the TensorFlow files after a successful conversion")
+    parser.add_argument("--root", type=Path, default=ROOT, help="folder for tf_checkpoints/ and torch_checkpoints/")
+    parser.add_argument("--force", action="store_true", help="convert again even if the .pth exists")
+    parser.add_argument("--all-files", action="store_true", help="also fetch graph.pbtxt and the .meta graph")
+    parser.add_argument("--ignore-tf", action="append", default=[], metavar="PATTERN",
+                        help="fnmatch pattern of extra TF variables to leave out (repeatable)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    path = download_and_convert(args.model, args.simclr_category, args.ema, args.supervised, args.keep_tf,
+                                args.root, args.force, args.all_files, tuple(args.ignore_tf))
+    print(f"PyTorch checkpoint: {path}")
+    return path
+
+
+if __name__ == "__main__":
+    from helpers.download import DownloadError
+    from SimCLRv2.tf_checkpoint import ConversionError
+
+    try:
+        main()
+    except (DownloadError, ConversionError, FileNotFoundError, ImportError) as err:
+        sys.exit(f"error: {err}")

@@ -1,0 +1,121 @@
+"""Resumable HTTP downloads with progress bars and size checks (used by the SimCLR download scripts).
+
+A file is streamed to `<name>.part`; an interrupted download resumes from there with an HTTP Range
+request, and the file only gets its final name once its size matches what the server announced
+(Content-Length / Content-Range). A final name on disk therefore always means a complete file.
+This is the only module that touches the network, and only when a download script calls it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import requests
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1 << 20
+TIMEOUT = (15.0, 60.0)  # connect, read (seconds)
+RETRIES = 3  # attempts without progress before giving up
+BACKOFF = 1.0  # seconds, doubled after each failed attempt
+
+
+class DownloadError(RuntimeError):
+    """A download failed for good: the message names the URL and what went wrong."""
+
+
+def _total_from_range(header: str | None) -> tuple[int | None, int | None]:
+    """'bytes 100-199/1000' -> (100, 1000); 'bytes */1000' -> (None, 1000)."""
+    m = re.match(r"bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)", header or "")
+    if not m:
+        return None, None
+    start = int(m.group(1)) if m.group(1) is not None else None
+    return start, (int(m.group(2)) if m.group(2) != "*" else None)
+
+
+def _attempt(session: requests.Session, url: str, part: Path, chunk_size: int, timeout, progress: bool
+             ) -> int | None:
+    """One GET (with Range when `part` exists) appended to `part`; returns the expected total size."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    with session.get(url, stream=True, timeout=timeout, headers=headers) as resp:
+        if resp.status_code == 416:  # nothing left to send: complete, or the part is larger than the file
+            _, total = _total_from_range(resp.headers.get("Content-Range"))
+            if total is not None and total == have:
+                return total
+            log.warning("%s: partial file (%d bytes) does not fit the remote file (%s bytes); restarting",
+                        url, have, total)
+            part.unlink()
+            raise requests.ConnectionError("range not satisfiable; restarting from zero")
+        if resp.status_code >= 500:  # server trouble: worth retrying
+            raise requests.HTTPError(f"HTTP {resp.status_code} {resp.reason}")
+        if resp.status_code >= 400:
+            raise DownloadError(f"{url}: HTTP {resp.status_code} {resp.reason}")
+        length = resp.headers.get("Content-Length")
+        if resp.status_code == 206:
+            start, total = _total_from_range(resp.headers.get("Content-Range"))
+            if start != have:
+                part.unlink()
+                raise requests.ConnectionError(f"server resumed at byte {start}, not {have}; restarting")
+            if total is None and length is not None:
+                total = have + int(length)
+            mode = "ab"
+        else:  # 200: the server sent the whole file (it may ignore Range)
+            have, total, mode = 0, (int(length) if length is not None else None), "wb"
+        with open(part, mode) as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
+                                         unit_divisor=1024, desc=part.name[:-5], disable=not progress) as bar:
+            for chunk in resp.iter_content(chunk_size=chunk_size):
+                f.write(chunk)
+                bar.update(len(chunk))
+    return total
+
+
+def download_file(url: str, dest: str | Path, *, session: requests.Session | None = None,
+                  chunk_size: int = CHUNK_SIZE, timeout=TIMEOUT, retries: int = RETRIES,
+                  backoff: float = BACKOFF, progress: bool = True) -> Path:
+    """Download `url` to `dest` (skipped if `dest` exists), resuming cut transfers; returns `dest`.
+
+    Raises DownloadError naming the URL when the server answers an HTTP error (404, ...), when it
+    cannot be reached (offline), or when the size never matches its Content-Length after `retries`
+    attempts without progress. The partial file is kept, so running again resumes.
+    """
+    dest = Path(dest)
+    if dest.is_file():
+        log.info("%s already downloaded", dest)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    session = session or requests.Session()
+    failures, last_error = 0, None
+    while True:
+        before = part.stat().st_size if part.exists() else 0
+        try:
+            total = _attempt(session, url, part, chunk_size, timeout, progress)
+            size = part.stat().st_size if part.exists() else 0
+            if total is None or size == total:
+                part.replace(dest)
+                return dest
+            if size > total:
+                part.unlink()
+            last_error = f"size mismatch: {size} bytes received, the server announced {total}"
+        except requests.RequestException as err:
+            last_error = f"{type(err).__name__}: {err}"
+        after = part.stat().st_size if part.exists() else 0
+        failures = 0 if after > before else failures + 1
+        if failures > retries:
+            break
+        log.warning("%s: %s; retrying (%d/%d)", url, last_error, failures, retries)
+        time.sleep(backoff * 2 ** max(failures - 1, 0))
+    kept = f"; {after} bytes kept in {part}, run again to resume" if after else ""
+    raise DownloadError(f"could not download {url} ({last_error}){kept}. "
+                        "Check the network connection (are you offline?) and the URL.")
+
+
+def download_files(base_url: str, names: Iterable[str], folder: str | Path, **kwargs) -> list[Path]:
+    """Download `base_url + name` into `folder` for each name (see download_file)."""
+    return [download_file(base_url + name, Path(folder) / name, **kwargs) for name in names]
