@@ -31,6 +31,7 @@ FLOAT_METRICS = ("L2", "cosine", "IP", "L1")
 BINARY_METRICS = ("hamming",)
 #: Components that faiss 1.15 cannot train or search with METRIC_L1 (k-means on codes is L2 only).
 _NO_L1 = re.compile(r"PQ|SQ|LSH|RaBitQ|RQ|LSQ|NSG")
+_BINARY_PREFIX = re.compile(r"B(Flat|IVF|HNSW|Hash|MultiHash)")
 _FLOAT_EXAMPLES = "Flat, IVF1024,Flat, IVF1024,PQ16, HNSW32, OPQ16,IVF256,PQ16, PCA128,Flat"
 _BINARY_EXAMPLES = "BFlat, BIVF64, BHNSW32"
 #: Sweep parameter of each kind of index, set through faiss.ParameterSpace (binary: attributes).
@@ -84,7 +85,7 @@ def make_index(factory: str, dim: int, metric: str, binary: bool):
                 f"faiss cannot build binary index {factory!r} for {dim} bits ({_last_line(err)}); "
                 f"valid examples: {_BINARY_EXAMPLES}"
             ) from None
-    if factory.startswith("B"):
+    if _BINARY_PREFIX.match(factory):
         raise ValueError(f"{factory!r} is a binary index; float features need one of: {_FLOAT_EXAMPLES}")
     if metric == "L1" and _NO_L1.search(factory):
         raise ValueError(

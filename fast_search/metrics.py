@@ -175,15 +175,15 @@ def recall_at_fpr(D: np.ndarray, I: np.ndarray, targets: np.ndarray, fpr: float)
     if np.isnan(c["recall"]).any() or np.isnan(c["fpr"]).any():
         return math.nan, math.nan
     ok = np.flatnonzero(c["fpr"] <= fpr + 1e-12)
-    best = ok[np.argmax(c["recall"][ok])]
+    best = ok[np.flatnonzero(c["recall"][ok] == c["recall"][ok].max())[-1]]  # largest such threshold
     return float(c["recall"][best]), float(c["thresholds"][best])
 
 
 def recall_at_precision(D: np.ndarray, I: np.ndarray, targets: np.ndarray, precision: float = 0.9):
     """Best recall at a threshold whose precision is ``>= precision``, and that threshold.
 
-    Only thresholds that accept at least one query count; ``(0.0, -inf)`` if none reaches the
-    precision, ``(nan, nan)`` without positive queries.
+    The threshold is the largest one reaching that recall. Only thresholds that accept at least one
+    query count; ``(0.0, -inf)`` if none reaches the precision, ``(nan, nan)`` without positive queries.
 
     >>> recall_at_precision(np.array([[0.1], [0.5], [0.3]]), np.array([[1], [0], [5]]), np.array([1, 0, -1]))
     (0.5, 0.1)
@@ -196,7 +196,7 @@ def recall_at_precision(D: np.ndarray, I: np.ndarray, targets: np.ndarray, preci
     ok = np.flatnonzero((c["precision"] >= precision - 1e-12) & (c["tp"] + c["fp"] > 0))
     if not len(ok):
         return 0.0, -math.inf
-    best = ok[np.argmax(c["recall"][ok])]
+    best = ok[np.flatnonzero(c["recall"][ok] == c["recall"][ok].max())[-1]]  # largest such threshold
     return float(c["recall"][best]), float(c["thresholds"][best])
 
 

@@ -1,0 +1,156 @@
+"""run_experiment: the results.json schema, refusal to overwrite, errors before any work, caching."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from extractor.store import store_path, write_features
+from fast_search import run_experiment
+from fast_search.experiment import SCHEMA
+
+from .conftest import DATABASE, QUERIES, make_stores
+
+RUN_KEYS = {
+    "key", "index", "metric", "k", "exact", "param", "value", "recall_at_k", "map_at_k", "roc_auc", "micro_ap",
+    "recall_at_fpr_1pct", "threshold_at_fpr_1pct", "recall_at_fpr_0.1pct", "threshold_at_fpr_0.1pct",
+    "recall_at_precision_90", "threshold_at_precision_90", "recall_vs_exact", "train_time_s", "add_time_s",
+    "search_time_s", "queries_per_s", "index_bytes", "file",
+}  # fmt: skip
+
+
+def _run(stores, tmp_path, name="exp", **kw):
+    kw.setdefault("indexes", ["Flat", "IVF4,Flat"])
+    kw.setdefault("metrics", ["cosine", "L2"])
+    kw.setdefault("ks", [1, 5])
+    kw.setdefault("nprobes", [1, 4])
+    return run_experiment(
+        name,
+        kw.pop("method", "feat"),
+        DATABASE,
+        QUERIES,
+        features_root=stores,
+        results_root=tmp_path / "R",
+        **kw,
+    )
+
+
+def test_results_json_schema(stores, tmp_path):
+    res = _run(stores, tmp_path)
+    on_disk = json.loads((tmp_path / "R" / "exp" / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(res))
+    assert on_disk["schema"] == SCHEMA and on_disk["complete"] is True
+    assert set(on_disk) >= {"machine", "threads", "versions", "params", "data", "runs", "errors", "created"}
+    assert on_disk["machine"]["cores"] >= 1 and "faiss" in on_disk["versions"]
+    assert on_disk["params"]["indexes"] == ["Flat", "IVF4,Flat"] and on_disk["params"]["ks"] == [1, 5]
+    assert on_disk["data"] == {
+        "method": "feat", "dim": 16, "binary": False, "n_database": 120, "n_queries": 46,
+        "n_positive": 40, "n_negative": 6,
+    }  # fmt: skip
+    keys = [r["key"] for r in on_disk["runs"]]
+    assert keys == [
+        "Flat--cosine", "Flat--L2", "IVF4,Flat--cosine--nprobe=1", "IVF4,Flat--cosine--nprobe=4",
+        "IVF4,Flat--L2--nprobe=1", "IVF4,Flat--L2--nprobe=4",
+    ]  # fmt: skip
+    for run in on_disk["runs"]:
+        assert set(run) == RUN_KEYS
+        assert set(run["recall_at_k"]) == {"1", "5"}
+        assert 0 <= run["recall_at_k"]["1"] <= run["recall_at_k"]["5"] <= 1
+        assert run["index_bytes"] > 0 and run["queries_per_s"] > 0
+        with np.load(tmp_path / "R" / "exp" / run["file"]) as z:
+            assert z["I"].shape == (46, 5)
+    flat = on_disk["runs"][0]
+    assert flat["recall_at_k"]["1"] > 0.9 and flat["recall_vs_exact"] == 1.0
+    ivf_full = on_disk["runs"][3]  # nprobe = nlist: exact
+    assert ivf_full["recall_vs_exact"] == pytest.approx(1.0)
+    assert (tmp_path / "R" / "exp" / "cache" / "exact_cosine.npz").is_file()
+
+
+def test_refuses_to_overwrite_and_bad_names(stores, tmp_path):
+    _run(stores, tmp_path, indexes=["Flat"], metrics=["L2"])
+    with pytest.raises(FileExistsError, match="overwrite"):
+        _run(stores, tmp_path, indexes=["Flat"], metrics=["L2"])
+    res = _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine"], overwrite=True)
+    assert [r["key"] for r in res["runs"]] == ["Flat--cosine"]
+    for bad in ("a/b", "", ".."):
+        with pytest.raises(ValueError, match="plain folder name"):
+            _run(stores, tmp_path, name=bad)
+
+
+def test_binary_experiment(binary_stores, tmp_path):
+    res = _run(
+        binary_stores, tmp_path, method="hash", indexes=["BFlat", "BIVF4"], metrics=["hamming"], ks=[1, 3]
+    )
+    keys = [r["key"] for r in res["runs"]]
+    assert keys == ["BFlat--hamming", "BIVF4--hamming--nprobe=1", "BIVF4--hamming--nprobe=4"]
+    assert res["runs"][0]["recall_at_k"]["1"] == 1.0  # 5 % flipped bits of 64: originals are nearest
+    assert res["runs"][-1]["recall_vs_exact"] > 0.5
+
+
+def test_block_mode_matches_in_memory(stores, tmp_path):
+    a = _run(stores, tmp_path, name="mem", indexes=["Flat"], metrics=["L2"])
+    b = _run(stores, tmp_path, name="blk", indexes=["Flat"], metrics=["L2"], block_size=16)
+    for key in ("recall_at_k", "micro_ap", "roc_auc", "recall_at_fpr_1pct"):
+        assert a["runs"][0][key] == pytest.approx(b["runs"][0][key])
+    c = _run(
+        stores, tmp_path, name="blk_ivf", indexes=["IVF4,Flat"], metrics=["L2"], block_size=16, nprobes=[4]
+    )
+    assert c["runs"][0]["recall_vs_exact"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "kw,error,match",
+    [
+        ({"indexes": ["Bogus"]}, ValueError, "cannot build index 'Bogus'"),
+        ({"metrics": ["euclid"]}, ValueError, "unknown metric 'euclid'.*valid: L2, cosine, IP, L1"),
+        ({"ks": [1, 500]}, ValueError, "k=500 is larger than the database"),
+        ({"ks": [0]}, ValueError, "positive integers"),
+        ({"indexes": ["IVF4096,Flat"]}, ValueError, "at least 4096 training vectors"),
+        ({"indexes": ["IVF4,PQ4"], "metrics": ["L1"]}, ValueError, "METRIC_L1"),
+        ({"method": "nothing"}, FileNotFoundError, "no features"),
+        ({"bogus_param": 1}, TypeError, "unknown parameters"),
+    ],
+)
+def test_errors_before_any_work(stores, tmp_path, kw, error, match):
+    with pytest.raises((error, ValueError), match=match):
+        _run(stores, tmp_path, **kw)
+    assert not (tmp_path / "R" / "exp").exists()
+
+
+def test_dimension_method_and_empty_mismatch(tmp_path):
+    root = make_stores(tmp_path / "F")
+    path = store_path("demo_negatives", "feat", root)
+    path.unlink()
+    write_features(path, ["demo_negatives/1_a"], np.zeros((1, 8), "f4"), method="feat")
+    with pytest.raises(ValueError, match="dim=8 but database 'demo_original' has dim=16"):
+        _run(root, tmp_path)
+    path.unlink()
+    write_features(path, ["demo_negatives/1_a"], np.zeros((1, 16), "f4"), method="other")
+    with pytest.raises(ValueError, match="method='other'.*same method"):
+        _run(root, tmp_path)
+    root2 = make_stores(tmp_path / "F2")
+    for name in DATABASE:
+        store_path(name, "feat", root2).unlink()
+        write_features(store_path(name, "feat", root2), [], np.zeros((0, 16), "f4"), method="feat")
+    with pytest.raises(ValueError, match="holds no feature rows"):
+        _run(root2, tmp_path)
+    assert not (tmp_path / "R").exists()
+
+
+def test_nan_features_name_their_ids(tmp_path):
+    root = make_stores(tmp_path / "F")
+    with h5py.File(store_path("demo_distractors", "feat", root), "r+") as f:
+        f["features"][7, 3] = np.nan
+    with pytest.raises(ValueError, match="demo_distractors/7"):
+        _run(root, tmp_path)
+    assert not (tmp_path / "R" / "exp" / "results.json").exists()
+
+
+def test_failing_configuration_is_recorded_and_skipped(stores, tmp_path):
+    # PQ with 8 bits per code needs 256 training points; the database has 120: faiss raises
+    res = _run(stores, tmp_path, indexes=["Flat", "IVF2,PQ4"], metrics=["L2"])
+    assert [r["key"] for r in res["runs"]] == ["Flat--L2"]
+    assert res["errors"] and res["errors"][0]["index"] == "IVF2,PQ4"
