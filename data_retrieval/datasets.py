@@ -273,7 +273,7 @@ def image_paths(
                     listing = load_dataset(folders[dataset], name=dataset, recursive=True)
                 else:
                     listing = load_dataset(dataset, root=root)
-                by_dataset[dataset] = dict(zip(listing.ids, listing.paths))
+                by_dataset[dataset] = dict(zip(listing.ids, listing.paths, strict=True))
             except DatasetError:
                 by_dataset[dataset] = {}
         out.append(by_dataset[dataset].get(image_id))
