@@ -50,7 +50,9 @@ def _tile(path: Path | None, lines: list[str], frame: tuple[int, int, int] | Non
         draw.rectangle([0, 0, TILE - 1, TILE - 1], outline=frame, width=4)
     font = ImageFont.load_default()
     for i, line in enumerate(lines[:2]):
-        draw.text((3, TILE + 2 + 13 * i), line[:26], fill=(0, 0, 0), font=font)
+        draw.text(
+            (3, TILE + 2 + 13 * i), line if len(line) <= 26 else "…" + line[-25:], fill=(0, 0, 0), font=font
+        )
     return tile
 
 
@@ -67,14 +69,12 @@ def compose(
     canvas = Image.new(
         "RGB", (PER_ROW * (TILE + gap) + gap, rows * (TILE + CAPTION + gap) + gap), (235, 235, 235)
     )
-    canvas.paste(_tile(query, ["query", query_id.split("/", 1)[-1]], None), (gap, gap))
-    label = (
-        ["original", original_id.split("/", 1)[-1]] if original_id else ["no original", "(negative query)"]
-    )
+    canvas.paste(_tile(query, ["query", query_id], None), (gap, gap))
+    label = ["original", original_id] if original_id else ["no original", "(negative query)"]
     canvas.paste(_tile(original, label, GREEN if original_id else None), (2 * gap + TILE, gap))
     for j, (path, image_id, dist, good) in enumerate(neighbours):
         r, c = 1 + j // PER_ROW, j % PER_ROW
-        tile = _tile(path, [f"#{j + 1} d={dist:.4g}", image_id.split("/", 1)[-1]], GREEN if good else RED)
+        tile = _tile(path, [f"#{j + 1} d={dist:.4g}", image_id], GREEN if good else RED)
         canvas.paste(tile, (gap + c * (TILE + gap), gap + r * (TILE + CAPTION + gap)))
     return canvas
 

@@ -1,0 +1,131 @@
+"""process_experiment figures and summaries, explore_neighbors galleries, and the three root scripts."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fast_search import explore_neighbors, format_table, process_experiment, run_experiment, summary_rows
+
+from .conftest import DATABASE, QUERIES, make_stores
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # one experiment, figures and galleries: ~20 s on 2 shared cores
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _picture(seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8).repeat(3, 0).repeat(3, 1))
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """One small experiment with images for originals and attacks (distractors left missing)."""
+    tmp = tmp_path_factory.mktemp("exp")
+    features = make_stores(tmp / "Features", n_orig=8, n_distractors=40, copies=2, n_negatives=3)
+    datasets = tmp / "Datasets"
+    for folder, names in (
+        ("demo/Original", [str(i) for i in range(8)]),
+        ("demo/Attacks", [f"{i // 2}_attack{i % 2}" for i in range(16)]),
+        ("demo/Negatives", [f"{1000 + i}_attack0" for i in range(3)]),
+    ):
+        (datasets / folder).mkdir(parents=True)
+        for j, name in enumerate(names):
+            _picture(j).save(datasets / folder / f"{name}.jpg")
+    run_experiment(
+        "exp", "feat", DATABASE, QUERIES, indexes=["Flat", "IVF4,Flat", "HNSW8"], metrics=["cosine"], ks=[1, 10],
+        nprobes=[1, 4], efsearches=[8, 32], features_root=features, results_root=tmp / "Results",
+    )  # fmt: skip
+    return tmp
+
+
+def test_process_writes_figures_and_summaries(experiment):
+    paths = process_experiment("exp", experiment / "Results")
+    names = {p.name for p in paths}
+    for stem in ("time_recall", "recall_at_k", "roc", "precision_recall", "distances_cosine"):
+        assert {f"{stem}.png", f"{stem}.pdf"} <= names
+    for p in paths:
+        assert p.is_file() and p.stat().st_size > 0
+    rows = list(csv.DictReader((experiment / "Results" / "exp" / "summary.csv").open()))
+    assert len(rows) == 5 and rows[0]["index"] == "Flat--cosine"
+    assert "| Flat--cosine |" in (experiment / "Results" / "exp" / "summary.md").read_text()
+
+
+def test_summary_rows_for_the_demo_table(experiment):
+    rows = summary_rows("exp", experiment / "Results")
+    assert list(rows[0]) == [
+        "method",
+        "index",
+        "recall@1",
+        "recall@10",
+        "recall@1%FPR",
+        "micro-AP",
+        "queries/s",
+    ]
+    assert rows[0]["method"] == "feat" and 0 <= rows[0]["recall@1"] <= rows[0]["recall@10"] <= 1
+    assert format_table(rows).count("\n") == len(rows) + 1
+
+
+def test_process_missing_experiment_says_how(tmp_path):
+    with pytest.raises(FileNotFoundError, match="search_experiment.py nope"):
+        process_experiment("nope", tmp_path)
+
+
+def test_explore_neighbors_images_and_html(experiment):
+    page = explore_neighbors(
+        "exp", k=5, sample=None, results_root=experiment / "Results", datasets_root=experiment / "Datasets"
+    )
+    folder = page.parent
+    images = sorted(folder.glob("*/*.jpg"))
+    assert len(images) == 19  # every query
+    assert {p.parent.name for p in images} <= {"correct", "incorrect"}
+    assert any(p.parent.name == "correct" for p in images)
+    html = page.read_text()
+    assert all(f"{p.parent.name}/{p.name}" in html for p in images)
+    with Image.open(images[0]) as img:
+        assert img.width > 500 and img.height > 300
+    page = explore_neighbors(
+        "exp", run="HNSW8--cosine--efSearch=32", k=3, sample=4, results_root=experiment / "Results",
+        datasets_root=experiment / "Datasets",
+    )  # fmt: skip
+    assert len(list(page.parent.glob("*/*.jpg"))) == 4  # earlier galleries replaced
+    with pytest.raises(ValueError, match="no run 'nope'"):
+        explore_neighbors("exp", run="nope", results_root=experiment / "Results")
+    with pytest.raises(ValueError, match="k must be"):
+        explore_neighbors("exp", k=50, results_root=experiment / "Results")
+
+
+def test_scripts(experiment, tmp_path, capsys):
+    results = str(experiment / "Results")
+    assert _script("process").main(["exp", "--results-root", results]) == 0
+    assert "Flat--cosine" in capsys.readouterr().out
+    assert (
+        _script("explore_neighbors").main(
+            ["exp", "--k", "3", "--sample", "2", "--results-root", results, "--datasets-root", str(tmp_path)]
+        )
+        == 0
+    )  # images not found: grey placeholders, no crash
+    assert "index.html" in capsys.readouterr().out
+    search = _script("search_experiment")
+    features = str(experiment / "Features")
+    argv = ["exp2", "--method", "feat", "--indexes", "Flat", "--metrics", "L2", "--k", "1,3",
+            "--features-root", features, "--results-root", str(tmp_path)]  # fmt: skip
+    assert search.main(argv) == 0
+    assert (tmp_path / "exp2" / "results.json").is_file()
+    with pytest.raises(FileExistsError):
+        search.main(argv)
+    assert search.main([*argv, "--overwrite"]) == 0
+    with pytest.raises(ValueError, match="plain folder name"):
+        search.main(["a/b", "--features-root", features, "--results-root", str(tmp_path)])
