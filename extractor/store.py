@@ -206,6 +206,7 @@ class FeatureWriter:
         n_total: int | None = None,
         shard: str = "",
         chunk_rows: int = 1024,
+        extra_attrs: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
@@ -250,6 +251,7 @@ class FeatureWriter:
                 n_skipped=0,
                 complete=False,
             )
+            f.attrs.update(extra_attrs or {})
             f.flush()
 
     def _truncate_to(self, n_rows: int) -> None:
@@ -262,6 +264,11 @@ class FeatureWriter:
     def n_seen(self) -> int:
         """How many inputs (written or skipped) are done; resume from this position."""
         return int(self._file.attrs["n_seen"])
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The partial file's attributes as stored (JSON fields not decoded)."""
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self._file.attrs.items()}
 
     @property
     def n_rows(self) -> int:

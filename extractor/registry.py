@@ -1,0 +1,91 @@
+"""The one table of extractor names: hashes, torchvision models, SimCLR, plus user-registered encoders.
+
+Entry tables are merged explicitly here (no decorators filling globals at import time).
+`register_extractor` adds a user's module (e.g. a fine-tuned encoder) for this process.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from PIL import Image
+
+from extractor import hashes, simclr, torchvision_models
+from extractor.base import Extractor
+from extractor.neural import NeuralExtractor, PreprocessCfg
+
+ENTRIES: dict[str, Callable[..., Extractor]] = {
+    **hashes.ENTRIES,
+    **torchvision_models.ENTRIES,
+    **simclr.ENTRIES,
+}
+_USER: dict[str, Callable[..., Extractor]] = {}
+
+
+def _all_entries() -> dict[str, Callable[..., Extractor]]:
+    return {**ENTRIES, **_USER}
+
+
+def list_extractors(pattern: str = "*") -> list[str]:
+    """Sorted names of every extractor matching a wildcard (fnmatch: ``"resnet*"``, ``"*hash"``)."""
+    return sorted(n for n in _all_entries() if fnmatch.fnmatchcase(n, pattern))
+
+
+def create_extractor(name: str, **kwargs: Any) -> Extractor:
+    """Build extractor `name`; kwargs go to its factory (``hash_size``, ``weights``, ``device``...).
+
+    Keyword arguments set to None are dropped except ``weights`` (None there means random init),
+    so unset script flags never override an entry's default.
+    """
+    entries = _all_entries()
+    if name not in entries:
+        close = difflib.get_close_matches(name, entries, n=5, cutoff=0.5)
+        rest = [n for n in sorted(entries) if n not in close]
+        raise ValueError(f"unknown extractor {name!r}; close matches: {close or 'none'}; all: {', '.join(rest)}")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "weights"}
+    factory = entries[name]
+    try:
+        return factory(**kwargs)
+    except TypeError as e:
+        if "unexpected keyword" in str(e) or "positional argument" in str(e):
+            raise TypeError(f"extractor {name!r} does not accept {sorted(kwargs)}: {e}") from None
+        raise
+
+
+def register_extractor(
+    name: str,
+    model: torch.nn.Module,
+    transform: Callable[[Image.Image], Any] | None = None,
+    preprocess: PreprocessCfg | None = None,
+    normalize: bool = False,
+) -> NeuralExtractor:
+    """Register a module that maps an image batch to (B, dim) features under `name`; returns it built.
+
+    `preprocess` (default: ImageNet 256 shorter side, crop 224) defines the default uint8 transform;
+    a custom `transform` returning float tensors is used as is. `create_extractor(name, device=...,
+    precision=...)` then works like for built-in entries (same module object).
+    """
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"extractor name must be a non-empty string without '/', got {name!r}")
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+    def factory(device: str = "cpu", precision: str = "auto", normalize: bool = normalize) -> NeuralExtractor:
+        return NeuralExtractor(
+            name, model, preprocess, normalize=normalize, device=device, precision=precision, transform=transform,
+            params={"registered": type(model).__name__},
+        )
+
+    _USER[name] = factory
+    return factory()
+
+
+def unregister_extractor(name: str) -> None:
+    """Remove a user-registered extractor (tests, notebooks)."""
+    if name not in _USER:
+        raise ValueError(f"{name!r} is not a user-registered extractor; registered: {sorted(_USER)}")
+    del _USER[name]
