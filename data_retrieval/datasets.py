@@ -121,15 +121,21 @@ class ImageList:
 
 
 def natural_key(text: str) -> tuple:
-    """Sort key that orders embedded numbers numerically: 'a2' < 'a10', '9/5' < '10/1'."""
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
+    """Sort key that orders embedded numbers numerically: 'a2' < 'a10', '9/5' < '10/1'.
+
+    Ties such as '1.jpg' and '01.jpg' are broken by the text itself, so the order never depends
+    on the file system's listing order.
+    """
+    parts = re.split(r"(\d+)", text)  # odd positions hold the digit runs
+    return (tuple(int(t) if i % 2 else t for i, t in enumerate(parts)), text)
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
     """Image files of `folder` in natural order, and the (path, reason) of every file skipped."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DatasetError(f"image folder {folder} does not exist")
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise DatasetError(f"image folder {folder} {what}")
     found, skipped = [], []
     walker = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
     for dirpath, dirnames, filenames in walker:
