@@ -1,0 +1,108 @@
+"""Extract features of datasets into Features/<dataset>/<method>.h5 (resumable, shardable).
+
+    python extract_features.py --method dhash resnet50 --dataset BSDS500_original BSDS500_attacks
+    python extract_features.py --method resnet50 --weights none --folder path/to/images --limit 100
+    python extract_features.py --method dhash --dataset Flickr500K --shard 3/8   # slurm array task 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from extractor import create_extractor, extract_dataset, list_extractors
+from extractor.pipeline import errors_path
+from helpers.paths import DATASETS_DIR, FEATURES_DIR
+
+# ---- editable defaults -----------------------------------------------------------------
+METHODS = ["dhash"]
+DATASETS = ["BSDS500_original", "BSDS500_attacks"]
+BATCH_SIZE = 64
+WORKERS = 2
+DEVICE = "cpu"
+PRECISION = "auto"  # auto: bf16 on a CPU with native bf16 or CUDA, else fp32
+LIMIT = None
+WEIGHTS = "DEFAULT"  # torchvision weights tag, a .pth path, or "none" (random init)
+FEATURES_ROOT = FEATURES_DIR
+DATASETS_ROOT = DATASETS_DIR
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'3/8' -> (3, 8): the 4th of 8 parts (K counts from 0)."""
+    if text is None:
+        return None
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard expects K/N with 0 <= K < N, got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"--shard expects K/N with 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--method", nargs="+", default=METHODS, help=f"extractor names ({len(list_extractors())} known, "
+                   "see --list), e.g. dhash phash resnet50")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--dataset", nargs="+", default=None, help=f"registered dataset names (default {DATASETS})")
+    src.add_argument("--folder", nargs="+", type=Path, help="image folders (named after the folder)")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    p.add_argument("--workers", type=int, default=WORKERS, help="DataLoader decoding processes")
+    p.add_argument("--device", default=DEVICE, help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--precision", default=PRECISION, choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--limit", type=int, default=LIMIT, help="only the first N images (quick checks)")
+    p.add_argument("--shard", type=parse_shard, default=None, help="K/N: extract the K-th (from 0) of N parts")
+    p.add_argument("--strict", action="store_true", help="stop at the first file that cannot be used")
+    p.add_argument("--weights", default=WEIGHTS, help="neural models: DEFAULT, a weights tag, a .pth path, or none")
+    p.add_argument("--hash-size", type=int, default=None, help="hashes: bits per side (8 -> 64 bits)")
+    p.add_argument("--exact", action="store_true", help="hashes: bit-exact imagehash mode (slower decoding)")
+    p.add_argument("--features-root", type=Path, default=FEATURES_ROOT)
+    p.add_argument("--datasets-root", type=Path, default=DATASETS_ROOT)
+    p.add_argument("--list", action="store_true", help="list the extractor names and exit")
+    return p
+
+
+def _method_kwargs(method: str, args: argparse.Namespace) -> dict:
+    from extractor import hashes
+
+    if method in hashes.ENTRIES:
+        return {"hash_size": args.hash_size, "exact": args.exact or None}
+    weights = None if str(args.weights).lower() == "none" else args.weights
+    return {"weights": weights, "device": args.device, "precision": args.precision}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        print("\n".join(list_extractors()))
+        return 0
+    sources = args.folder if args.folder else (args.dataset or DATASETS)
+    failed = 0
+    for method in args.method:
+        try:
+            ext = create_extractor(method, **_method_kwargs(method, args))
+        except (ValueError, TypeError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        for source in sources:
+            try:
+                path = extract_dataset(
+                    ext, source, features_root=args.features_root, datasets_root=args.datasets_root,
+                    batch_size=args.batch_size, workers=args.workers, limit=args.limit, shard=args.shard,
+                    strict=args.strict,
+                )
+            except (ValueError, FileNotFoundError) as e:  # DatasetError, StoreError, BadImageError
+                print(f"error: {ext.name} on {source}: {e}", file=sys.stderr)
+                failed += 1
+                continue
+            errors = errors_path(path)
+            n_skipped = max(0, len(errors.read_text().splitlines()) - 1) if errors.exists() else 0
+            print(f"{ext.name} {source}: {path}" + (f"  ({n_skipped} skipped, see {errors})" if n_skipped else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
