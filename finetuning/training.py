@@ -165,9 +165,17 @@ def _empty_history() -> dict[str, list]:
 
 
 def train(
-    cfg: TrainConfig, resume: str | os.PathLike | None = None, encoder: nn.Module | None = None, dim: int | None = None
+    cfg: TrainConfig,
+    resume: str | os.PathLike | None = None,
+    encoder: nn.Module | None = None,
+    dim: int | None = None,
+    stop_after: int | None = None,
 ) -> dict[str, Any]:
-    """Train, checkpointing every epoch; `resume` is a checkpoint path or 'latest'. Returns the history."""
+    """Train, checkpointing every epoch; returns the history.
+
+    `resume` is a checkpoint path or 'latest'; `encoder`/`dim` replace the registry encoder
+    (tests, custom modules); `stop_after` ends after that epoch as if interrupted (time-boxed runs).
+    """
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
     rank, local_rank, world = _dist_info()
@@ -222,7 +230,8 @@ def train(
     net: nn.Module = model
     if distributed:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
-    for epoch in range(start, cfg.epochs + 1):
+    last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    for epoch in range(start, last + 1):
         _seed_epoch(cfg, epoch, rank)
         sampler.set_epoch(epoch)
         net.train()

@@ -1,0 +1,101 @@
+"""The training loop: a step lowers the loss, --resume is exact, checkpoints load safely, bad input fails clearly."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from finetuning.checkpoint import list_checkpoints, load_checkpoint
+from finetuning.losses import nt_xent
+from finetuning.model import ProjectionHead, SimCLR
+from finetuning.training import TrainConfig, resolve_lr, train
+
+
+def tiny_encoder(seed: int = 0, width: int = 8) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, stride=2), nn.BatchNorm2d(width), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
+
+
+def config(tmp_path, image_folder, **kw) -> TrainConfig:
+    base = dict(
+        name="run", dataset=str(image_folder), encoder="tiny", policy="simclr", size=32, batch_size=4, epochs=3,
+        optimizer="sgd", lr=0.05, head_sizes=[16, 8], checkpoints_root=str(tmp_path / "ckpt"),
+        results_root=str(tmp_path / "results"), warmup_epochs=1,
+    )  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_one_training_step_lowers_the_loss():
+    torch.manual_seed(0)
+    model = SimCLR(tiny_encoder(), ProjectionHead(8, [16, 8]))
+    x1, x2 = torch.rand(8, 3, 16, 16), torch.rand(8, 3, 16, 16)
+    x2 = x1 + 0.05 * x2  # positives are close copies
+
+    def loss():
+        z = model(torch.cat([x1, x2]))
+        return nt_xent(*z.chunk(2), temperature=0.5)
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    before = loss()
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    assert loss().item() < before.item()
+
+
+@pytest.mark.slow
+def test_resume_reproduces_uninterrupted_run_bitwise(tmp_path, image_folder):
+    full = config(tmp_path / "a", image_folder)
+    history = train(full, encoder=tiny_encoder(), dim=8)
+    assert len(history["epochs"]) == 3 and all(math.isfinite(v) for v in history["loss"])
+    interrupted = config(tmp_path / "b", image_folder)
+    train(interrupted, encoder=tiny_encoder(), dim=8, stop_after=1)
+    assert sorted(list_checkpoints(tmp_path / "b" / "ckpt" / "run")) == [0, 1]
+    resumed = train(interrupted, resume="latest", encoder=tiny_encoder(seed=5), dim=8)
+    a = load_checkpoint(tmp_path / "a" / "ckpt" / "run" / "epoch_003.pth")
+    b = load_checkpoint(tmp_path / "b" / "ckpt" / "run" / "epoch_003.pth")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert resumed["loss"] == history["loss"] and resumed["lr"] == history["lr"]
+    # logs and figure written next to the results
+    results = tmp_path / "b" / "results" / "run"
+    assert (results / "train_log.csv").read_text().count("\n") == 1 + len(history["loss"])
+    assert (results / "training.png").is_file() and (results / "train_history.json").is_file()
+
+
+def test_fresh_run_refuses_to_overwrite_and_resume_checks_architecture(tmp_path, image_folder):
+    cfg = config(tmp_path, image_folder, epochs=1)
+    train(cfg, encoder=tiny_encoder(), dim=8)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, encoder=tiny_encoder(), dim=8)
+    other = config(tmp_path, image_folder, epochs=2, head_sizes=[32, 8])
+    with pytest.raises(ValueError, match="another architecture"):
+        train(other, resume="latest", encoder=tiny_encoder(), dim=8)
+    with pytest.raises(ValueError, match="another architecture"):
+        train(config(tmp_path, image_folder, epochs=2), resume="latest", encoder=tiny_encoder(width=4), dim=4)
+
+
+def test_folder_with_fewer_images_than_the_batch(tmp_path, image_folder):
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(config(tmp_path, image_folder, batch_size=16), encoder=tiny_encoder(), dim=8)
+
+
+def test_unknown_encoder_name_lists_valid_ones(tmp_path, image_folder):
+    with pytest.raises(ValueError, match="unknown extractor 'no_such_net'.*resnet18"):
+        train(config(tmp_path, image_folder, encoder="no_such_net"))
+    with pytest.raises(ValueError, match="cannot be fine-tuned"):
+        train(config(tmp_path, image_folder, encoder="dhash"))
+
+
+def test_unknown_optimizer_and_lr_rule(tmp_path, image_folder):
+    with pytest.raises(ValueError, match="lars"):
+        train(config(tmp_path, image_folder, optimizer="rmsprop"), encoder=tiny_encoder(), dim=8)
+    cfg = config(tmp_path, image_folder, optimizer="lars", lr=None, batch_size=32)
+    assert resolve_lr(cfg, world=8) == pytest.approx(0.08)
+    assert resolve_lr(config(tmp_path, image_folder, optimizer="adam", lr=None), world=1) == 1e-3
