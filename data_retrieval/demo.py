@@ -163,7 +163,7 @@ def procedural_image(seed: int, size: int = DISTRACTOR_SIDE) -> Image.Image:
     """A deterministic synthetic picture, about `size` px, distinct for every seed."""
     rng = np.random.default_rng(seed)
     w = size
-    h = int(size * rng.choice([0.75, 1.0, 1.0, 1.25, 0.66]))
+    h = int(size * rng.choice([0.75, 1.0, 1.0, 0.8, 0.66]))  # the longer side is `size`
     if rng.random() < 0.5:
         w, h = h, w
     img = _background(rng, w, h)

@@ -5,7 +5,7 @@
 The CSV (Kaggle "most-viewed-memes-templates-of-2018", ``reddit_posts.csv``) has a header row,
 then the image stem in column 0 and its template in column 1. Every image is renamed to
 ``{template with _ -> -}_{stem with _ -> -}{ext}`` (``?`` stripped from stems; stems with no file
-are skipped and counted), then the first image of each template in natural order is *copied* to
+are skipped and counted), then one image of each template (its first CSV row with a file) is *copied* to
 ``TEMPLATES/{template}{ext}``. Safe to rerun: renamed files are recognised and never renamed
 twice, existing templates are kept. As in the seed, ``EQKrGAq_imgr.png`` is relabelled
 bad-luck-brian and ``EQKrGAq`` never becomes a template.
@@ -88,7 +88,7 @@ def rename_images(rows: list[tuple[str, str]], images: Path, report: SplitReport
     """Rename each CSV image to '{template}_{stem}{ext}'; files already renamed are left alone."""
     by_stem: dict[str, Path] = {}
     for path in list_images(images)[0]:
-        by_stem.setdefault(path.stem, path)
+        by_stem.setdefault(path.stem.replace("?", ""), path)
     names = {p.name for p in by_stem.values()}
     done_stems = {Path(n).stem for n in names}
     for stem, template in rows:
@@ -114,17 +114,29 @@ def rename_images(rows: list[tuple[str, str]], images: Path, report: SplitReport
             report.relabelled += 1
 
 
-def extract_templates(templates: set[str], images: Path, out: Path, report: SplitReport) -> None:
-    """Copy the first image (natural order) of each template to `out/{template}{ext}`, unless present."""
+def extract_templates(rows: list[tuple[str, str]], images: Path, out: Path, report: SplitReport) -> None:
+    """Copy one image per template to `out/{template}{ext}` (kept if present).
+
+    The chosen image is the template's first CSV row that has a file (the seed's "first
+    occurrence"), else its first file in natural order.
+    """
     out.mkdir(parents=True, exist_ok=True)
     present = {p.stem for p in out.iterdir()}
+    templates = {clean(t) for _, t in rows} - BAD_TEMPLATES
+    csv_rank: dict[str, int] = {}
+    for i, (stem, template) in enumerate(rows):
+        csv_rank.setdefault(f"{clean(template)}_{clean(stem)}", i)
     chosen: dict[str, Path] = {}
-    for path in sorted(list_images(images)[0], key=lambda p: natural_key(p.name)):
+    files = sorted(
+        list_images(images)[0], key=lambda p: (csv_rank.get(p.stem, len(rows)), natural_key(p.name))
+    )
+    for path in files:
         template = path.stem.split("_", 1)[0]
         if "_" not in path.stem or template not in templates:
             report.unmatched.append(path.name)
         elif template not in chosen:
             chosen[template] = path
+    report.unmatched.sort(key=natural_key)
     for template, path in sorted(chosen.items()):
         if template in present:
             report.templates_existing += 1
@@ -154,8 +166,7 @@ def split_kaggle(
         )
     report = SplitReport()
     rename_images(rows, images, report)
-    names = {clean(t) for _, t in rows} - BAD_TEMPLATES
-    extract_templates(names, images, templates, report)
+    extract_templates(rows, images, templates, report)
     return report
 
 
