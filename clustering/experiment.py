@@ -1,0 +1,263 @@
+"""Clustering experiments end to end: load features and ground truth, cluster, score, save, plot.
+
+A run writes under ``<results_root>/clustering/<run name>/`` (never pickle):
+
+- ``run.json`` (parameters, path taken, sizes, timings), ``scores.csv`` / ``scores.json`` (one row
+  per cut), ``ids.txt``, ``ground_truth.npy`` + ``groups.txt``, and the run's figures
+  (``dendrogram.png``, ``scores.png``);
+- one folder per cut (``<k>-clusters/``, ``threshold-<t>/``, ``eps-<e>/``): ``assignment.npy``
+  (int64 label per line of ids.txt, -1 = noise), ``metrics.json``, ``clusters.csv`` (size,
+  diameter, dispersion, separation, ratios per cluster), ``centroids.npy``, ``iou.npy`` and
+  figures ``sizes.png``, ``size_diameter.png``, ``iou.png``, plus ``representatives/`` and
+  ``extremes/`` image grids for the largest clusters.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from clustering import plots
+from clustering.agglomerative import Agglomerative, check_n_clusters
+from clustering.density import GraphDBSCAN, GraphHDBSCAN
+from clustering.geometry import cluster_geometry
+from clustering.grids import cluster_grids
+from clustering.groundtruth import ClusteringData, load_clustering_data
+from clustering.metrics import clustering_scores, intersection_over_union
+from clustering.spaces import check_linkage, check_metric, prepare
+from helpers.jsonio import save_json
+from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
+
+logger = logging.getLogger(__name__)
+
+#: The seed's DBSCAN eps sweeps per metric.
+DEFAULT_EPS = {
+    "euclidean": [4.0, 4.125, 4.25, 4.375, 4.5],
+    "cosine": [0.18, 0.1975, 0.215, 0.2325, 0.25],
+    "hamming": [0.16, 0.18, 0.2],
+}
+
+
+def safe_name(text: str) -> str:
+    """`text` usable as one path component (spaces and odd characters become '-')."""
+    return re.sub(r"[^A-Za-z0-9._+=-]+", "-", str(text)).strip("-") or "run"
+
+
+def write_csv(rows: Sequence[dict], path: str | os.PathLike) -> Path:
+    """Rows of dicts as CSV, columns in first-seen order."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def evaluate_cut(
+    data: ClusteringData, Xp: np.ndarray, labels: np.ndarray, folder: Path | None, *, score: bool = True,
+    geometry: bool = True, noise: str = "singleton", max_grids: int = 10, datasets_root=DATASETS_DIR, title: str = "",
+) -> dict:  # fmt: skip
+    """Scores (and geometry) of one labeling; writes its folder when `folder` is given."""
+    row: dict = {"n_clusters": int(len(np.unique(labels[labels >= 0]))), "n_noise": int((labels < 0).sum())}
+    if score:
+        row.update(clustering_scores(data.groups, labels, noise=noise))
+    geo = None
+    if geometry and (labels >= 0).any():
+        geo = cluster_geometry(Xp, labels)
+        row.update(geo.summary())
+    if folder is None:
+        return row
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "assignment.npy", labels.astype(np.int64))
+    save_json(row, folder / "metrics.json")
+    plots.plot_cluster_sizes(labels, folder / "sizes.png", truth=data.groups if score else None, title=title)
+    if geo is not None:
+        np.save(folder / "centroids.npy", geo.centroids.astype(np.float32))
+        write_csv(geo.table(), folder / "clusters.csv")
+        plots.plot_size_vs_diameter(geo.sizes, geo.diameters, folder / "size_diameter.png", title=title)
+    if score:
+        iou, _, _ = intersection_over_union(labels, data.groups)
+        np.save(folder / "iou.npy", iou.astype(np.float32))
+        plots.plot_iou(iou, folder / "iou.png", title=title)
+    if max_grids > 0:
+        cluster_grids(Xp, labels, data.ids, folder, max_clusters=max_grids, datasets_root=datasets_root, folders=data.folders)
+    return row
+
+
+def _save_run(folder: Path, data: ClusteringData, config: dict, rows: list[dict], x: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_json(config, folder / "run.json")
+    save_json(rows, folder / "scores.json")
+    write_csv(rows, folder / "scores.csv")
+    (folder / "ids.txt").write_text("\n".join(map(str, data.ids)) + "\n")
+    (folder / "groups.txt").write_text("\n".join(map(str, data.group_names)) + "\n")
+    np.save(folder / "ground_truth.npy", data.groups)
+    if rows and "homogeneity" in rows[0]:
+        plots.plot_scores(rows, folder / "scores.png", x=x, title=config.get("run_name", ""))
+
+
+def _print_rows(rows: list[dict], keys: Sequence[str]) -> None:
+    keys = [k for k in keys if rows and k in rows[0]]
+    print("  ".join(f"{k:>12}" for k in keys))
+    for r in rows:
+        print("  ".join(f"{r[k]:>12.4f}" if isinstance(r[k], float) else f"{r[k]!s:>12}" for k in keys))
+
+
+def _check_thresholds(values) -> list[float]:
+    values = [values] if np.isscalar(values) else list(values)
+    for v in values:
+        if not isinstance(v, (int, float, np.number)) or not np.isfinite(v) or v < 0:
+            raise ValueError(f"distance thresholds must be finite numbers >= 0, got {v!r}")
+    return [float(v) for v in values]
+
+
+def cluster_experiment(
+    method: str,
+    datasets: Sequence[str],
+    *,
+    linkage: str = "ward",
+    metric: str = "euclidean",
+    n_clusters: int | Sequence[int] | None = None,
+    distance_threshold: float | Sequence[float] | None = None,
+    partition: str = "full",
+    negatives: str = "singleton",
+    memory_budget_gb: float = 4.0,
+    n_neighbors: int = 15,
+    path: str = "auto",
+    score: bool = True,
+    geometry: bool = True,
+    save: bool = True,
+    max_grids: int = 10,
+    run_name: str | None = None,
+    features_root: str | os.PathLike = FEATURES_DIR,
+    datasets_root: str | os.PathLike = DATASETS_DIR,
+    results_root: str | os.PathLike = RESULTS_DIR,
+    verbose: bool = True,
+) -> list[dict]:
+    """Agglomerative clustering of `datasets` (features of `method`), one tree cut many times.
+
+    Cuts: each of `n_clusters` and each of `distance_threshold`; with neither, one cut at the
+    number of ground-truth groups. Returns one dict of scores per cut (``n_clusters``,
+    ``homogeneity``, ``completeness``, ``v_measure``, ``ari``, ``ami``, ``bcubed_*``,
+    ``purity``, geometry medians, ``path``, ``fit_time_s``).
+    """
+    check_linkage(linkage, metric)
+    targets = [] if n_clusters is None else check_n_clusters(n_clusters)
+    thresholds = [] if distance_threshold is None else _check_thresholds(distance_threshold)
+    data = load_clustering_data(method, datasets, partition, negatives, features_root, datasets_root, require_ground_truth=score)
+    if not targets and not thresholds:
+        targets = [data.n_groups]
+    check_n_clusters(targets or 1, len(data))
+    model = Agglomerative(linkage=linkage, metric=metric, memory_budget_gb=memory_budget_gb, path=path,
+                          n_neighbors=n_neighbors, binary=data.binary).fit(data.features)  # fmt: skip
+    Xp = prepare(data.features, metric, data.binary)
+    name = run_name or f"{'+'.join(datasets)}/{partition}_{metric}_{linkage}_{method}"
+    run_dir = Path(results_root) / "clustering" / Path(*[safe_name(p) for p in Path(name).parts])
+    Z = model.linkage_matrix_
+    rows = []
+    for kind, value in [("n_clusters", t) for t in targets] + [("threshold", t) for t in thresholds]:
+        start = time.perf_counter()
+        labels = model.cut(n_clusters=value) if kind == "n_clusters" else model.cut(distance_threshold=value)
+        k = int(labels.max()) + 1
+        height = float(Z[len(data) - k - 1, 2]) if kind == "n_clusters" and 0 < len(data) - k <= len(Z) else None
+        sub = f"{value}-clusters" if kind == "n_clusters" else f"threshold-{value:.4g}"
+        row = {"cut": sub, "n_clusters_asked": value if kind == "n_clusters" else None,
+               "threshold": value if kind == "threshold" else height}  # fmt: skip
+        row.update(evaluate_cut(data, Xp, labels, run_dir / sub if save else None, score=score, geometry=geometry,
+                                max_grids=max_grids, datasets_root=datasets_root, title=f"{name} {sub}"))  # fmt: skip
+        row.update(path=model.path_, fit_time_s=round(model.fit_time_, 3), eval_time_s=round(time.perf_counter() - start, 3))
+        rows.append(row)
+    if save:
+        config = {
+            "run_name": name, "method": method, "datasets": list(datasets), "linkage": linkage, "metric": metric,
+            "partition": partition, "negatives": negatives, "n_images": len(data), "n_groups": data.n_groups,
+            "dropped": data.dropped, "path": model.path_, "dense_bytes": model.dense_bytes_,
+            "memory_budget_gb": memory_budget_gb, "n_neighbors": n_neighbors, "n_components": model.n_components_,
+            "fit_time_s": model.fit_time_, "cuts": [r["cut"] for r in rows],
+        }  # fmt: skip
+        _save_run(run_dir, data, config, rows, x="n_clusters")
+        np.save(run_dir / "linkage.npy", Z)
+        plots.plot_dendrogram(Z, run_dir / "dendrogram.png", title=name)
+        logger.info("saved %s", run_dir)
+    if verbose:
+        print(f"{name}: {len(data)} images, {data.n_groups} groups, {model.path_} path, tree in {model.fit_time_:.1f} s")
+        _print_rows(rows, ["n_clusters", "homogeneity", "completeness", "v_measure", "ari", "ami", "bcubed_f", "purity"])
+    return rows
+
+
+def dbscan_experiment(
+    method: str,
+    datasets: Sequence[str],
+    *,
+    eps: float | Sequence[float] | None = None,
+    min_samples: int = 5,
+    metric: str = "euclidean",
+    hdbscan: bool = False,
+    min_cluster_size: int = 5,
+    graph: str = "range",
+    n_neighbors: int = 50,
+    noise: str = "singleton",
+    partition: str = "full",
+    negatives: str = "singleton",
+    memory_budget_gb: float = 4.0,
+    score: bool = True,
+    geometry: bool = True,
+    save: bool = True,
+    max_grids: int = 10,
+    run_name: str | None = None,
+    features_root: str | os.PathLike = FEATURES_DIR,
+    datasets_root: str | os.PathLike = DATASETS_DIR,
+    results_root: str | os.PathLike = RESULTS_DIR,
+    verbose: bool = True,
+) -> list[dict]:
+    """DBSCAN over a sweep of `eps` (one graph, built for the largest), or HDBSCAN; rows of scores.
+
+    Noise (-1) counts as ``noise`` says for the scores (see `clustering.metrics.clustering_scores`).
+    """
+    check_metric(metric)
+    eps_list = sorted(_check_thresholds(DEFAULT_EPS[metric] if eps is None else eps), reverse=True)
+    if not hdbscan and any(e <= 0 for e in eps_list):
+        raise ValueError(f"eps values must be > 0, got {eps_list}")
+    data = load_clustering_data(method, datasets, partition, negatives, features_root, datasets_root, require_ground_truth=score)
+    algo = f"HDBSCAN_{min_cluster_size}-size" if hdbscan else f"DBSCAN_{min_samples}-samples"
+    name = run_name or f"{'+'.join(datasets)}/{partition}_{metric}_{algo}_{method}"
+    run_dir = Path(results_root) / "clustering" / Path(*[safe_name(p) for p in Path(name).parts])
+    Xp = prepare(data.features, metric, data.binary)
+    if hdbscan:
+        model = GraphHDBSCAN(min_cluster_size, min_samples=None, metric=metric, binary=data.binary).fit(data.features)
+        cuts = [("hdbscan", None, model.labels_)]
+    else:
+        model = GraphDBSCAN(eps_list[0], min_samples=min_samples, metric=metric, graph=graph, n_neighbors=n_neighbors,
+                            memory_budget_gb=memory_budget_gb, binary=data.binary).fit(data.features)  # fmt: skip
+        cuts = [(f"eps-{e:.4g}", e, model.labels_ if e == eps_list[0] else model.relabel(e)) for e in eps_list]
+    rows = []
+    for sub, e, labels in cuts:
+        row = {"cut": sub, "eps": e}
+        row.update(evaluate_cut(data, Xp, labels, run_dir / sub if save else None, score=score, geometry=geometry,
+                                noise=noise, max_grids=max_grids, datasets_root=datasets_root, title=f"{name} {sub}"))  # fmt: skip
+        row.update(path=model.path_, fit_time_s=round(model.fit_time_, 3))
+        rows.append(row)
+    if save:
+        config = {
+            "run_name": name, "method": method, "datasets": list(datasets), "metric": metric, "algorithm": algo,
+            "eps": None if hdbscan else eps_list, "min_samples": min_samples, "min_cluster_size": min_cluster_size,
+            "graph": graph, "noise": noise, "partition": partition, "negatives": negatives, "n_images": len(data),
+            "n_groups": data.n_groups, "dropped": data.dropped, "path": model.path_, "fit_time_s": model.fit_time_,
+        }  # fmt: skip
+        _save_run(run_dir, data, config, rows, x="eps" if not hdbscan else "n_clusters")
+        logger.info("saved %s", run_dir)
+    if verbose:
+        print(f"{name}: {len(data)} images, {data.n_groups} groups, {model.path_}")
+        _print_rows(rows, ["eps", "n_clusters", "n_noise", "homogeneity", "completeness", "v_measure", "ari", "bcubed_f"])
+    return rows

@@ -1,0 +1,83 @@
+"""DBSCAN (an eps sweep on one faiss neighbour graph) or HDBSCAN of stored features, scored.
+
+    python dbscan.py --method simclr_v1_r50_2x --metric cosine --eps 0.18 0.2 0.22 --min-samples 5
+    python dbscan.py --hdbscan --min-cluster-size 5
+
+Noise (label -1) counts as singletons in the scores unless --noise says otherwise. Results go to
+<results-root>/clustering/<datasets>/<partition>_<metric>_DBSCAN_<m>-samples_<method>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from clustering.experiment import DEFAULT_EPS, dbscan_experiment
+from clustering.metrics import NOISE_MODES
+from clustering.spaces import METRICS
+from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
+
+# Editable defaults (each is also a flag). EPS None = the seed's sweep for the metric (DEFAULT_EPS).
+METHOD = "simclr_v1_r50_2x"
+DATASETS = ["Kaggle_memes", "Kaggle_templates"]
+METRIC = "euclidean"
+EPS = None
+MIN_SAMPLES = 5
+HDBSCAN = False
+MIN_CLUSTER_SIZE = 5
+GRAPH = "range"
+N_NEIGHBORS = 50
+NOISE = "singleton"
+PARTITION = "full"
+NEGATIVES = "singleton"
+MEMORY_BUDGET_GB = 4.0
+MAX_GRIDS = 10
+SAVE = True
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--method", default=METHOD, help="feature method (store name), default %(default)s")
+    p.add_argument("--datasets", nargs="+", default=DATASETS)
+    p.add_argument("--metric", choices=METRICS, default=METRIC)
+    p.add_argument("--eps", nargs="+", type=float, default=EPS, help=f"eps sweep (default per metric: {DEFAULT_EPS})")
+    p.add_argument("--min-samples", type=int, default=MIN_SAMPLES)
+    p.add_argument("--hdbscan", action=argparse.BooleanOptionalAction, default=HDBSCAN, help="HDBSCAN instead of DBSCAN")
+    p.add_argument("--min-cluster-size", type=int, default=MIN_CLUSTER_SIZE, help="HDBSCAN only")
+    p.add_argument("--graph", choices=["range", "knn"], default=GRAPH, help="range search within eps, or kNN")
+    p.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS, help="k for --graph knn")
+    p.add_argument("--noise", choices=NOISE_MODES, default=NOISE, help="how noise points count in the scores")
+    p.add_argument("--partition", choices=["full", "clean"], default=PARTITION)
+    p.add_argument("--negatives", choices=["singleton", "exclude"], default=NEGATIVES)
+    p.add_argument("--memory-budget-gb", type=float, default=MEMORY_BUDGET_GB, help="cap on the range graph")
+    p.add_argument("--max-grids", type=int, default=MAX_GRIDS)
+    p.add_argument("--no-metrics", action="store_true", help="no ground truth needed: skip the scores")
+    p.add_argument("--save", action=argparse.BooleanOptionalAction, default=SAVE)
+    p.add_argument("--run-name", default=None)
+    p.add_argument("--features-root", default=FEATURES_DIR)
+    p.add_argument("--datasets-root", default=DATASETS_DIR)
+    p.add_argument("--results-root", default=RESULTS_DIR)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        dbscan_experiment(
+            args.method, args.datasets, eps=args.eps, min_samples=args.min_samples, metric=args.metric,
+            hdbscan=args.hdbscan, min_cluster_size=args.min_cluster_size, graph=args.graph,
+            n_neighbors=args.n_neighbors, noise=args.noise, partition=args.partition, negatives=args.negatives,
+            memory_budget_gb=args.memory_budget_gb, score=not args.no_metrics, save=args.save,
+            max_grids=args.max_grids, run_name=args.run_name, features_root=args.features_root,
+            datasets_root=args.datasets_root, results_root=args.results_root,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
