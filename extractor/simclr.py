@@ -73,7 +73,7 @@ def _finish(name: str, model: ResNet, path: Path | None, default: Path, tag: str
     elif path == default:
         suffix = tag
     else:
-        suffix = "_" + re.sub(r"[^A-Za-z0-9.-]+", "-", path.stem)
+        suffix = "_" + re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem)
     params = {**params, "weights": str(path) if path else None}
     return NeuralExtractor(f"{name}{suffix}{'_l2' if normalize else ''}", model, PREPROCESS, normalize=normalize,
                            device=device, precision=precision, dim=dim, params=params)

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import requests
+import urllib3
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
@@ -69,21 +70,24 @@ def _attempt(session: requests.Session, url: str, part: Path, chunk_size: int, t
             have, total, mode = 0, (int(length) if length is not None else None), "wb"
         with open(part, mode) as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
                                          unit_divisor=1024, desc=part.name[:-5], disable=not progress) as bar:
-            for chunk in resp.iter_content(chunk_size=chunk_size):
+            while chunk := resp.raw.read1(chunk_size):  # partial reads are kept when the line drops
                 f.write(chunk)
                 bar.update(len(chunk))
     return total
 
 
 def download_file(url: str, dest: str | Path, *, session: requests.Session | None = None,
-                  chunk_size: int = CHUNK_SIZE, timeout=TIMEOUT, retries: int = RETRIES,
-                  backoff: float = BACKOFF, progress: bool = True) -> Path:
+                  chunk_size: int = CHUNK_SIZE, timeout=TIMEOUT, retries: int | None = None,
+                  backoff: float | None = None, progress: bool = True) -> Path:
     """Download `url` to `dest` (skipped if `dest` exists), resuming cut transfers; returns `dest`.
 
     Raises DownloadError naming the URL when the server answers an HTTP error (404, ...), when it
     cannot be reached (offline), or when the size never matches its Content-Length after `retries`
-    attempts without progress. The partial file is kept, so running again resumes.
+    attempts without progress (default RETRIES, waiting BACKOFF seconds, doubled each time). The
+    partial file is kept, so running again resumes.
     """
+    retries = RETRIES if retries is None else retries
+    backoff = BACKOFF if backoff is None else backoff
     dest = Path(dest)
     if dest.is_file():
         log.info("%s already downloaded", dest)
@@ -103,7 +107,7 @@ def download_file(url: str, dest: str | Path, *, session: requests.Session | Non
             if size > total:
                 part.unlink()
             last_error = f"size mismatch: {size} bytes received, the server announced {total}"
-        except requests.RequestException as err:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as err:
             last_error = f"{type(err).__name__}: {err}"
         after = part.stat().st_size if part.exists() else 0
         failures = 0 if after > before else failures + 1
