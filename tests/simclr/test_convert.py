@@ -11,7 +11,7 @@ from SimCLRv2.convert import convert_loaded_v2, resnet_table
 from SimCLRv2.resnet import ContrastiveHead, ResNet
 from SimCLRv2.tf_checkpoint import ConversionError, TFCheckpoint, save_checkpoint
 
-from .conftest import BASE, LAYERS, NUM_CLASSES, SK_RATIO, make_checkpoint, write_tf_checkpoint
+from .conftest import BASE, LAYERS, NUM_CLASSES, SK_RATIO, write_tf_checkpoint
 
 ATOL = 1e-4
 
