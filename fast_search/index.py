@@ -183,12 +183,14 @@ class FaissIndex:
 
     def fit(self, x: np.ndarray) -> FaissIndex:
         """Create the index for x's dimension and train it on x (a no-op for Flat)."""
-        x = prepare(x, self.metric)
+        x = np.asarray(x)
+        if x.ndim != 2 or len(x) == 0:
+            raise ValueError(f"fit needs a non-empty 2-D array of vectors, got shape {x.shape}")
         dim = x.shape[1] * 8 if self.binary else x.shape[1]
         self.index_ = make_index(self.factory, dim, self.metric, self.binary)
         start = time.perf_counter()
-        if not self.index_.is_trained:
-            self.index_.train(x)
+        if not self.index_.is_trained:  # Flat needs no training: no normalised copy either
+            self.index_.train(prepare(x, self.metric))
         self.train_time_ = time.perf_counter() - start
         self.add_time_ = 0.0
         self.ntotal_ = 0
@@ -220,6 +222,9 @@ class FaissIndex:
         if k > self.ntotal_:
             raise ValueError(f"k={k} is larger than the database ({self.ntotal_} vectors)")
         xq = prepare(xq, self.metric)
+        width = self.index_.code_size if self.binary else self.index_.d
+        if xq.ndim != 2 or xq.shape[1] != width:
+            raise ValueError(f"queries of shape {xq.shape} do not match the index (width {width})")
         D = np.empty((len(xq), k), np.float32)
         I = np.empty((len(xq), k), np.int64)
         start = time.perf_counter()
