@@ -341,3 +341,22 @@ def run_experiment(
     result["complete"] = True
     save_json(result, folder / "results.json")
     return result
+
+
+def default_search_params(
+    method: str, database: list[str] | str, features_root: str | os.PathLike = FEATURES_DIR
+) -> dict:
+    """Indexes and metrics that suit a method's features: exact plus one IVF sized for the database.
+
+    Hashes get ``["BFlat", "BIVF<n>"]`` with ``hamming``, float features ``["Flat", "IVF<n>,Flat"]``
+    with ``cosine``; n ~ 4 sqrt(N), capped so faiss has >= 39 training vectors per list. Also returns
+    an nprobe sweep up to n.
+    """
+    database = [database] if isinstance(database, str) else list(database)
+    info = check_sources(method, database, database, 1, features_root)
+    n = info["n_database"]
+    nlist = max(1, min(int(4 * n**0.5), n // 39))
+    nprobes = sorted({p for p in (1, 2, 4, 8, 16, 32, 64, nlist) if p <= nlist})
+    if info["binary"]:
+        return {"indexes": ["BFlat", f"BIVF{nlist}"], "metrics": ["hamming"], "nprobes": nprobes}
+    return {"indexes": ["Flat", f"IVF{nlist},Flat"], "metrics": ["cosine"], "nprobes": nprobes}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from extractor.store import store_path, write_features
-from fast_search import run_experiment
+from fast_search import default_search_params, run_experiment
 from fast_search.experiment import SCHEMA
 
 from .conftest import DATABASE, QUERIES, make_stores
@@ -154,3 +154,12 @@ def test_failing_configuration_is_recorded_and_skipped(stores, tmp_path):
     res = _run(stores, tmp_path, indexes=["Flat", "IVF2,PQ4"], metrics=["L2"])
     assert [r["key"] for r in res["runs"]] == ["Flat--L2"]
     assert res["errors"] and res["errors"][0]["index"] == "IVF2,PQ4"
+
+
+def test_default_search_params(stores, binary_stores, tmp_path):
+    params = default_search_params("feat", DATABASE, stores)
+    assert params == {"indexes": ["Flat", "IVF3,Flat"], "metrics": ["cosine"], "nprobes": [1, 2, 3]}
+    params = default_search_params("hash", DATABASE, binary_stores)
+    assert params["indexes"] == ["BFlat", "BIVF3"] and params["metrics"] == ["hamming"]
+    res = _run(binary_stores, tmp_path, method="hash", **params)
+    assert len(res["runs"]) == 4 and not res["errors"]
