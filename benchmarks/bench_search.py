@@ -2,7 +2,9 @@
 
 Sizes come from environment variables (defaults are reduced so the run stays near 2 minutes on
 a shared 2-core machine). The issue's full size is printed at the start:
-  BENCH_SEARCH_NB=500500 BENCH_SEARCH_NQ=11600 python -m benchmarks search   (~4 GB per copy)
+  BENCH_SEARCH_NB=500500 BENCH_SEARCH_NQ=11600 BENCH_SEARCH_HAMMING_NQ=11600 python -m benchmarks search
+(~4 GB per copy of the database; other knobs: BENCH_SEARCH_DIM, _K, _THREADS, _SKLEARN_NB, _HAMMING_NB,
+_BITS, _NUMPY_NQ)
 """
 
 from __future__ import annotations
@@ -122,7 +124,10 @@ def bench_hamming(nb: int, nq: int, bits: int, k: int, nq_numpy: int) -> None:
 
 def main() -> None:
     faiss.omp_set_num_threads(_env("BENCH_SEARCH_THREADS", os.cpu_count() or 1))
-    print("full size: BENCH_SEARCH_NB=500500 BENCH_SEARCH_NQ=11600 .venv/bin/python -m benchmarks search")
+    print(
+        "full size: BENCH_SEARCH_NB=500500 BENCH_SEARCH_NQ=11600 BENCH_SEARCH_HAMMING_NQ=11600 "
+        ".venv/bin/python -m benchmarks search"
+    )
     print("(timings on a shared machine are provisional)")
     bench_float(
         nb=_env("BENCH_SEARCH_NB", 100_000),
@@ -133,7 +138,7 @@ def main() -> None:
     )
     bench_hamming(
         nb=_env("BENCH_SEARCH_HAMMING_NB", 500_500),
-        nq=_env("BENCH_SEARCH_HAMMING_NQ", 11_600),
+        nq=_env("BENCH_SEARCH_HAMMING_NQ", 2_000),
         bits=_env("BENCH_SEARCH_BITS", 64),
         k=_env("BENCH_SEARCH_K", 10),
         nq_numpy=_env("BENCH_SEARCH_NUMPY_NQ", 200),
