@@ -28,7 +28,8 @@ TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "conv": lambda a: a.transpose(3, 2, 0, 1),  # HWIO -> OIHW
     "dense": lambda a: a.T,  # (in, out) -> (out, in)
 }
-ALWAYS_IGNORED = ("global_step", "*/Momentum")  # step counter and optimizer (LARS momentum) slots
+# step counter, optimizer (LARS momentum) slots, a TF2 object graph if present
+ALWAYS_IGNORED = ("global_step", "*/Momentum", "_CHECKPOINTABLE_OBJECT_GRAPH")
 MAX_LISTED = 25
 
 
