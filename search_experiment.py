@@ -61,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--block-size", type=int, default=BLOCK_SIZE, help="stream the database in blocks of N rows"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing Results/NAME")
+    p.add_argument(
+        "--resume", action="store_true", help="finish an interrupted Results/NAME (same parameters)"
+    )
     return p.parse_args(argv)
 
 
@@ -73,6 +76,7 @@ def main(argv=None) -> int:
         args.database,
         args.queries,
         overwrite=args.overwrite,
+        resume=args.resume,
         indexes=args.indexes,
         metrics=args.metrics,
         ks=args.ks,

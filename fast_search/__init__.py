@@ -11,10 +11,11 @@ explore_neighbors("demo", k=10)     # Results/demo/neighbors/index.html
 
 from fast_search.block import block_search
 from fast_search.data import SearchData, check_sources, load_search_data
-from fast_search.experiment import ExperimentConfig, default_search_params, experiment_dir, run_experiment
+from fast_search.experiment import ExperimentConfig, default_search_params, run_experiment
 from fast_search.gallery import explore_neighbors
 from fast_search.index import FLOAT_METRICS, METRICS, FaissIndex, make_index
 from fast_search.report import format_table, load_results, process_experiment, summary_rows
+from fast_search.results import experiment_dir
 
 __all__ = [
     "ExperimentConfig",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import platform
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -22,17 +21,29 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from tqdm.auto import tqdm
 
 from fast_search import metrics as M
 from fast_search.block import array_blocks, block_search
 from fast_search.data import check_sources, database_blocks, load_search_data
 from fast_search.index import FaissIndex, check_metric, is_exact, make_index, sweep_param
-from helpers.jsonio import save_json
+from fast_search.results import (
+    SCHEMA,
+    _file_name,
+    exact_cache_path,
+    experiment_dir,
+    fingerprint,
+    library_versions,
+    load_exact,
+    machine_info,
+    run_key,
+    save_exact,
+    score,
+)
+from helpers.jsonio import load_json, save_json
 from helpers.paths import FEATURES_DIR, RESULTS_DIR
 
 log = logging.getLogger(__name__)
-SCHEMA = "fast_search.results/1"
-FPRS = (0.01, 0.001)
 
 
 @dataclass
@@ -58,85 +69,28 @@ class ExperimentConfig:
     results_root: str = str(RESULTS_DIR)
 
 
-def experiment_dir(name: str, results_root: str | os.PathLike = RESULTS_DIR) -> Path:
-    """``results_root/name``; names must be plain folder names (no '/')."""
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise ValueError(f"experiment name must be a plain folder name without '/', got {name!r}")
-    return Path(results_root) / name
-
-
-def machine_info() -> dict:
-    """CPU model, core count and platform, recorded with every experiment."""
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def library_versions() -> dict:
-    import h5py
-    import sklearn
-
-    return {
-        "faiss": faiss.__version__,
-        "numpy": np.__version__,
-        "h5py": h5py.__version__,
-        "sklearn": sklearn.__version__,
-    }
-
-
-def run_key(index: str, metric: str, param: str | None, value: int | None) -> str:
-    """``"IVF64,Flat--cosine--nprobe=4"`` (the seed's ``factory--metric``, plus the sweep value)."""
-    key = f"{index}--{metric}"
-    return key if param is None else f"{key}--{param}={value}"
-
-
-def _file_name(key: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.,=-]", "_", key) + ".npz"
-
-
-def score(D: np.ndarray, I: np.ndarray, targets: np.ndarray, ks: list[int]) -> dict:
-    """Every quality measure of one run's (D, I), as plain floats (None for undefined)."""
-    out = {
-        "recall_at_k": {str(k): M.recall_at_k(I, targets, k) for k in ks},
-        "map_at_k": {str(k): M.map_at_k(I, targets, k) for k in ks},
-        "roc_auc": M.roc_auc(D, I, targets),
-        "micro_ap": M.micro_average_precision(D, I, targets),
-    }
-    for fpr in FPRS:
-        tag = f"{fpr * 100:g}pct"
-        out[f"recall_at_fpr_{tag}"], out[f"threshold_at_fpr_{tag}"] = M.recall_at_fpr(D, I, targets, fpr)
-    out["recall_at_precision_90"], out["threshold_at_precision_90"] = M.recall_at_precision(
-        D, I, targets, 0.9
-    )
-    return _clean(out)
-
-
-def _clean(value):
-    """NaN and inf -> None so results.json is strict JSON."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, float) and not np.isfinite(value):
+def _previous(folder: Path, cfg: ExperimentConfig, overwrite: bool, resume: bool) -> dict | None:
+    """The unfinished results to resume, None to start afresh; refuses to clobber finished work."""
+    path = folder / "results.json"
+    if not path.exists() or overwrite:
         return None
-    return value
-
-
-def _validate(cfg: ExperimentConfig, overwrite: bool) -> tuple[Path, dict]:
-    folder = experiment_dir(cfg.name, cfg.results_root)
-    if (folder / "results.json").exists() and not overwrite:
+    if not resume:
         raise FileExistsError(
-            f"{folder / 'results.json'} exists; pass overwrite=True (--overwrite) to replace it"
+            f"{path} exists; pass overwrite=True (--overwrite) to replace it, or resume=True (--resume) "
+            "to finish an interrupted run"
         )
+    previous = load_json(path)
+    if previous.get("complete"):
+        raise FileExistsError(f"{path} is complete: nothing to resume (overwrite=True to run it again)")
+    changed = sorted(k for k, v in asdict(cfg).items() if previous.get("params", {}).get(k) != v)
+    if changed:
+        raise ValueError(f"cannot resume {path}: parameters {changed} differ from the interrupted run")
+    return previous
+
+
+def _validate(cfg: ExperimentConfig, overwrite: bool, resume: bool) -> tuple[Path, dict, dict | None]:
+    folder = experiment_dir(cfg.name, cfg.results_root)
+    previous = _previous(folder, cfg, overwrite, resume)
     if not cfg.ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in cfg.ks):
         raise ValueError(f"ks must be positive integers, got {cfg.ks!r}")
     for name, values in (("nprobes", cfg.nprobes), ("efsearches", cfg.efsearches)):
@@ -158,37 +112,27 @@ def _validate(cfg: ExperimentConfig, overwrite: bool) -> tuple[Path, dict]:
             raise ValueError(
                 f"{factory!r} needs at least {nlist[1]} training vectors; the database gives {train_n}"
             )
-    return folder, info
+    return folder, info, previous
 
 
 def _fingerprint(cfg: ExperimentConfig, info: dict, metric: str) -> str:
     files = [f for part in ("database", "queries") for item in info[part] for f in item["files"]]
-    stamps = [f"{f}:{os.path.getmtime(f):.0f}" for f in files]
-    return "|".join([cfg.method, metric, *cfg.database, *cfg.queries, *stamps])
+    return fingerprint(cfg.method, cfg.database, cfg.queries, metric, files)
 
 
-def exact_results(cfg, data, info, metric: str, k: int, cache_dir: Path, blocks=None):
+def exact_results(cfg: ExperimentConfig, data, info: dict, metric: str, k: int, folder: Path):
     """Exact (D, I) for `metric`, from ``cache/exact_<metric>.npz`` when it matches, else computed and cached."""
-    path = cache_dir / f"exact_{metric}.npz"
-    fp = _fingerprint(cfg, info, metric)
-    if path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["fingerprint"]) == fp and z["I"].shape[1] >= k and z["I"].shape[0] == len(data.queries):
-                return z["D"][:, :k], z["I"][:, :k]
-    if blocks is None:
-        blocks = (
-            array_blocks(data.database)
-            if data.database is not None
-            else database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size or 65536)
-        )
+    path, fp = exact_cache_path(folder, metric), _fingerprint(cfg, info, metric)
+    cached = load_exact(path, fp, len(data.queries), k)
+    if cached is not None:
+        return cached
+    if data.database is not None:
+        blocks = array_blocks(data.database)
+    else:
+        blocks = database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size or 65536)
     D, I, _ = block_search(data.queries, blocks, k, metric, total=info["n_database"], progress=True)
     save_exact(path, D, I, fp)
     return D, I
-
-
-def save_exact(path: Path, D: np.ndarray, I: np.ndarray, fingerprint: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, D=D, I=I, fingerprint=np.array(fingerprint))
 
 
 def _build(cfg, data, factory: str, metric: str) -> FaissIndex:
@@ -203,7 +147,8 @@ def _build(cfg, data, factory: str, metric: str) -> FaissIndex:
         if have >= limit:
             break
     index.fit(np.concatenate(train))
-    for _ids, block in database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size):
+    blocks = database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size)
+    for _ids, block in tqdm(blocks, desc=f"adding to {factory}", unit="block"):
         index.add(block)
     return index
 
@@ -216,7 +161,7 @@ def _run_index(cfg, data, info, folder: Path, factory: str, metric: str) -> list
         D, I, stats = block_search(
             data.queries, blocks, kmax, metric, total=info["n_database"], progress=True
         )
-        save_exact(folder / "cache" / f"exact_{metric}.npz", D, I, _fingerprint(cfg, info, metric))
+        save_exact(exact_cache_path(folder, metric), D, I, _fingerprint(cfg, info, metric))
         dim_bytes = data.dim // 8 if data.binary else data.dim * 4
         timing = {"train_time_s": 0.0, "add_time_s": 0.0, "search_time_s": stats["search_time_s"]}
         sweeps = [(None, None, D, I, timing, info["n_database"] * dim_bytes)]
@@ -236,7 +181,7 @@ def _run_index(cfg, data, info, folder: Path, factory: str, metric: str) -> list
             }
             sweeps.append((param, value, D, I, timing, index.memory_bytes()))
         if is_exact(factory):
-            save_exact(folder / "cache" / f"exact_{metric}.npz", D, I, _fingerprint(cfg, info, metric))
+            save_exact(exact_cache_path(folder, metric), D, I, _fingerprint(cfg, info, metric))
         del index
     runs = []
     for param, value, D, I, timing, nbytes in sweeps:
@@ -244,7 +189,7 @@ def _run_index(cfg, data, info, folder: Path, factory: str, metric: str) -> list
         if is_exact(factory):
             vs_exact = 1.0
         else:
-            _, I_exact = exact_results(cfg, data, info, metric, kmax, folder / "cache")
+            _, I_exact = exact_results(cfg, data, info, metric, kmax, folder)
             vs_exact = M.recall_vs_exact(I, I_exact, kmax)
         (folder / "runs").mkdir(parents=True, exist_ok=True)
         np.savez(folder / "runs" / _file_name(key), D=D, I=I)
@@ -273,6 +218,7 @@ def run_experiment(
     database: list[str] | str,
     queries: list[str] | str,
     overwrite: bool = False,
+    resume: bool = False,
     **params,
 ) -> dict:
     """Run every configuration and write ``results_root/name/results.json``; returns that dict.
@@ -280,7 +226,9 @@ def run_experiment(
     `params` are the other `ExperimentConfig` fields (indexes, metrics, ks, nprobes, efsearches,
     threads, batch_size, block_size, train_size, features_root, results_root). Raises before any
     work on a bad name, an existing experiment (unless `overwrite`), mismatched or empty stores, k
-    larger than the database, an unknown factory string or metric, NaN/inf features.
+    larger than the database, an unknown factory string or metric, NaN/inf features. With
+    `resume`, an interrupted experiment (``complete: false``) with the same parameters keeps its
+    finished (index, metric) groups and runs only the others.
     """
     database = [database] if isinstance(database, str) else list(database)
     queries = [queries] if isinstance(queries, str) else list(queries)
@@ -291,7 +239,7 @@ def run_experiment(
         )
     params = {k: (str(v) if k.endswith("_root") else v) for k, v in params.items()}
     cfg = ExperimentConfig(name=name, method=method, database=database, queries=queries, **params)
-    folder, info = _validate(cfg, overwrite)
+    folder, info, previous = _validate(cfg, overwrite, resume)
     data = load_search_data(
         method, database, queries, cfg.features_root, load_database=cfg.block_size is None
     )
@@ -328,8 +276,14 @@ def run_experiment(
         "runs": [],
         "errors": [],
     }
+    if previous is not None:
+        result.update(runs=previous["runs"], errors=previous["errors"], created=previous["created"])
+    done = {(r["index"], r["metric"]) for r in result["runs"] + result["errors"]}
     for factory in cfg.indexes:
         for metric in cfg.metrics:
+            if (factory, metric) in done:
+                log.info("%s--%s: already done, skipped (resume)", factory, metric)
+                continue
             try:
                 result["runs"].extend(_run_index(cfg, data, info, folder, factory, metric))
             except (RuntimeError, MemoryError) as err:  # faiss failure: record and go on

@@ -20,8 +20,8 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from data_retrieval.datasets import image_paths
-from fast_search.experiment import experiment_dir
 from fast_search.report import load_results
+from fast_search.results import experiment_dir
 from helpers.images import BadImageError, load_image
 from helpers.paths import DATASETS_DIR, RESULTS_DIR
 

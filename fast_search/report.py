@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fast_search import metrics as M
-from fast_search.experiment import experiment_dir
+from fast_search.results import experiment_dir
 from helpers.jsonio import load_json
 from helpers.paths import RESULTS_DIR
 

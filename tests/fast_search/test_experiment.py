@@ -163,3 +163,28 @@ def test_default_search_params(stores, binary_stores, tmp_path):
     assert params["indexes"] == ["BFlat", "BIVF3"] and params["metrics"] == ["hamming"]
     res = _run(binary_stores, tmp_path, method="hash", **params)
     assert len(res["runs"]) == 4 and not res["errors"]
+
+
+def test_resume_an_interrupted_experiment(stores, tmp_path, monkeypatch):
+    import fast_search.experiment as E
+
+    real = E._run_index
+
+    def dies_on_l2(cfg, data, info, folder, factory, metric):
+        if metric == "L2":
+            raise KeyboardInterrupt
+        return real(cfg, data, info, folder, factory, metric)
+
+    monkeypatch.setattr(E, "_run_index", dies_on_l2)
+    with pytest.raises(KeyboardInterrupt):
+        _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine", "L2"])
+    saved = json.loads((tmp_path / "R" / "exp" / "results.json").read_text())
+    assert saved["complete"] is False and [r["key"] for r in saved["runs"]] == ["Flat--cosine"]
+    with pytest.raises(ValueError, match=r"parameters \['ks'\] differ"):
+        _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine", "L2"], ks=[1], resume=True)
+    monkeypatch.setattr(E, "_run_index", real)
+    res = _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine", "L2"], resume=True)
+    assert res["complete"] and [r["key"] for r in res["runs"]] == ["Flat--cosine", "Flat--L2"]
+    assert res["runs"][0] == saved["runs"][0]
+    with pytest.raises(FileExistsError, match="complete"):
+        _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine", "L2"], resume=True)

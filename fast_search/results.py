@@ -1,0 +1,122 @@
+# ruff: noqa: E741  (D, I) is faiss's fixed name for k-NN distances and ids
+"""The experiment folder and its formats: names, run keys, scores as JSON, machine facts, exact cache.
+
+``Results/<name>/results.json`` (schema ``fast_search.results/1``, documented in docs/fast_search.md),
+``runs/<key>.npz`` (D, I), ``ids.npz`` and ``cache/exact_<metric>.npz`` (exact D, I plus a
+fingerprint of the inputs, reused only when it matches). Arrays are read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from fast_search import metrics as M
+from helpers.paths import RESULTS_DIR
+
+SCHEMA = "fast_search.results/1"
+FPRS = (0.01, 0.001)
+
+
+def experiment_dir(name: str, results_root: str | os.PathLike = RESULTS_DIR) -> Path:
+    """``results_root/name``; names must be plain folder names (no '/')."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ValueError(f"experiment name must be a plain folder name without '/', got {name!r}")
+    return Path(results_root) / name
+
+
+def machine_info() -> dict:
+    """CPU model, core count and platform, recorded with every experiment."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def library_versions() -> dict:
+    import h5py
+    import sklearn
+
+    return {
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+        "sklearn": sklearn.__version__,
+    }
+
+
+def run_key(index: str, metric: str, param: str | None, value: int | None) -> str:
+    """``"IVF64,Flat--cosine--nprobe=4"`` (the seed's ``factory--metric``, plus the sweep value)."""
+    key = f"{index}--{metric}"
+    return key if param is None else f"{key}--{param}={value}"
+
+
+def _file_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.,=-]", "_", key) + ".npz"
+
+
+def score(D: np.ndarray, I: np.ndarray, targets: np.ndarray, ks: list[int]) -> dict:
+    """Every quality measure of one run's (D, I), as plain floats (None for undefined)."""
+    out = {
+        "recall_at_k": {str(k): M.recall_at_k(I, targets, k) for k in ks},
+        "map_at_k": {str(k): M.map_at_k(I, targets, k) for k in ks},
+        "roc_auc": M.roc_auc(D, I, targets),
+        "micro_ap": M.micro_average_precision(D, I, targets),
+    }
+    for fpr in FPRS:
+        tag = f"{fpr * 100:g}pct"
+        out[f"recall_at_fpr_{tag}"], out[f"threshold_at_fpr_{tag}"] = M.recall_at_fpr(D, I, targets, fpr)
+    out["recall_at_precision_90"], out["threshold_at_precision_90"] = M.recall_at_precision(
+        D, I, targets, 0.9
+    )
+    return _clean(out)
+
+
+def _clean(value):
+    """NaN and inf -> None so results.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def fingerprint(method: str, database: list[str], queries: list[str], metric: str, files: list[str]) -> str:
+    """What exact results depend on: method, metric, datasets and the store files' modification times."""
+    stamps = [f"{f}:{os.path.getmtime(f):.0f}" for f in files]
+    return "|".join([method, metric, *database, *queries, *stamps])
+
+
+def exact_cache_path(folder: Path, metric: str) -> Path:
+    return Path(folder) / "cache" / f"exact_{metric}.npz"
+
+
+def load_exact(path: Path, fingerprint: str, n_queries: int, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Cached exact (D, I) cut to k columns, or None when absent, stale or too short."""
+    if not Path(path).is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        if str(z["fingerprint"]) == fingerprint and z["I"].shape[1] >= k and z["I"].shape[0] == n_queries:
+            return z["D"][:, :k], z["I"][:, :k]
+    return None
+
+
+def save_exact(path: Path, D: np.ndarray, I: np.ndarray, fingerprint: str) -> None:
+    """Cache exact (D, I) with the fingerprint of its inputs (npz, no pickle)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, D=D, I=I, fingerprint=np.array(fingerprint))
