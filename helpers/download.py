@@ -43,7 +43,9 @@ def _attempt(session: requests.Session, url: str, part: Path, chunk_size: int, t
              ) -> int | None:
     """One GET (with Range when `part` exists) appended to `part`; returns the expected total size."""
     have = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={have}-"} if have else {}
+    headers = {"Accept-Encoding": "identity"}  # raw bytes: sizes and ranges refer to the file itself
+    if have:
+        headers["Range"] = f"bytes={have}-"
     with session.get(url, stream=True, timeout=timeout, headers=headers) as resp:
         if resp.status_code == 416:  # nothing left to send: complete, or the part is larger than the file
             _, total = _total_from_range(resp.headers.get("Content-Range"))
@@ -70,7 +72,8 @@ def _attempt(session: requests.Session, url: str, part: Path, chunk_size: int, t
             have, total, mode = 0, (int(length) if length is not None else None), "wb"
         with open(part, mode) as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
                                          unit_divisor=1024, desc=part.name[:-5], disable=not progress) as bar:
-            while chunk := resp.raw.read1(chunk_size):  # partial reads are kept when the line drops
+            read = getattr(resp.raw, "read1", resp.raw.read)  # read1 (urllib3 2): keeps what came before a cut
+            while chunk := read(chunk_size):
                 f.write(chunk)
                 bar.update(len(chunk))
     return total

@@ -145,3 +145,19 @@ def test_full_size_tables_match_the_models_exactly():
         keys = {k for k in model.state_dict() if not k.endswith("num_batches_tracked") and not k.startswith("fc.")}
         assert set(table) == keys, name
         assert len({n for n, _ in table.values()}) == len(table), name
+
+
+def test_v2_ema_copy_of_the_supervised_head_is_preferred(tf, tmp_path, tiny_checkpoints):
+    ckpt = tiny_checkpoints["v2_sk0"]
+    model, head = tiny_model(ckpt)
+    sup = "head_supervised/linear_layer/dense/"
+
+    def add_ema_fc(v):
+        v[f"ema_model/{sup}kernel"] = v[sup + "kernel"] * 2
+        v[f"ema_model/{sup}bias"] = v[sup + "bias"] + 1
+
+    reader = _broken(tf, tmp_path, ckpt, add_ema_fc)
+    encoder = convert_loaded_v2(reader, model, head, ema=True)["encoder"]
+    np.testing.assert_array_equal(encoder["fc.bias"].numpy(), ckpt.variables[sup + "bias"] + 1)
+    plain = convert_loaded_v2(reader, model, head, ema=False)["encoder"]
+    np.testing.assert_array_equal(plain["fc.bias"].numpy(), ckpt.variables[sup + "bias"])

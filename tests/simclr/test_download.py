@@ -23,7 +23,7 @@ PAYLOAD = bytes(range(256)) * 40  # 10 KB
 
 class Handler(BaseHTTPRequestHandler):
     """/good.bin honours Range; /cut.bin cuts its first full response halfway; /liar.bin announces
-    10 bytes more than it has; anything else is 404. Requests are logged on the server."""
+    10 bytes more than it has; /flaky.bin answers 503 first; anything else is 404. Requests are logged."""
 
     def log_message(self, *args):  # keep pytest output clean
         pass
@@ -31,6 +31,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         self.server.requests.append((self.path, self.headers.get("Range")))
         name = self.path.rsplit("/", 1)[-1]
+        if name == "flaky.bin" and len(self.server.requests) == 1:
+            self.send_error(503, "Service Unavailable")
+            return
+        name = "good.bin" if name == "flaky.bin" else name
         if name not in ("good.bin", "cut.bin", "liar.bin") and not name.startswith(("checkpoint", "model.ckpt")):
             self.send_error(404, "Not Found")
             return
@@ -104,6 +108,12 @@ def test_size_mismatch_is_an_error_and_keeps_the_partial_file(server, tmp_path):
         download_file(url + "liar.bin", tmp_path / "liar.bin", **FAST)
     assert not (tmp_path / "liar.bin").exists()
     assert (tmp_path / "liar.bin.part").read_bytes() == PAYLOAD
+
+
+def test_server_error_is_retried(server, tmp_path):
+    httpd, url = server
+    assert download_file(url + "flaky.bin", tmp_path / "f.bin", **FAST).read_bytes() == PAYLOAD
+    assert len(httpd.requests) == 2
 
 
 def test_404_names_the_url(server, tmp_path):
