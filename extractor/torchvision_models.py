@@ -114,7 +114,10 @@ def _load_local(arch: str, path: Path, default: Any) -> nn.Module:
         kwargs.update(aux_logits=any(k.startswith(("AuxLogits", "aux")) for k in state), init_weights=False)
         kwargs["transform_input"] = True  # what torchvision's own weights for these expect
     model = get_model(arch, weights=None, **kwargs)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"{path} does not hold {arch} weights: {str(e).splitlines()[1:3]}") from None
     if missing or unexpected:
         raise ValueError(
             f"{path} does not hold {arch} weights: missing {missing[:5]}, unexpected {unexpected[:5]} "
