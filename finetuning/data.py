@@ -64,14 +64,20 @@ class TwoViewDataset(torch.utils.data.Dataset):
 
 
 def training_paths(
-    dataset: str | os.PathLike, min_images: int, root: str | os.PathLike = DATASETS_DIR
+    datasets: str | os.PathLike | Sequence[str | os.PathLike], min_images: int, root: str | os.PathLike = DATASETS_DIR
 ) -> list[Path]:
-    """Image paths of a registered dataset or folder (recursive), checked to fill at least one batch."""
-    key = str(dataset)
-    listing = load_dataset(dataset, root=root) if not Path(key).is_dir() else load_dataset(key, recursive=True)
-    if len(listing.paths) < min_images:
+    """Image paths of registered datasets or folders (recursive), checked to fill at least one batch."""
+    if isinstance(datasets, (str, os.PathLike)):
+        datasets = [datasets]
+    paths: list[Path] = []
+    for dataset in datasets:
+        key = str(dataset)
+        listing = load_dataset(key, root=root) if not Path(key).is_dir() else load_dataset(key, recursive=True)
+        paths += listing.paths
+    if len(paths) < min_images:
+        where = ", ".join(str(d) for d in datasets)
         raise ValueError(
-            f"{listing.folder} holds {len(listing.paths)} images, fewer than one batch "
+            f"{where} holds {len(paths)} images, fewer than one batch "
             f"({min_images} = batch size x processes); lower --batch-size or add images"
         )
-    return listing.paths
+    return paths

@@ -50,7 +50,7 @@ class TrainConfig:
     """Every setting of a fine-tuning run; saved in each checkpoint and in Results/<name>/config.json."""
 
     name: str = "finetune"
-    dataset: str = "demo_original"
+    dataset: str | list[str] = "demo_distractors"  # registered names or folders
     encoder: str = "resnet18"
     weights: str | None = None
     head_sizes: list[int] | None = None  # None: [dim, dim, 128]

@@ -6,29 +6,12 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from finetuning.checkpoint import list_checkpoints, load_checkpoint
 from finetuning.losses import nt_xent
 from finetuning.model import ProjectionHead, SimCLR
-from finetuning.training import TrainConfig, resolve_lr, train
-
-
-def tiny_encoder(seed: int = 0, width: int = 8) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, width, 3, stride=2), nn.BatchNorm2d(width), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
-    )
-
-
-def config(tmp_path, image_folder, **kw) -> TrainConfig:
-    base = dict(
-        name="run", dataset=str(image_folder), encoder="tiny", policy="simclr", size=32, batch_size=4, epochs=3,
-        optimizer="sgd", lr=0.05, head_sizes=[16, 8], checkpoints_root=str(tmp_path / "ckpt"),
-        results_root=str(tmp_path / "results"), warmup_epochs=1,
-    )  # fmt: skip
-    base.update(kw)
-    return TrainConfig(**base)
+from finetuning.training import resolve_lr, train
+from tests.finetuning._tiny import config, tiny_encoder
 
 
 def test_one_training_step_lowers_the_loss():
