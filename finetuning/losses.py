@@ -1,8 +1,8 @@
 """Contrastive losses: SimCLR's NT-Xent (self term masked exactly) and a symmetric InfoNCE for pairs.
 
 Under DDP, `nt_xent(..., gather=True)` compares the local rows with the projections of every
-process; `gather_with_grad` puts the local tensor back into the gathered list so gradients flow
-to it (the other processes' rows get their gradients on their own process).
+process (negatives from the whole global batch); `gather_with_grad` all-gathers with gradients,
+so the result equals one process computing the loss over the global batch.
 """
 
 from __future__ import annotations
@@ -16,19 +16,34 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather forward; backward sums every process's gradient of the gathered rows and keeps the local slice."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        world = dist.get_world_size()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rows, ctx.rank = x.shape[0], dist.get_rank()
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """All rows of `x` from every process (rank order) and the offset of this process's rows.
 
-    Gradients reach the local slice: the gathered copy of the local tensor is replaced by `x` itself.
+    Gradients flow back to every process's rows (all-reduced in backward), so the gradient of
+    the sum of the per-process losses is exact; DDP's averaging then gives that of their mean.
     Every process must pass the same number of rows (DistributedSampler with drop_last).
     """
     if not _distributed():
         return x, 0
-    world, rank = dist.get_world_size(), dist.get_rank()
-    parts = [torch.empty_like(x) for _ in range(world)]
-    dist.all_gather(parts, x.detach().contiguous())
-    parts[rank] = x
-    return torch.cat(parts), rank * x.shape[0]
+    return _GatherWithGrad.apply(x), dist.get_rank() * x.shape[0]
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1, gather: bool = False) -> torch.Tensor:
