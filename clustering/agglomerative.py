@@ -91,16 +91,20 @@ class Agglomerative:
         self.index_factory = index_factory
         self.binary = binary
 
-    def _choose_path(self, n: int, d: int) -> str:
+    def _validate(self) -> None:
         check_linkage(self.linkage, self.metric)
         if self.path not in PATHS:
             raise ValueError(f"unknown path {self.path!r}; valid paths: {', '.join(PATHS)}")
         if self.n_clusters is not None and self.distance_threshold is not None:
             raise ValueError("give n_clusters or distance_threshold, not both")
         if self.n_clusters is not None:
-            check_n_clusters(self.n_clusters, n)
+            check_n_clusters(self.n_clusters)
         if not self.memory_budget_gb or self.memory_budget_gb <= 0:
             raise ValueError(f"memory_budget_gb must be > 0, got {self.memory_budget_gb}")
+
+    def _choose_path(self, n: int, d: int) -> str:
+        if self.n_clusters is not None:
+            check_n_clusters(self.n_clusters, n)
         needed = dense_memory_bytes(n, d, self.linkage)
         self.dense_bytes_ = needed
         fits = needed <= self.memory_budget_gb * 1e9
@@ -119,6 +123,7 @@ class Agglomerative:
 
     def fit(self, X, y=None) -> Agglomerative:
         """Build the linkage tree of `X` (n_samples, n_features); set ``labels_`` if a cut was asked."""
+        self._validate()
         Xp = prepare(X, self.metric, self.binary)
         n, d = Xp.shape
         self.path_ = self._choose_path(n, d)

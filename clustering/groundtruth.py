@@ -12,7 +12,8 @@ A group is "one original and all its copies":
   ``negatives``: ``"singleton"`` (each its own group: a perfect clustering leaves it alone)
   or ``"exclude"`` (dropped before clustering).
 
-``partition="clean"`` drops every image whose group is one of ``NOISY_MEME_TEMPLATES``.
+``partition="clean"`` drops every image whose template (its group, or for a meme whose template
+is absent, the template its name points to) is one of ``NOISY_MEME_TEMPLATES``.
 """
 
 from __future__ import annotations
@@ -107,6 +108,16 @@ def group_names(ids: Sequence[str], datasets_root: str | os.PathLike = DATASETS_
     return out
 
 
+def _is_noisy(image_id: str, group: str) -> bool:
+    """True when the image's template (its group, or the one its name points to) is a noisy one."""
+    keys = [group] if group else [image_id]
+    dataset = split_id(image_id)[0]
+    target = SPECS[dataset].targets if dataset in SPECS else None
+    if target and not group:
+        keys += original_candidates(image_id, target)
+    return any(split_id(k)[1] in NOISY_MEME_TEMPLATES for k in keys)
+
+
 def load_clustering_data(
     method: str,
     datasets: Sequence[str],
@@ -146,13 +157,13 @@ def load_clustering_data(
     if negatives == "exclude":
         keep &= names != ""
         dropped["negatives"] = int((names == "").sum())
-    names = np.where(names == "", ids, names)
     if partition == "clean":
-        noisy = np.array([split_id(g)[1] in NOISY_MEME_TEMPLATES for g in names], dtype=bool)
+        noisy = np.array([_is_noisy(i, g) for i, g in zip(ids, names, strict=True)], dtype=bool)
         dropped["noisy_templates"] = int((noisy & keep).sum())
         keep &= ~noisy
         if not noisy.any():
             logger.info("partition 'clean' drops nothing: no image of the noisy meme templates here")
+    names = np.where(names == "", ids, names)
     if not keep.any():
         raise ValueError(f"nothing left to cluster in {datasets} after dropping {dropped}")
     uniq, inverse = np.unique(names[keep].astype(str), return_inverse=True)

@@ -18,7 +18,7 @@ from scipy.optimize import linear_sum_assignment
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     return path
 
 
@@ -38,7 +38,7 @@ def plot_cluster_sizes(labels: np.ndarray, path: str | os.PathLike, truth: np.nd
     fig = Figure(figsize=(9, 4))
     ax1, ax2 = fig.subplots(1, 2, width_ratios=[3, 1])
     sizes = np.sort(np.bincount(labels[labels >= 0]))[::-1]
-    ax1.bar(np.arange(len(sizes)), sizes, width=1.0, color="tab:blue", label="clusters")
+    ax1.stairs(sizes, np.arange(len(sizes) + 1) - 0.5, fill=True, color="tab:blue", label="clusters")
     if truth is not None:
         gt = np.sort(np.bincount(truth[truth >= 0]))[::-1]
         ax1.step(np.arange(len(gt)), gt, where="mid", color="red", label="ground truth")
