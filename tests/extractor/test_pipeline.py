@@ -1,0 +1,262 @@
+"""extract_dataset: store round trip, bad inputs, refusal to mix, shards, kill-and-resume."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from extractor import (
+    FeatureWriter,
+    NeuralExtractor,
+    PreprocessCfg,
+    StoreError,
+    create_extractor,
+    extract_dataset,
+    load_features,
+    shard_bounds,
+    store_path,
+)
+from extractor.pipeline import EXIT_AFTER_ENV, errors_path
+from helpers.images import BadImageError, load_image
+from helpers.paths import REPO_ROOT
+from tests.conftest import synthetic_image, write_bad_images
+
+SMALL = PreprocessCfg(resize_size=72, crop_size=64)
+
+
+def small_resnet(seed: int = 0) -> NeuralExtractor:
+    """A random-init resnet18 on 64 px inputs: same weights in every process for the same seed."""
+    torch.manual_seed(seed)
+    model = torchvision.models.resnet18()
+    model.fc = torch.nn.Identity()
+    return NeuralExtractor("r18", model, SMALL, precision="fp32", dim=512)
+
+
+@pytest.fixture(scope="module")
+def bad_folder(tmp_path_factory):
+    """conftest's bad images, written once for this module (the bomb PNG is slow to write)."""
+    folder = tmp_path_factory.mktemp("badimages") / "bad"
+    return folder, write_bad_images(folder)
+
+
+def _folder(tmp_path: Path, n: int, size=(48, 36)) -> Path:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(n):
+        synthetic_image(i, size).save(folder / f"{i}.jpg", quality=90)
+    return folder
+
+
+def test_round_trip_ids_attributes_and_values(image_folder, tmp_path):
+    ext = create_extractor("dhash")
+    path = extract_dataset(ext, image_folder, features_root=tmp_path / "F", batch_size=5, workers=2, progress=False)
+    assert path == store_path("images", "dhash", tmp_path / "F")
+    feats = load_features(path)
+    assert list(feats.ids) == [f"images/{i}" for i in range(12)]  # natural order, dataset-qualified
+    assert feats.features.dtype == np.uint8 and feats.features.shape == (12, 8) and feats.binary and feats.dim == 64
+    attrs = feats.attrs
+    assert attrs["method"] == "dhash" and attrs["complete"] and attrs["dataset"] == "images"
+    assert attrs["folder"] == str(image_folder.resolve()) and attrs["params"]["hash_size"] == 8
+    assert attrs["n_seen"] == 12 and "torch" in attrs["versions"]
+    direct = ext.features([load_image(image_folder / f"{i}.jpg", draft=ext.draft) for i in range(12)])
+    np.testing.assert_array_equal(feats.features, direct)
+    assert errors_path(path).read_text() == "path\treason\n"
+
+
+def test_exact_hash_through_pipeline_equals_imagehash(image_folder, tmp_path):
+    import imagehash
+    from PIL import Image
+
+    path = extract_dataset(create_extractor("phash", exact=True), image_folder, features_root=tmp_path, workers=0,
+                           progress=False)
+    want = np.stack([imagehash.phash(Image.open(image_folder / f"{i}.jpg")).hash.reshape(-1) for i in range(12)])
+    np.testing.assert_array_equal(np.unpackbits(load_features(path).features, axis=1), want)
+
+
+def test_neural_store_is_float32_and_matches_direct_features(image_folder, tmp_path):
+    ext = small_resnet()
+    path = extract_dataset(ext, image_folder, features_root=tmp_path, batch_size=4, workers=2, progress=False)
+    feats = load_features(path)
+    assert feats.features.dtype == np.float32 and feats.features.shape == (12, 512) and not feats.binary
+    direct = ext.features([load_image(image_folder / f"{i}.jpg") for i in range(12)])
+    np.testing.assert_allclose(feats.features, direct, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["dhash", "r18"])
+def test_bad_inputs_are_converted_or_skipped_with_reasons(bad_folder, tmp_path, method):
+    folder, kinds = bad_folder
+    ext = small_resnet() if method == "r18" else create_extractor(method)
+    path = extract_dataset(ext, folder, features_root=tmp_path, batch_size=3, workers=2, progress=False)
+    feats = load_features(path)
+    ok = sorted(f"bad/{Path(n).stem}" for n, kind in kinds.items() if kind == "ok")
+    assert sorted(feats.ids) == ok and np.isfinite(feats.features.astype(np.float32)).all()
+    with h5py.File(path) as f:
+        skipped = dict(f["skipped"].asstr()[:])
+    bad = {str(folder / n) for n, kind in kinds.items() if kind == "bad"}
+    assert set(skipped) == bad and all(skipped.values())
+    assert "decompression bomb" in skipped[str(folder / "bomb.png")]
+    assert "empty" in skipped[str(folder / "empty.png")]
+    log = errors_path(path).read_text()
+    for name in [*bad, "notes.txt", ".hidden.jpg"]:  # decoding failures and listing skips
+        assert Path(name).name in log
+
+
+def test_strict_stops_at_the_first_bad_file(bad_folder, tmp_path):
+    folder, _ = bad_folder
+    with pytest.raises(BadImageError, match="strict mode"):
+        extract_dataset("dhash", folder, features_root=tmp_path, batch_size=2, workers=0, strict=True, progress=False)
+    assert not store_path("bad", "dhash", tmp_path).exists()
+
+
+def test_refuses_to_append_to_another_method_or_image_list(image_folder, tmp_path):
+    partial = store_path("images", "dhash", tmp_path)
+    FeatureWriter(partial, method="dhash", dim=256, binary=True).close()  # a 256-bit dhash was started here
+    with pytest.raises(StoreError, match="refusing to append"):
+        extract_dataset("dhash", image_folder, features_root=tmp_path, workers=0, progress=False)
+    extract_dataset("ahash", image_folder, features_root=tmp_path, workers=0, limit=5, batch_size=2,
+                    progress=False)
+    assert load_features(tmp_path / "images" / "ahash.h5").ids.shape == (5,)
+    # a partial run over 6 images cannot be resumed over 12
+    code = (f"from extractor import extract_dataset; extract_dataset('phash', {str(image_folder)!r}, "
+            f"features_root={str(tmp_path)!r}, workers=0, batch_size=2, limit=6, progress=False)")
+    subprocess.run([sys.executable, "-c", code], env={**os.environ, EXIT_AFTER_ENV: "1"}, cwd=REPO_ROOT)
+    with pytest.raises(StoreError, match="different list of images"):
+        extract_dataset("phash", image_folder, features_root=tmp_path, workers=0, batch_size=2, progress=False)
+
+
+def test_complete_store_is_returned_not_redone(image_folder, tmp_path):
+    first = extract_dataset("ahash", image_folder, features_root=tmp_path, workers=0, progress=False)
+    mtime = first.stat().st_mtime_ns
+    assert extract_dataset("ahash", image_folder, features_root=tmp_path, workers=0, progress=False) == first
+    assert first.stat().st_mtime_ns == mtime
+    extract_dataset("ahash", image_folder, features_root=tmp_path, workers=0, overwrite=True, progress=False)
+    assert first.stat().st_mtime_ns != mtime
+
+
+@pytest.mark.parametrize("n_shards", [3, 5])
+def test_shards_concatenated_equal_one_full_run(image_folder, tmp_path, n_shards):
+    ext = create_extractor("dhash")
+    full = load_features(extract_dataset(ext, image_folder, features_root=tmp_path / "full", workers=0,
+                                         progress=False))
+    for k in range(n_shards):
+        path = extract_dataset(ext, image_folder, features_root=tmp_path / "sh", shard=(k, n_shards), workers=0,
+                               batch_size=2, progress=False)
+        assert path.name == f"dhash.shard-{k}-of-{n_shards}.h5"
+    joined = load_features("images", "dhash", root=tmp_path / "sh")
+    np.testing.assert_array_equal(joined.ids, full.ids)
+    np.testing.assert_array_equal(joined.features, full.features)
+
+
+def test_shard_bounds_cover_everything_once():
+    for n in [0, 1, 7, 100]:
+        for parts in [1, 3, 8]:
+            spans = [shard_bounds(n, (k, parts)) for k in range(parts)]
+            assert spans[0][0] == 0 and spans[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    with pytest.raises(ValueError, match="0 <= k < n"):
+        shard_bounds(10, (3, 3))
+
+
+def test_file_list_input(image_folder, tmp_path):
+    files = [image_folder / f"{i}.jpg" for i in (3, 1, 2)]
+    path = extract_dataset("ahash", files, features_root=tmp_path, name="picked", workers=0, progress=False)
+    assert list(load_features(path).ids) == ["picked/3", "picked/1", "picked/2"]
+
+
+def test_bad_arguments_are_clear_errors(image_folder, tmp_path):
+    with pytest.raises(ValueError, match="batch_size"):
+        extract_dataset("dhash", image_folder, features_root=tmp_path, batch_size=0)
+    with pytest.raises(ValueError, match="limit"):
+        extract_dataset("dhash", image_folder, features_root=tmp_path, limit=-1)
+    with pytest.raises(FileNotFoundError, match="neither a registered dataset"):
+        extract_dataset("dhash", tmp_path / "nowhere", features_root=tmp_path)
+    with pytest.raises(TypeError, match="dataset must be"):
+        extract_dataset("dhash", 42, features_root=tmp_path)
+
+
+_SCRIPT = """
+import sys, torch, torchvision
+sys.path.insert(0, {repo!r})
+from tests.extractor.test_pipeline import small_resnet
+from extractor import create_extractor, extract_dataset
+ext = small_resnet() if sys.argv[1] == "r18" else create_extractor(sys.argv[1])
+extract_dataset(ext, sys.argv[2], features_root=sys.argv[3], batch_size=int(sys.argv[4]), workers=int(sys.argv[5]),
+                progress=False)
+"""
+
+
+def _run(method, folder, root, batch, workers, exit_after=None, popen=False):
+    env = {**os.environ, EXIT_AFTER_ENV: str(exit_after or "")}
+    args = [sys.executable, "-c", _SCRIPT.format(repo=str(REPO_ROOT)), method, str(folder), str(root), str(batch),
+            str(workers)]
+    if popen:
+        return subprocess.Popen(args, env=env, cwd=REPO_ROOT, stderr=subprocess.DEVNULL)
+    return subprocess.run(args, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_kill_and_resume_equals_uninterrupted_run_bitwise(tmp_path):
+    folder = _folder(tmp_path, 14)
+    rng = random.Random(os.getpid())
+    full = _run("r18", folder, tmp_path / "full", 3, 0)
+    assert full.returncode == 0, full.stderr
+    want = load_features("imgs", "r18", root=tmp_path / "full")
+    root = tmp_path / "killed"
+    partial = store_path("imgs", "r18", root).with_suffix(".h5.partial")
+    for k in sorted(rng.sample(range(1, 4), 2)):  # two kills at random chunk counts, then finish
+        assert _run("r18", folder, root, 3, 0, exit_after=k).returncode == 17
+        assert partial.exists() and not store_path("imgs", "r18", root).exists()
+    assert _run("r18", folder, root, 3, 1).returncode == 0  # the last leg with a worker process
+    got = load_features("imgs", "r18", root=root)
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_array_equal(got.features, want.features)  # fp32, bitwise
+    assert got.attrs["n_seen"] == 14 and not partial.exists()
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume(tmp_path):
+    folder = _folder(tmp_path, 200, size=(24, 18))
+    ext = create_extractor("dhash")
+    want = load_features(extract_dataset(ext, folder, features_root=tmp_path / "full", workers=0, progress=False))
+    root = tmp_path / "killed"
+    partial = store_path("imgs", "dhash", root).with_suffix(".h5.partial")
+    rng = random.Random(os.getpid())
+    for _ in range(2):
+        proc = _run("dhash", folder, root, 2, 0, popen=True)
+        deadline = time.time() + 60
+        while not partial.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not store_path("imgs", "dhash", root).exists() or proc.returncode == 0
+    done = _run("dhash", folder, root, 2, 0)
+    assert done.returncode == 0, done.stderr
+    got = load_features("imgs", "dhash", root=root)
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_array_equal(got.features, want.features)
+
+
+def test_extract_features_script(image_folder, tmp_path, capsys):
+    import extract_features
+
+    rc = extract_features.main(["--method", "dhash", "ahash", "--folder", str(image_folder), "--features-root",
+                                str(tmp_path), "--workers", "0", "--shard", "1/2"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "dhash.shard-1-of-2.h5" in out and "ahash.shard-1-of-2.h5" in out
+    assert len(load_features(tmp_path / "images" / "dhash.shard-1-of-2.h5")) == 6
+    assert extract_features.main(["--method", "nope", "--folder", str(image_folder), "--features-root",
+                                  str(tmp_path)]) == 1
+    with pytest.raises(SystemExit):
+        extract_features.main(["--shard", "2/2"])
