@@ -160,6 +160,8 @@ def generate_attacks(
         raise ValueError(f"ext must be '.png' or '.jpg', got {ext!r}")
     listing = load_dataset(in_dir)  # DatasetError (a FileNotFoundError) names a missing or empty folder
     out = Path(out_dir)
+    if out.resolve() == listing.folder.resolve():
+        raise ValueError(f"output folder {out} is the input folder: a rerun would attack the attacks")
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     report = AttackReport(n_images=len(listing), not_listed=list(listing.skipped))

@@ -161,6 +161,7 @@ def test_median_filter_matches_scipy_reference(img):
         assert np.array_equal(np.asarray(apply_attack(img, f"median_filter_{k}x{k}")), ref)
 
 
+@pytest.mark.slow  # importing torch takes seconds
 def test_shear_matches_torchvision(img):
     tf = pytest.importorskip("torchvision.transforms.functional")
     for s in attacks.SHEAR_ANGLES:

@@ -147,6 +147,8 @@ def test_errors_name_the_problem(tmp_path, small_folder):
         ga.generate_attacks(tmp_path / "empty", tmp_path / "out")
     with pytest.raises(ValueError, match="valid ids"):
         ga.generate_attacks(small_folder, tmp_path / "out", ["blur"])
+    with pytest.raises(ValueError, match="input folder"):
+        ga.generate_attacks(small_folder, small_folder / ".." / small_folder.name, FEW)
     with pytest.raises(ValueError, match="ext"):
         ga.generate_attacks(small_folder, tmp_path / "out", FEW, ext=".gif")
 
