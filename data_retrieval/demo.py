@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import multiprocessing
 import os
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from tqdm import tqdm
 
 from data_retrieval.attacks import ATTACK_IDS, TEXT_CHARACTERS, check_attack_ids, derive_seed, load_font
 from data_retrieval.datasets import dataset_folder
@@ -200,7 +202,9 @@ def procedural_image(seed: int, size: int = DISTRACTOR_SIDE) -> Image.Image:
         sigma = float(rng.uniform(3, 25))
         grain = rng.standard_normal(((h + 1) // 2, (w + 1) // 2, 1), dtype=np.float32) * np.float32(sigma)
         grain = grain.repeat(2, axis=0).repeat(2, axis=1)[:h, :w]
-        img = Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) + grain, 0, 255).astype(np.uint8), "RGB")
+        img = Image.fromarray(
+            np.clip(np.asarray(img, dtype=np.float32) + grain, 0, 255).astype(np.uint8), "RGB"
+        )
     elif rng.random() < 0.25:
         img = img.filter(ImageFilter.BoxBlur(float(rng.uniform(0.5, 3))))
     return img
@@ -228,15 +232,11 @@ def write_distractors(
     todo = [i for i in range(n) if f"{i}.jpg" not in present]
     jobs = [(folder, seed, todo[i : i + chunk]) for i in range(0, len(todo), chunk)]
     workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
-    from tqdm import tqdm
-
     with tqdm(total=len(todo), desc="distractors", unit="img", disable=not todo) as bar:
         if workers == 1:
             for job in jobs:
                 bar.update(_write_distractors(job))
             return bar.n
-        import multiprocessing
-
         with multiprocessing.get_context().Pool(workers) as pool:
             for count in pool.imap_unordered(_write_distractors, jobs):
                 bar.update(count)

@@ -156,6 +156,8 @@ def generate_attacks(
 ) -> AttackReport:
     """Write the attacks of every image of `in_dir` into `out_dir`, skipping outputs that exist."""
     ids = check_attack_ids(attack_ids)
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1 (or None for every core), got {workers}")
     if ext not in (".png", ".jpg"):
         raise ValueError(f"ext must be '.png' or '.jpg', got {ext!r}")
     listing = load_dataset(in_dir)  # DatasetError (a FileNotFoundError) names a missing or empty folder
