@@ -192,9 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    report = generate_attacks(
-        args.input, args.output, args.attacks, args.seed, args.workers, ".jpg" if args.jpeg else ".png"
-    )
+    try:
+        report = generate_attacks(
+            args.input, args.output, args.attacks, args.seed, args.workers, ".jpg" if args.jpeg else ".png"
+        )
+    except (FileNotFoundError, ValueError) as e:  # bad folder or attack id: the message says which
+        parser.error(str(e))
     for path, reason in report.bad:
         print(f"skipped {path}: {reason}")
     print(report.summary())

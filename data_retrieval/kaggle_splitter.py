@@ -178,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-header", dest="header", action="store_false", help="the CSV has no header row")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    report = split_kaggle(args.csv, args.images, args.templates, args.header)
+    try:
+        report = split_kaggle(args.csv, args.images, args.templates, args.header)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
     print(report.summary())
     return 0
 

@@ -165,3 +165,6 @@ def test_command_line(small_folder, tmp_path, capsys):
         == 0
     )
     assert len(list((tmp_path / "out").glob("*.jpg"))) == 4
+    with pytest.raises(SystemExit):
+        ga.main([str(tmp_path / "missing"), str(tmp_path / "out")])
+    assert "missing" in capsys.readouterr().err
