@@ -47,6 +47,8 @@ def main() -> None:
             photo_like(i).save(folder / f"{i}.jpg", quality=92)
 
         img = photo_like(0)
+        for attack_id in ATTACK_IDS:  # warm-up: lazy imports (skimage.filters.rank) and font loading
+            apply_attack(img.resize((64, 48)), attack_id)
         per_attack = {}
         for attack_id in ATTACK_IDS:
             start = time.perf_counter()
