@@ -179,14 +179,15 @@ def plot_roc_pr(res: dict, folder: Path, targets: np.ndarray) -> list[Path]:
         return out  # no negative query: no false-positive rate to plot
     roc, pr = Figure(figsize=(7, 5)), Figure(figsize=(7, 5))
     ax_roc, ax_pr = roc.add_subplot(), pr.add_subplot()
+    floor = 0.5 / int((targets < 0).sum())  # log axis: FPR 0 is drawn half a negative query left
     for run in _representative(res["runs"]):
         D, I = _run_arrays(folder, run)
         c = M.threshold_curve(D, I, targets)
         auc = run.get("roc_auc")
-        ax_roc.plot(np.maximum(c["fpr"], 1e-4), c["recall"], label=f"{_label(run)} (AUC {_fmt(auc, 3)})")
+        ax_roc.plot(np.maximum(c["fpr"], floor), c["recall"], label=f"{_label(run)} (AUC {_fmt(auc, 3)})")
         ax_pr.plot(c["recall"], c["precision"], label=_label(run))
     ax_roc.set_xscale("log")
-    ax_roc.set_xlabel("false-positive rate (negative queries accepted)")
+    ax_roc.set_xlabel(f"false-positive rate (negative queries accepted; 0 drawn at {floor:.1g})")
     ax_roc.set_ylabel("recall (top-1 correct and accepted)")
     ax_roc.set_title(f"{res['name']}: ROC of the top-1 distance threshold")
     ax_pr.set_xlabel("recall")
