@@ -188,3 +188,43 @@ def test_resume_an_interrupted_experiment(stores, tmp_path, monkeypatch):
     assert res["runs"][0] == saved["runs"][0]
     with pytest.raises(FileExistsError, match="complete"):
         _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine", "L2"], resume=True)
+
+
+def test_factory_vocabulary(tmp_path):
+    root = make_stores(tmp_path / "F", n_distractors=300)
+    indexes = ["PCA8,Flat", "HNSW8", "IVF4,PQ4x4", "OPQ4,IVF4,PQ4x4"]
+    res = _run(root, tmp_path, indexes=indexes, metrics=["L2"], nprobes=[4], efsearches=[32])
+    assert not res["errors"]
+    assert [r["key"] for r in res["runs"]] == [
+        "PCA8,Flat--L2", "HNSW8--L2--efSearch=32", "IVF4,PQ4x4--L2--nprobe=4", "OPQ4,IVF4,PQ4x4--L2--nprobe=4",
+    ]  # fmt: skip
+    assert res["runs"][1]["recall_vs_exact"] > 0.9
+    assert res["runs"][2]["index_bytes"] < res["runs"][1]["index_bytes"]  # PQ codes are small
+
+
+def test_exact_results_are_cached(stores, tmp_path, monkeypatch):
+    import fast_search.experiment as E
+
+    _run(stores, tmp_path, indexes=["IVF4,Flat"], metrics=["L2"])
+    cache = tmp_path / "R" / "exp" / "cache" / "exact_L2.npz"
+    assert cache.is_file()
+
+    def no_exact_search(*args, **kwargs):
+        raise AssertionError("exact search should come from the cache")
+
+    monkeypatch.setattr(E, "block_search", no_exact_search)
+    res = _run(stores, tmp_path, indexes=["IVF4,Flat"], metrics=["L2"], overwrite=True)
+    assert res["runs"][-1]["recall_vs_exact"] == pytest.approx(1.0)
+
+
+def test_queries_without_negatives(stores, tmp_path):
+    from fast_search import process_experiment
+
+    res = run_experiment(
+        "pos", "feat", DATABASE, ["demo_attacks"], ks=[1], features_root=stores, results_root=tmp_path
+    )
+    run = res["runs"][0]
+    assert res["data"]["n_negative"] == 0
+    assert run["roc_auc"] is None and run["recall_at_fpr_1pct"] is None and run["recall_at_k"]["1"] > 0.9
+    names = {p.name for p in process_experiment("pos", tmp_path)}
+    assert "roc.png" not in names and "time_recall.png" in names
