@@ -56,12 +56,11 @@ def test_crop_resistant_exact_equals_imagehash_segments():
 @pytest.mark.parametrize("name", sorted(ENTRIES))
 def test_shapes_dtype_names_and_determinism(name):
     ext = create_extractor(name)
-    images = [synthetic_image(i, (80, 60)) for i in range(3)]
+    images = [synthetic_image(i, (80, 60)) for i in range(2 if name == "crop_resistant" else 4)]
     out = ext.features(images)
-    assert ext.binary and out.dtype == np.uint8 and out.shape == (3, ext.dim // 8)
+    assert ext.binary and out.dtype == np.uint8 and out.shape == (len(images), ext.dim // 8)
     assert ext.name == name and ext.dim == (256 if name == "crop_resistant" else 64)
-    np.testing.assert_array_equal(out, ext.features(images))
-    for i, img in enumerate(images):  # batch == one image at a time
+    for i, img in enumerate(images):  # batch == one image at a time (and so deterministic)
         np.testing.assert_array_equal(out[i : i + 1], ext.features([img]))
 
 

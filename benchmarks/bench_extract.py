@@ -1,0 +1,139 @@
+"""Extraction speed: files -> stored hashes vs an imagehash loop; ResNet-50 files -> store vs model alone / naive loop.
+
+Sizes from env vars (small defaults while the CPU is shared; the issue's full run in brackets):
+BENCH_EXTRACT_HASH_N=200 [2000] JPEGs of 500x375, BENCH_EXTRACT_CNN_N=32 [512] for ResNet-50,
+BENCH_EXTRACT_WORKERS=2, BENCH_EXTRACT_BATCH=16 (CNN batch). Images go to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from extractor import NeuralExtractor, create_extractor, extract_dataset, load_features
+from helpers.images import load_image
+
+
+def _env(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _make_jpegs(folder: Path, n: int) -> list[Path]:
+    """n distinct ~500x375 photos-like JPEGs (smooth structure + noise)."""
+    from PIL import Image
+
+    from tests.conftest import synthetic_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        img = np.asarray(synthetic_image(i, (500, 375)), dtype=np.int16)
+        img = np.clip(img + rng.integers(-12, 13, img.shape), 0, 255).astype(np.uint8)
+        path = folder / f"{i}.jpg"
+        Image.fromarray(img).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def bench_hashes(folder: Path, paths: list[Path], workers: int, root: Path) -> None:
+    import imagehash
+    from PIL import Image
+
+    reference = {"ahash": imagehash.average_hash, "phash": imagehash.phash, "dhash": imagehash.dhash,
+                 "whash": imagehash.whash}
+    n = len(paths)
+    print(f"hashes: {n} JPEGs of 500x375, {workers} workers, {os.cpu_count()} CPUs")
+    for name, func in reference.items():
+        bits, t_loop = _timed(lambda f=func: np.stack([f(Image.open(p)).hash.reshape(-1) for p in paths]))
+        fast, t_fast = _timed(lambda nm=name: extract_dataset(
+            create_extractor(nm), folder, features_root=root, batch_size=256, workers=workers, progress=False))
+        exact, t_exact = _timed(lambda nm=name: extract_dataset(
+            create_extractor(nm, exact=True), folder, features_root=root, batch_size=256, workers=workers,
+            progress=False))
+        fast_bits = np.unpackbits(load_features(fast).features, axis=1)
+        exact_bits = np.unpackbits(load_features(exact).features, axis=1)
+        print(f"  {name}: imagehash loop {n / t_loop:7.0f} img/s | fast {n / t_fast:7.0f} img/s "
+              f"({t_loop / t_fast:5.1f}x) | exact {n / t_exact:6.0f} img/s ({t_loop / t_exact:4.1f}x) | "
+              f"mean Hamming fast-imagehash {(fast_bits != bits).sum(1).mean():.2f} bits, "
+              f"exact-imagehash {(exact_bits != bits).sum(1).mean():.2f}")
+
+
+def bench_resnet(folder: Path, paths: list[Path], workers: int, batch: int, root: Path) -> None:
+    import torchvision
+
+    n = len(paths)
+    torch.manual_seed(0)
+    ext = create_extractor("resnet50", weights=None)
+    print(f"resnet50 (random init): {n} JPEGs, batch {batch}, {workers} workers, precision auto -> {ext.precision}, "
+          f"{torch.get_num_threads()} torch threads")
+    ready = ext.collate([ext.transform(load_image(p)) for p in paths[:batch]])
+    ext(ready)  # warm-up
+    _, t_model = _timed(lambda: [ext(ready) for _ in range(0, n, batch)])
+    rate_model = len(range(0, n, batch)) * batch / t_model
+    _, t_files = _timed(lambda: extract_dataset(ext, folder, features_root=root, batch_size=batch, workers=workers,
+                                                progress=False))
+    rate_files = n / t_files
+
+    naive_model = torchvision.models.resnet50().eval()
+    naive_model.fc = torch.nn.Identity()
+    preprocess = torchvision.models.ResNet50_Weights.DEFAULT.transforms()
+    n_naive = min(n, 8)
+
+    def naive():
+        from PIL import Image
+
+        with torch.no_grad():
+            for p in paths[:n_naive]:
+                naive_model(preprocess(Image.open(p).convert("RGB"))[None])
+
+    _, t_naive = _timed(naive)
+    rate_naive = n_naive / t_naive
+    print(f"  model alone on ready uint8 tensors: {rate_model:6.1f} img/s")
+    print(f"  files -> stored features:           {rate_files:6.1f} img/s  ({rate_files / rate_model:.2f} of model alone,"
+          " target >= 0.85)")
+    print(f"  naive fp32 single-process loop:     {rate_naive:6.1f} img/s  (pipeline {rate_files / rate_naive:.2f}x,"
+          " target >= 3x)")
+    small = paths[:8]
+    images = [load_image(p) for p in small]
+    fp32 = NeuralExtractor("a", ext.model, ext.preprocess, precision="fp32", dim=ext.dim).features(images)
+    bf16 = NeuralExtractor("b", ext.model, ext.preprocess, precision="bf16", dim=ext.dim).features(images)
+    cos = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
+    print(f"  mean cosine bf16 vs fp32 features: {cos.mean():.5f} (min {cos.min():.5f})")
+
+
+def main() -> None:
+    n_hash = _env("BENCH_EXTRACT_HASH_N", 200)
+    n_cnn = _env("BENCH_EXTRACT_CNN_N", 32)
+    workers = _env("BENCH_EXTRACT_WORKERS", 2)
+    batch = _env("BENCH_EXTRACT_BATCH", 16)
+    with tempfile.TemporaryDirectory(prefix="bench_extract_") as tmp:
+        tmp = Path(tmp)
+        paths = _make_jpegs(tmp / "jpegs", max(n_hash, n_cnn))
+        if n_hash:
+            sub = tmp / "hash_subset"
+            sub.mkdir()
+            for p in paths[:n_hash]:
+                os.link(p, sub / p.name)
+            bench_hashes(sub, paths[:n_hash], workers, tmp / "F")
+        if n_cnn:
+            sub = tmp / "cnn_subset"
+            sub.mkdir()
+            for p in paths[:n_cnn]:
+                os.link(p, sub / p.name)
+            bench_resnet(sub, paths[:n_cnn], workers, batch, tmp / "F")
+
+
+if __name__ == "__main__":
+    main()
