@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from data_retrieval.datasets import find_originals
-from extractor.store import iter_chunks, load_features, store_info
+from extractor.store import iter_chunks, store_info
 from fast_search.index import check_finite
 from helpers.paths import FEATURES_DIR
 
@@ -109,13 +109,18 @@ def read_ids(dataset: str, method: str, root: str | os.PathLike = FEATURES_DIR) 
 
 
 def _load(names: list[str], method: str, root, what: str) -> tuple[np.ndarray, np.ndarray]:
-    ids, feats = [], []
+    """Ids and features of several stores in one preallocated array (no concatenation copy)."""
+    total = sum(store_info(name, method, root)["n"] for name in names)
+    ids, out, pos = [], None, 0
     for name in names:
-        f = load_features(name, method, root)
-        check_finite(f.features, f.ids, f"{what} {name!r}")
-        ids.append(f.ids)
-        feats.append(f.features)
-    return np.concatenate(ids), np.concatenate(feats)
+        for chunk_ids, chunk in iter_chunks(name, method, root, chunk_size=65536):
+            check_finite(chunk, chunk_ids, f"{what} {name!r}")
+            if out is None:
+                out = np.empty((total, chunk.shape[1]), dtype=chunk.dtype)
+            out[pos : pos + len(chunk)] = chunk
+            pos += len(chunk)
+            ids.append(chunk_ids)
+    return np.concatenate(ids).astype(object), out
 
 
 def load_search_data(

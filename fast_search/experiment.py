@@ -170,6 +170,7 @@ def _run_index(cfg, data, info, folder: Path, factory: str, metric: str) -> list
         param = sweep_param(factory)
         values = {"nprobe": cfg.nprobes, "efSearch": cfg.efsearches}.get(param, [None])
         sweeps = []
+        nbytes = index.memory_bytes()  # does not change with nprobe / efSearch
         for value in values:
             if param is not None:
                 index.set_param(param, value)
@@ -179,7 +180,7 @@ def _run_index(cfg, data, info, folder: Path, factory: str, metric: str) -> list
                 "add_time_s": index.add_time_,
                 "search_time_s": index.search_time_,
             }
-            sweeps.append((param, value, D, I, timing, index.memory_bytes()))
+            sweeps.append((param, value, D, I, timing, nbytes))
         if is_exact(factory):
             save_exact(exact_cache_path(folder, metric), D, I, _fingerprint(cfg, info, metric))
         del index

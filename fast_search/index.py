@@ -162,9 +162,19 @@ def set_search_param(index, name: str, value: int) -> None:
 
 
 def index_bytes(index) -> int:
-    """Memory of an index, as the size of its faiss serialisation."""
+    """Memory of an index, as the size of its faiss serialisation.
+
+    Flat indexes are not serialised (a second copy of the whole database): their size is the
+    serialised empty index plus ``ntotal * code_size``, which is exactly what faiss would write.
+    """
+    if isinstance(index, faiss.IndexBinaryFlat):
+        empty = faiss.IndexBinaryFlat(index.d)
+        return int(faiss.serialize_index_binary(empty).size) + index.ntotal * index.code_size
     if isinstance(index, faiss.IndexBinary):
         return int(faiss.serialize_index_binary(index).size)
+    if type(index) in (faiss.IndexFlat, faiss.IndexFlatL2, faiss.IndexFlatIP):
+        empty = faiss.IndexFlat(index.d, index.metric_type)
+        return int(faiss.serialize_index(empty).size) + index.ntotal * index.code_size
     return int(faiss.serialize_index(index).size)
 
 

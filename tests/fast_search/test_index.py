@@ -106,3 +106,16 @@ def test_nan_rows_are_named():
     x[2, 1] = np.inf
     with pytest.raises(ValueError, match="2 feature rows.*b, c"):
         check_finite(x, ["a", "b", "c"], "queries")
+
+
+@pytest.mark.parametrize("factory,metric,binary", [("Flat", "L2", False), ("Flat", "L1", False),
+                                                   ("Flat", "cosine", False), ("BFlat", "hamming", True),
+                                                   ("IVF4,Flat", "L2", False)])  # fmt: skip
+def test_index_bytes_is_the_serialised_size(factory, metric, binary):
+    import faiss
+
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 256, (300, 8), dtype=np.uint8) if binary else rng.normal(size=(300, 8)).astype("f4")
+    index = FaissIndex(factory, metric, binary).fit(x).add(x)
+    serialize = faiss.serialize_index_binary if binary else faiss.serialize_index
+    assert index.memory_bytes() == serialize(index.index_).size
