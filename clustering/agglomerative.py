@@ -35,17 +35,20 @@ from clustering.trees import (
 logger = logging.getLogger(__name__)
 
 PATHS = ("auto", "dense", "knn-graph", "mst")
+BLOCK_ROWS = 1024
 
 
 def dense_memory_bytes(n_samples: int, n_features: int, linkage: str = "average") -> int:
     """Peak bytes of the dense path: condensed float64 distances, plus scipy's working copy.
 
     ``n(n-1)/2 * 8`` bytes for the matrix; scipy copies it for every linkage but single, and
-    checks finiteness (one byte per pair); the float64 features live while distances are built.
+    checks finiteness (one byte per pair); the float64 features and a few row blocks live while
+    distances are built.
     """
     pairs = n_samples * (n_samples - 1) // 2
     copies = 1 if linkage == "single" else 2
-    return pairs * (8 * copies + 1) + n_samples * n_features * 8
+    blocks = 3 * min(BLOCK_ROWS, n_samples) * n_samples * 8  # distance block temporaries
+    return pairs * (8 * copies + 1) + n_samples * n_features * 8 + blocks
 
 
 def check_n_clusters(n_clusters, n_samples: int | None = None) -> list[int]:
@@ -107,7 +110,7 @@ class Agglomerative:
             check_n_clusters(self.n_clusters, n)
         needed = dense_memory_bytes(n, d, self.linkage)
         self.dense_bytes_ = needed
-        fits = needed <= self.memory_budget_gb * 1e9
+        fits = needed / 1e9 <= self.memory_budget_gb
         sparse_path = "mst" if self.linkage == "single" else "knn-graph"
         path = self.path
         if path == "auto":
@@ -136,7 +139,7 @@ class Agglomerative:
         if n == 1:
             self.linkage_matrix_ = np.empty((0, 4))
         elif self.path_ == "dense":
-            dists = condensed_distances(Xp, self.metric)
+            dists = condensed_distances(Xp, self.metric, block_rows=BLOCK_ROWS)
             self.linkage_matrix_ = scipy_linkage(dists, method=self.linkage)
             del dists
         else:

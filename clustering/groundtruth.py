@@ -34,7 +34,6 @@ from data_retrieval.datasets import (
     original_candidates,
     split_id,
 )
-from extractor.store import load_features
 from helpers.paths import DATASETS_DIR, FEATURES_DIR
 
 logger = logging.getLogger(__name__)
@@ -140,6 +139,8 @@ def load_clustering_data(
     datasets = [datasets] if isinstance(datasets, str) else list(datasets)
     if not datasets:
         raise ValueError("no dataset given: name at least one, e.g. Kaggle_memes Kaggle_templates")
+    from extractor.store import load_features  # lazy: the extractor package imports torch
+
     parts = [load_features(d, method, root=features_root) for d in datasets]
     first = parts[0]
     for d, p in zip(datasets[1:], parts[1:], strict=True):

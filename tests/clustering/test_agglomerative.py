@@ -69,7 +69,7 @@ def test_planted_clusters_recovered_on_knn_graph(linkage_name, caplog):
 def test_budget_picks_the_path():
     n, d = 60, 12
     need = dense_memory_bytes(n, d, "average")
-    assert need == n * (n - 1) // 2 * 17 + n * d * 8
+    assert need == n * (n - 1) // 2 * 17 + n * d * 8 + 3 * n * n * 8
     assert dense_memory_bytes(n, d, "single") < need
     assert Agglomerative(linkage="average", memory_budget_gb=need / 1e9).fit(X).path_ == "dense"
     assert Agglomerative(linkage="average", memory_budget_gb=need / 1e9 * 0.99).fit(X).path_ == "knn-graph"
