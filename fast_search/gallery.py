@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
-from data_retrieval.datasets import image_paths
+from data_retrieval.datasets import SPECS, image_paths
+from extractor.store import store_info
 from fast_search.report import load_results
 from fast_search.results import experiment_dir
 from helpers.images import BadImageError, load_image
@@ -79,6 +80,21 @@ def compose(
     return canvas
 
 
+def _store_folders(res: dict) -> dict[str, str]:
+    """Image folders of unregistered datasets, from the ``folder`` attribute their stores record."""
+    params, out = res["params"], {}
+    for dataset in params["database"] + params["queries"]:
+        if dataset in SPECS:
+            continue
+        try:
+            folder = store_info(dataset, params["method"], params["features_root"]).get("folder")
+        except (OSError, ValueError):
+            continue
+        if folder:
+            out[dataset] = folder
+    return out
+
+
 def _pick_run(res: dict, run: str | None) -> dict:
     if run is None:
         exact = [r for r in res["runs"] if r.get("exact")]
@@ -125,11 +141,13 @@ def explore_neighbors(
     """Draw galleries for `sample` random queries (None: all) of one run; returns the index.html path.
 
     `run` is a run key of results.json (default: the first exact run); `folders` maps dataset
-    names that are not registered to their image folders (see `data_retrieval.datasets.image_paths`).
+    names that are not registered to their image folders (see `data_retrieval.datasets.image_paths`);
+    by default they come from the ``folder`` attribute of the experiment's feature stores.
     """
     res = load_results(name, results_root)
     chosen = _pick_run(res, run)
     folder = experiment_dir(name, results_root)
+    folders = {**_store_folders(res), **(folders or {})}
     with np.load(folder / "ids.npz", allow_pickle=False) as z:
         query_ids, database_ids, targets = z["query_ids"], z["database_ids"], z["targets"]
     with np.load(folder / chosen["file"], allow_pickle=False) as z:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from extractor.store import store_path, write_features
 from fast_search import explore_neighbors, format_table, process_experiment, run_experiment, summary_rows
 
 from .conftest import DATABASE, QUERIES, make_stores
@@ -129,3 +130,23 @@ def test_scripts(experiment, tmp_path, capsys):
     assert search.main([*argv, "--overwrite"]) == 0
     with pytest.raises(ValueError, match="plain folder name"):
         search.main(["a/b", "--features-root", features, "--results-root", str(tmp_path)])
+
+
+def test_gallery_finds_unregistered_folders_from_the_store(tmp_path):
+    images = tmp_path / "pics"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 8)).astype("f4")
+    for i in range(6):
+        _picture(i).save(images / f"p{i}.jpg")
+    features = tmp_path / "F"
+    ids = [f"pics/p{i}" for i in range(6)]
+    write_features(store_path("pics", "m", features), ids, x, method="m", extra_attrs={"folder": str(images)})
+    run_experiment(
+        "self", "m", ["pics"], ["pics"], ks=[2], features_root=features, results_root=tmp_path / "R"
+    )
+    page = explore_neighbors("self", k=2, sample=None, results_root=tmp_path / "R", datasets_root=tmp_path)
+    assert len(list(page.parent.glob("*/*.jpg"))) == 6
+    with Image.open(next(page.parent.glob("*/*.jpg"))) as img:
+        top_left = np.asarray(img.convert("RGB"))[40:120, 40:120]
+    assert top_left.std() > 20  # the query picture, not a flat grey placeholder
