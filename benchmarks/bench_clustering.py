@@ -76,8 +76,8 @@ def main() -> None:
     dense_max = float(os.environ.get("BENCH_CLUSTER_DENSE_MAX_GB", "3"))
     index = os.environ.get("BENCH_CLUSTER_INDEX", "Flat")
     timeout = float(os.environ.get("BENCH_CLUSTER_TIMEOUT", "900"))
-    print(f"planted clusters: {N_PLANTED}, dim {dim}, cuts {CUTS}, kNN k=15 ({index}), cores {os.cpu_count()}")
-    print(f"{'n':>7} {'linkage':>8} {'path':>10} {'fit s':>8} {'cuts s':>7} {'peak GB':>8} {'data GB':>8} {'ARI':>6}")
+    print(f"planted clusters: {N_PLANTED}, dim {dim}, cuts {CUTS}, kNN k=15 ({index}), cores {os.cpu_count()}", flush=True)
+    print(f"{'n':>7} {'linkage':>8} {'path':>10} {'fit s':>8} {'cuts s':>7} {'peak GB':>8} {'data GB':>8} {'ARI':>6}", flush=True)
     for n in sizes:
         base = _run(n, dim, "average", "none", index, timeout)
         matrix_gb = n * (n - 1) / 2 * 8 / 1e9
@@ -88,7 +88,7 @@ def main() -> None:
                 runs.append(_run(n, dim, linkage, "dense", index, timeout))
             for r in runs:
                 if "error" in r:
-                    print(f"{n:>7} {linkage:>8} {r['path']:>10}  failed: {r['error']}")
+                    print(f"{n:>7} {linkage:>8} {r['path']:>10}  failed: {r['error']}", flush=True)
                     continue
                 print(f"{n:>7} {linkage:>8} {r['path']:>10} {r['fit_s']:>8.1f} {r['cuts_s']:>7.2f} {r['maxrss_gb']:>8.2f} "
                       f"{base.get('data_gb', float('nan')):>8.2f} {r['ari_at_planted']:>6.3f}")  # fmt: skip
@@ -98,7 +98,7 @@ def main() -> None:
             ratio = ""
             if measured and "error" not in sparse:
                 ratio = f"; dense/sparse time {measured[0]['fit_s'] / max(sparse['fit_s'], 1e-9):.2f}x"
-            print(f"{'':>7} {'':>8} dense path: matrix {matrix_gb:.2f} GB, with scipy's copy {dense_gb:.2f} GB, {note}{ratio}")
+            print(f"{'':>7} {'':>8} dense path: matrix {matrix_gb:.2f} GB, with scipy's copy {dense_gb:.2f} GB, {note}{ratio}", flush=True)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ def cluster_grids(
     """Grids for the `max_clusters` largest clusters: ``representatives/<c>.png`` and ``extremes/<c>.png``.
 
     Representatives are drawn at random (seeded); extremes show the `n_extremes` members closest
-    to the centroid (first row) then the `n_extremes` farthest (second row).
+    to the centroid (first row) then the `n_extremes` farthest (second row; fewer when the
+    cluster has under ``2 * n_extremes`` members, so no image shows twice).
     """
     labels = np.asarray(labels)
     ids = np.asarray(ids, dtype=object)
@@ -89,7 +90,9 @@ def cluster_grids(
         Xm = X[members].astype(np.float64)
         dist = np.linalg.norm(Xm - Xm.mean(axis=0), axis=1)
         order = members[np.argsort(dist, kind="stable")]
-        plan[int(c)] = (reps, np.concatenate([order[:n_extremes], order[::-1][:n_extremes][::-1]]))
+        closest = order[:n_extremes]
+        farthest = order[max(len(closest), len(order) - n_extremes) :]  # never repeats a closest one
+        plan[int(c)] = (reps, np.concatenate([closest, farthest]))
     needed = sorted({int(i) for reps, ext in plan.values() for i in np.concatenate([reps, ext])})
     where = dict(zip(needed, image_paths(ids[needed].tolist(), root=datasets_root, folders=folders), strict=True))
     out_dir = Path(out_dir)
