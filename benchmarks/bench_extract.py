@@ -58,9 +58,9 @@ def bench_hashes(folder: Path, paths: list[Path], workers: int, root: Path) -> N
     for name, func in reference.items():
         bits, t_loop = _timed(lambda f=func: np.stack([f(Image.open(p)).hash.reshape(-1) for p in paths]))
         fast, t_fast = _timed(lambda nm=name: extract_dataset(
-            create_extractor(nm), folder, features_root=root, batch_size=256, workers=workers, progress=False))
+            create_extractor(nm), folder, features_root=root, batch_size=32, workers=workers, progress=False))
         exact, t_exact = _timed(lambda nm=name: extract_dataset(
-            create_extractor(nm, exact=True), folder, features_root=root, batch_size=256, workers=workers,
+            create_extractor(nm, exact=True), folder, features_root=root, batch_size=32, workers=workers,
             progress=False))
         fast_bits = np.unpackbits(load_features(fast).features, axis=1)
         exact_bits = np.unpackbits(load_features(exact).features, axis=1)
@@ -80,10 +80,12 @@ def bench_resnet(folder: Path, paths: list[Path], workers: int, batch: int, root
           f"{torch.get_num_threads()} torch threads")
     ready = ext.collate([ext.transform(load_image(p)) for p in paths[:batch]])
     ext(ready)  # warm-up
-    _, t_model = _timed(lambda: [ext(ready) for _ in range(0, n, batch)])
-    rate_model = len(range(0, n, batch)) * batch / t_model
+    n_batches = len(range(0, n, batch))
+    _, t_before = _timed(lambda: [ext(ready) for _ in range(n_batches)])
     _, t_files = _timed(lambda: extract_dataset(ext, folder, features_root=root, batch_size=batch, workers=workers,
                                                 progress=False))
+    _, t_after = _timed(lambda: [ext(ready) for _ in range(n_batches)])  # before and after: CPU load drifts
+    rate_model = n_batches * batch / ((t_before + t_after) / 2)
     rate_files = n / t_files
 
     naive_model = torchvision.models.resnet50().eval()
