@@ -10,6 +10,7 @@ grow with the number of images. Skipped files land in the store's ``skipped`` da
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from collections import Counter
@@ -188,6 +189,12 @@ def extract_dataset(
             raise StoreError(
                 f"{writer.partial} was started on a different list of images ({writer.attrs.get('n_total')} "
                 f"images, now {len(ids)}): delete it to start again"
+            )
+        params = json.dumps(ext.params, sort_keys=True, default=str)
+        if writer.attrs.get("params") != params:
+            raise StoreError(
+                f"{writer.partial} was started with other parameters ({writer.attrs.get('params')}, now {params}): "
+                "refusing to mix features; delete it or use the same settings"
             )
         _run(ext, writer, paths, ids, batch_size, workers, strict, progress)
         listing_skips = listing.skipped if shard is None or shard[0] == 0 else []

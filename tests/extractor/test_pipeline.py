@@ -27,7 +27,7 @@ from extractor import (
     shard_bounds,
     store_path,
 )
-from extractor.pipeline import EXIT_AFTER_ENV, errors_path
+from extractor.pipeline import EXIT_AFTER_ENV, _fingerprint, errors_path
 from helpers.images import BadImageError, load_image
 from helpers.paths import REPO_ROOT
 from tests.conftest import synthetic_image, write_bad_images
@@ -132,6 +132,12 @@ def test_refuses_to_append_to_another_method_or_image_list(image_folder, tmp_pat
     FeatureWriter(partial, method="phash", dim=64, binary=True, extra_attrs={"inputs_sha1": "other"}).close()
     with pytest.raises(StoreError, match="different list of images"):
         extract_dataset("phash", image_folder, features_root=tmp_path, workers=0, batch_size=2, progress=False)
+    # nor one started with other parameters under the same name (e.g. another precision)
+    ext = small_resnet()
+    FeatureWriter(store_path("images", "r18", tmp_path), method="r18", dim=512, params={"precision": "bf16"},
+                  extra_attrs={"inputs_sha1": _fingerprint([f"images/{i}" for i in range(12)])}).close()
+    with pytest.raises(StoreError, match="other parameters"):
+        extract_dataset(ext, image_folder, features_root=tmp_path, workers=0, progress=False)
 
 
 def test_complete_store_is_returned_not_redone(image_folder, tmp_path):
