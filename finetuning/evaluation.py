@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from finetuning.checkpoint import check_architecture, list_checkpoints, load_checkpoint
 from finetuning.training import TrainConfig, build_model
-from helpers.jsonio import save_json
+from helpers.jsonio import load_json, save_json
 from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,11 @@ def evaluate_run(
     encoder: nn.Module | None = None,
     dim: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Score every chosen epoch of run `name`; writes Results/<name>/evaluation.{json,csv,png}."""
+    """Score every chosen epoch of run `name`; writes Results/<name>/evaluation.{json,csv,png}.
+
+    Rows of epochs scored by an earlier call are kept, so epochs can be evaluated as they arrive.
+    Returns every row, sorted by epoch.
+    """
     from extractor.pipeline import extract_dataset
     from extractor.registry import unregister_extractor
     from fast_search.experiment import run_experiment
@@ -101,7 +105,8 @@ def evaluate_run(
     if missing:
         raise ValueError(f"run {name!r} has no checkpoint for epochs {missing}; available: {sorted(found)}")
     out = Path(results_root) / name
-    rows = []
+    previous = load_json(out / "evaluation.json") if (out / "evaluation.json").is_file() else []
+    rows = [r for r in previous if r.get("epoch") not in epochs]  # earlier calls' epochs are kept
     for epoch in tqdm(epochs, desc=f"evaluate {name}"):
         method = f"{name}-epoch{epoch:03d}"
         ext = register_checkpoint(found[epoch], method, encoder, dim)
@@ -122,7 +127,7 @@ def evaluate_run(
         row.update({f"recall@{k}": v for k, v in run["recall_at_k"].items()})
         row.update({"micro_ap": run["micro_ap"], "roc_auc": run["roc_auc"]})
         row.update(geometry_summary(method, cluster_datasets or [*queries, *database], features_root, datasets_root))
-        rows.append(row)
+        rows = sorted([*rows, row], key=lambda r: r["epoch"])
         save_json(rows, out / "evaluation.json")
     _write_csv(rows, out / "evaluation.csv")
     plot_evaluation(rows, out / "evaluation.png")

@@ -217,6 +217,7 @@ def train(
         path = _resume_path(resume, ckpt_dir)
         ckpt = load_checkpoint(path, map_location=device)
         check_architecture(ckpt, arch, path)
+        check_resume_config(ckpt["config"], cfg, path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -263,6 +264,18 @@ def train(
     if distributed:
         dist.barrier()
     return history
+
+
+#: Settings a resumed run must share with its checkpoint (they shape the schedule and the data order).
+RESUME_FIXED = ("epochs", "batch_size", "steps_per_epoch", "optimizer", "scheduler", "warmup_epochs", "seed", "policy")
+
+
+def check_resume_config(saved: dict[str, Any], cfg: TrainConfig, path: str | os.PathLike) -> None:
+    """Raise ValueError naming every setting of `RESUME_FIXED` that differs from the checkpoint's."""
+    diff = {k: (saved.get(k), getattr(cfg, k)) for k in RESUME_FIXED if saved.get(k) != getattr(cfg, k)}
+    if diff:
+        detail = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"cannot resume {path} with different settings ({detail}); start a new run (--name) instead")
 
 
 def _resume_path(resume: str | os.PathLike, ckpt_dir: Path) -> Path:

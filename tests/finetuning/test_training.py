@@ -57,11 +57,13 @@ def test_fresh_run_refuses_to_overwrite_and_resume_checks_architecture(tmp_path,
     train(cfg, encoder=tiny_encoder(), dim=8)
     with pytest.raises(FileExistsError, match="--resume"):
         train(cfg, encoder=tiny_encoder(), dim=8)
-    other = config(tmp_path, image_folder, epochs=2, head_sizes=[32, 8])
+    other = config(tmp_path, image_folder, epochs=1, head_sizes=[32, 8])
     with pytest.raises(ValueError, match="another architecture"):
         train(other, resume="latest", encoder=tiny_encoder(), dim=8)
     with pytest.raises(ValueError, match="another architecture"):
-        train(config(tmp_path, image_folder, epochs=2), resume="latest", encoder=tiny_encoder(width=4), dim=4)
+        train(config(tmp_path, image_folder, epochs=1), resume="latest", encoder=tiny_encoder(width=4), dim=4)
+    with pytest.raises(ValueError, match="epochs: checkpoint 1, now 2"):  # the cosine schedule would not match
+        train(config(tmp_path, image_folder, epochs=2), resume="latest", encoder=tiny_encoder(), dim=8)
 
 
 def test_folder_with_fewer_images_than_the_batch(tmp_path, image_folder):
