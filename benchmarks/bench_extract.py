@@ -59,13 +59,15 @@ def bench_hashes(folder: Path, paths: list[Path], workers: int, root: Path) -> N
         bits, t_loop = _timed(lambda f=func: np.stack([f(Image.open(p)).hash.reshape(-1) for p in paths]))
         fast, t_fast = _timed(lambda nm=name: extract_dataset(
             create_extractor(nm), folder, features_root=root, batch_size=32, workers=workers, progress=False))
+        _, t_one = _timed(lambda nm=name: extract_dataset(
+            create_extractor(nm), folder, features_root=root / "one", batch_size=32, workers=0, progress=False))
         exact, t_exact = _timed(lambda nm=name: extract_dataset(
             create_extractor(nm, exact=True), folder, features_root=root, batch_size=32, workers=workers,
             progress=False))
         fast_bits = np.unpackbits(load_features(fast).features, axis=1)
         exact_bits = np.unpackbits(load_features(exact).features, axis=1)
         print(f"  {name}: imagehash loop {n / t_loop:7.0f} img/s | fast {n / t_fast:7.0f} img/s "
-              f"({t_loop / t_fast:5.1f}x) | exact {n / t_exact:6.0f} img/s ({t_loop / t_exact:4.1f}x) | "
+              f"({t_loop / t_fast:5.1f}x) | fast in-process {n / t_one:5.0f} img/s ({t_loop / t_one:4.1f}x) | exact {n / t_exact:6.0f} img/s ({t_loop / t_exact:4.1f}x) | "
               f"mean Hamming fast-imagehash {(fast_bits != bits).sum(1).mean():.2f} bits, "
               f"exact-imagehash {(exact_bits != bits).sum(1).mean():.2f}")
 
