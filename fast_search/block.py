@@ -25,13 +25,10 @@ def array_blocks(x: np.ndarray, block_size: int = 65536) -> Iterator[tuple[None,
 
 
 def _search_block(xq: np.ndarray, xb: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Raw faiss scores of the k best rows of one block (k <= len(xb))."""
+    """Raw faiss scores of the k best rows of one block (k <= len(xb)), without copying the block."""
     if metric == "hamming":
-        index = faiss.IndexBinaryFlat(xb.shape[1] * 8)
-    else:
-        index = faiss.IndexFlat(xb.shape[1], METRICS[metric])
-    index.add(xb)
-    return index.search(xq, k)
+        return faiss.knn_hamming(xq, xb, k)
+    return faiss.knn(xq, xb, k, metric=METRICS[metric])
 
 
 def block_search(

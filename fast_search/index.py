@@ -245,7 +245,6 @@ class FaissIndex:
             raise ValueError(f"queries of shape {xq.shape} do not match the index (width {width})")
         D = np.empty((len(xq), k), np.float32)
         I = np.empty((len(xq), k), np.int64)
-        self.index_.search(xq[:16], k)  # warm-up (thread pool, caches), not timed
         times = []
         while not times or (sum(times) < QUICK_SEARCH_S and len(times) < QUICK_REPEATS):
             start = time.perf_counter()
