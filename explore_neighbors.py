@@ -7,6 +7,7 @@ neighbours with distances, framed green (the original) or red, sorted into corre
 from __future__ import annotations
 
 import argparse
+import sys
 
 from fast_search import explore_neighbors
 from helpers.paths import DATASETS_DIR, RESULTS_DIR
@@ -34,16 +35,20 @@ def main(argv=None) -> int:
     p.add_argument("--results-root", default=str(RESULTS_DIR))
     p.add_argument("--datasets-root", default=str(DATASETS_DIR))
     args = p.parse_args(argv)
-    page = explore_neighbors(
-        args.name,
-        run=args.run,
-        k=args.k,
-        sample=args.sample or None,
-        seed=args.seed,
-        threshold=args.threshold,
-        results_root=args.results_root,
-        datasets_root=args.datasets_root,
-    )
+    try:
+        page = explore_neighbors(
+            args.name,
+            run=args.run,
+            k=args.k,
+            sample=args.sample or None,
+            seed=args.seed,
+            threshold=args.threshold,
+            results_root=args.results_root,
+            datasets_root=args.datasets_root,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        print(f"explore_neighbors.py: error: {err}", file=sys.stderr)
+        return 2
     print(page)
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from fast_search import format_table, process_experiment, summary_rows
 from helpers.paths import RESULTS_DIR
@@ -15,7 +16,11 @@ def main(argv=None) -> int:
     p.add_argument("name", nargs="?", default=NAME, help="experiment name under the results root")
     p.add_argument("--results-root", default=str(RESULTS_DIR))
     args = p.parse_args(argv)
-    paths = process_experiment(args.name, args.results_root)
+    try:
+        paths = process_experiment(args.name, args.results_root)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"process.py: error: {err}", file=sys.stderr)
+        return 2
     print(format_table(summary_rows(args.name, args.results_root)))
     for path in paths:
         print(path)

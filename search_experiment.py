@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from fast_search import format_table, run_experiment, summary_rows
 from helpers.paths import FEATURES_DIR, RESULTS_DIR
@@ -70,23 +71,32 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    result = run_experiment(
-        args.name,
-        args.method,
-        args.database,
-        args.queries,
-        overwrite=args.overwrite,
-        resume=args.resume,
-        indexes=args.indexes,
-        metrics=args.metrics,
-        ks=args.ks,
-        nprobes=args.nprobes,
-        efsearches=args.efsearches,
-        threads=args.threads,
-        block_size=args.block_size,
-        features_root=args.features_root,
-        results_root=args.results_root,
-    )
+    try:
+        result = run_experiment(
+            args.name,
+            args.method,
+            args.database,
+            args.queries,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            indexes=args.indexes,
+            metrics=args.metrics,
+            ks=args.ks,
+            nprobes=args.nprobes,
+            efsearches=args.efsearches,
+            threads=args.threads,
+            block_size=args.block_size,
+            features_root=args.features_root,
+            results_root=args.results_root,
+        )
+    except (
+        ValueError,
+        TypeError,
+        FileExistsError,
+        FileNotFoundError,
+    ) as err:  # bad input: say it, no traceback
+        print(f"search_experiment.py: error: {err}", file=sys.stderr)
+        return 2
     print(format_table(summary_rows(result)))
     for err in result["errors"]:
         print(f"skipped {err['index']} {err['metric']}: {err['error']}")

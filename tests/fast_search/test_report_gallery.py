@@ -125,11 +125,14 @@ def test_scripts(experiment, tmp_path, capsys):
             "--features-root", features, "--results-root", str(tmp_path)]  # fmt: skip
     assert search.main(argv) == 0
     assert (tmp_path / "exp2" / "results.json").is_file()
-    with pytest.raises(FileExistsError):
-        search.main(argv)
+    capsys.readouterr()
+    assert search.main(argv) == 2  # refuses to overwrite: a one-line error, no traceback
+    assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
     assert search.main([*argv, "--overwrite"]) == 0
-    with pytest.raises(ValueError, match="plain folder name"):
-        search.main(["a/b", "--features-root", features, "--results-root", str(tmp_path)])
+    assert search.main(["a/b", "--features-root", features, "--results-root", str(tmp_path)]) == 2
+    assert "plain folder name" in capsys.readouterr().err
+    assert _script("process").main(["nope", "--results-root", results]) == 2
+    assert "search_experiment.py nope" in capsys.readouterr().err
 
 
 def test_gallery_finds_unregistered_folders_from_the_store(tmp_path):
