@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import h5py
 import numpy as np
@@ -27,6 +28,7 @@ def _run(stores, tmp_path, name="exp", **kw):
     kw.setdefault("metrics", ["cosine", "L2"])
     kw.setdefault("ks", [1, 5])
     kw.setdefault("nprobes", [1, 4])
+    kw.setdefault("threads", 1)  # tiny searches: OpenMP on a busy 2-core machine only adds waiting
     return run_experiment(
         name,
         kw.pop("method", "feat"),
@@ -39,12 +41,13 @@ def _run(stores, tmp_path, name="exp", **kw):
 
 
 def test_results_json_schema(stores, tmp_path):
-    res = _run(stores, tmp_path)
+    res = _run(stores, tmp_path, threads=None)  # None: every core
     on_disk = json.loads((tmp_path / "R" / "exp" / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(res))
     assert on_disk["schema"] == SCHEMA and on_disk["complete"] is True
     assert set(on_disk) >= {"machine", "threads", "versions", "params", "data", "runs", "errors", "created"}
     assert on_disk["machine"]["cores"] >= 1 and "faiss" in on_disk["versions"]
+    assert on_disk["threads"] == os.cpu_count() and on_disk["params"]["threads"] is None
     assert on_disk["params"]["indexes"] == ["Flat", "IVF4,Flat"] and on_disk["params"]["ks"] == [1, 5]
     assert on_disk["data"] == {
         "method": "feat", "dim": 16, "binary": False, "n_database": 120, "n_queries": 46,
@@ -192,11 +195,11 @@ def test_resume_an_interrupted_experiment(stores, tmp_path, monkeypatch):
 
 def test_factory_vocabulary(tmp_path):
     root = make_stores(tmp_path / "F", n_distractors=300)
-    indexes = ["PCA8,Flat", "HNSW8", "IVF4,PQ4x4", "OPQ4,IVF4,PQ4x4"]
+    indexes = ["PCA8,Flat", "HNSW8", "IVF4,PQ2x4", "OPQ2,IVF4,PQ2x4"]
     res = _run(root, tmp_path, indexes=indexes, metrics=["L2"], nprobes=[4], efsearches=[32])
     assert not res["errors"]
     assert [r["key"] for r in res["runs"]] == [
-        "PCA8,Flat--L2", "HNSW8--L2--efSearch=32", "IVF4,PQ4x4--L2--nprobe=4", "OPQ4,IVF4,PQ4x4--L2--nprobe=4",
+        "PCA8,Flat--L2", "HNSW8--L2--efSearch=32", "IVF4,PQ2x4--L2--nprobe=4", "OPQ2,IVF4,PQ2x4--L2--nprobe=4",
     ]  # fmt: skip
     assert res["runs"][1]["recall_vs_exact"] > 0.9
     assert res["runs"][2]["index_bytes"] < res["runs"][1]["index_bytes"]  # PQ codes are small

@@ -47,7 +47,7 @@ def experiment(tmp_path_factory):
             _picture(j).save(datasets / folder / f"{name}.jpg")
     run_experiment(
         "exp", "feat", DATABASE, QUERIES, indexes=["Flat", "IVF4,Flat", "HNSW8"], metrics=["cosine"], ks=[1, 10],
-        nprobes=[1, 4], efsearches=[8, 32], features_root=features, results_root=tmp / "Results",
+        nprobes=[1, 4], efsearches=[8, 32], threads=1, features_root=features, results_root=tmp / "Results",
     )  # fmt: skip
     return tmp
 
