@@ -159,3 +159,10 @@ def test_recall_vs_exact():
     assert M.recall_vs_exact(np.array([[1, -1]]), np.array([[1, 2]])) == 0.5
     with pytest.raises(ValueError, match="same number of queries"):
         M.recall_vs_exact(np.zeros((2, 2), int), np.zeros((3, 2), int))
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(M, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 8 and result.failed == 0
