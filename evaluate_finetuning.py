@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from finetuning.evaluation import evaluate_run
 from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
@@ -49,12 +50,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    rows = evaluate_run(
-        args.name, args.database, args.queries, epochs=args.epochs, cluster_datasets=args.cluster_datasets,
-        ks=args.ks, checkpoints_root=args.checkpoints_root, features_root=args.features_root,
-        datasets_root=args.datasets_root, results_root=args.results_root, batch_size=args.batch_size,
-        workers=args.workers, overwrite=args.overwrite,
-    )  # fmt: skip
+    try:
+        rows = evaluate_run(
+            args.name, args.database, args.queries, epochs=args.epochs, cluster_datasets=args.cluster_datasets,
+            ks=args.ks, checkpoints_root=args.checkpoints_root, features_root=args.features_root,
+            datasets_root=args.datasets_root, results_root=args.results_root, batch_size=args.batch_size,
+            workers=args.workers, overwrite=args.overwrite,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as err:
+        print(f"evaluate_finetuning.py: error: {err}", file=sys.stderr)
+        return 2
     for row in rows:
         recalls = "  ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith("recall@"))
         print(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from finetuning.training import OPTIMIZERS, TrainConfig, train
 from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, RESULTS_DIR
@@ -89,7 +90,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    history = train(config_from_args(args), resume=args.resume, stop_after=args.stop_after)
+    try:
+        history = train(config_from_args(args), resume=args.resume, stop_after=args.stop_after)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"finetune.py: error: {err}", file=sys.stderr)
+        return 2
     if history["epochs"]:
         last = history["epochs"][-1]
         print(f"epoch {last['epoch']}: loss {last['loss']:.4f}, lr {last['lr']:.3g}, {last['seconds']:.0f} s")

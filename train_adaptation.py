@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import numpy as np
 
@@ -68,6 +69,15 @@ def _mean(results: list[dict], key: str) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"train_adaptation.py: error: {err}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Cross-validated runs, then the final module and the adapted features."""
     database = args.database or (SPECS[args.queries].targets if args.queries in SPECS else None)
     if database is None:
         raise ValueError(f"cannot tell which dataset {args.queries!r} copies: pass --database")

@@ -70,9 +70,13 @@ def test_evaluate_finetuning_scores_each_epoch(tmp_path):
         evaluate_run("run", ["demo_original"], ["demo_attacks"], epochs=[7], checkpoints_root=tmp_path / "ckpt")
 
 
-def test_evaluate_finetuning_missing_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoints"):
-        evaluate_finetuning.main(["--name", "nothing", "--checkpoints-root", str(tmp_path)])
+def test_scripts_report_bad_input_in_one_line(tmp_path, capsys):
+    assert evaluate_finetuning.main(["--name", "nothing", "--checkpoints-root", str(tmp_path)]) == 2
+    assert "no checkpoints" in capsys.readouterr().err
+    assert finetune.main(["--encoder", "no_such_net", "--checkpoints-root", str(tmp_path)]) == 2
+    assert "unknown extractor 'no_such_net'" in capsys.readouterr().err
+    code = train_adaptation.main(["-d", "demo_attacks", "--method", "none", "--features-root", str(tmp_path)])
+    assert code == 2 and "no features" in capsys.readouterr().err
 
 
 def test_train_adaptation_script_end_to_end(tmp_path):
