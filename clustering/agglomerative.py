@@ -146,6 +146,7 @@ class Agglomerative:
             graph = knn_graph(Xp, self.n_neighbors, self.metric, self.index_factory)
             graph, self.n_components_ = connect_components(Xp, graph, self.metric)
             self.n_edges_ = graph.nnz // 2
+            self.graph_time_ = time.perf_counter() - start
             if self.linkage == "single":
                 self.linkage_matrix_ = mst_single_linkage(graph)
             elif self.linkage == "ward":
