@@ -3,6 +3,8 @@
 Sizes from env vars (small defaults while the CPU is shared; the issue's full run in brackets):
 BENCH_EXTRACT_HASH_N=200 [2000] JPEGs of 500x375, BENCH_EXTRACT_CNN_N=32 [512] for ResNet-50,
 BENCH_EXTRACT_WORKERS=2, BENCH_EXTRACT_BATCH=16 (CNN batch). Images go to a temporary folder.
+BENCH_EXTRACT_DEMO_DISTRACTORS=N (default 0: off; ~4 min with 1000) also builds the demo set with N
+distractors and prints the recall@1/@10 of each hash, fast vs exact (issue: within 1 point).
 """
 
 from __future__ import annotations
@@ -117,6 +119,27 @@ def bench_resnet(folder: Path, paths: list[Path], workers: int, batch: int, root
     print(f"  mean cosine bf16 vs fp32 features: {cos.mean():.5f} (min {cos.min():.5f})")
 
 
+def bench_demo_recall(tmp: Path, n_distractors: int, workers: int) -> None:
+    """Recall of fast vs exact hashes on the demo set (exact BFlat Hamming search, negatives included)."""
+    from data_retrieval.demo import build_demo
+    from fast_search import run_experiment
+
+    database, queries = ["demo_original", "demo_distractors"], ["demo_attacks", "demo_negatives"]
+    counts = build_demo(tmp / "D", n_distractors=n_distractors)
+    print(f"demo set {counts}: recall@1 / recall@10, fast vs exact")
+    for name in ["ahash", "phash", "dhash", "whash"]:
+        line = []
+        for exact in (False, True):
+            ext = create_extractor(name, exact=exact)
+            for dataset in database + queries:
+                extract_dataset(ext, dataset, tmp / "F", tmp / "D", batch_size=64, workers=workers, progress=False)
+            res = run_experiment(f"r-{ext.name}", ext.name, database, queries, overwrite=True, metrics=["hamming"],
+                                 indexes=["BFlat"], ks=[1, 10], features_root=tmp / "F", results_root=tmp / "R")
+            rec = res["runs"][0]["recall_at_k"]
+            line.append(f"{ext.name} {100 * rec['1']:.2f} / {100 * rec['10']:.2f}")
+        print("  " + " | ".join(line))
+
+
 def main() -> None:
     n_hash = _env("BENCH_EXTRACT_HASH_N", 200)
     n_cnn = _env("BENCH_EXTRACT_CNN_N", 32)
@@ -137,6 +160,9 @@ def main() -> None:
             for p in paths[:n_cnn]:
                 os.link(p, sub / p.name)
             bench_resnet(sub, paths[:n_cnn], workers, batch, tmp / "F")
+        n_demo = _env("BENCH_EXTRACT_DEMO_DISTRACTORS", 0)
+        if n_demo:
+            bench_demo_recall(tmp / "demo", n_demo, workers)
 
 
 if __name__ == "__main__":
