@@ -9,6 +9,7 @@ grow with the number of images. Skipped files land in the store's ``skipped`` da
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -171,7 +172,8 @@ def extract_dataset(
         out.unlink()
 
     fingerprint = _fingerprint(ids)
-    writer = FeatureWriter(
+    make_writer = functools.partial(
+        FeatureWriter,
         out,
         method=ext.name,
         dim=ext.dim,
@@ -184,6 +186,13 @@ def extract_dataset(
         chunk_rows=max(batch_size, 256),
         extra_attrs={"folder": str(Path(listing.folder).resolve()), "inputs_sha1": fingerprint},
     )
+    writer = make_writer()
+    counts = writer.attrs
+    if counts["n_seen"] != counts["n_rows"] + counts["n_skipped"]:  # killed between two counter updates
+        print(f"{writer.partial}: inconsistent counters after a crash; starting again", file=sys.stderr)
+        writer.close()
+        writer.partial.unlink()
+        writer = make_writer()
     with writer:
         if writer.attrs.get("inputs_sha1") != fingerprint:
             raise StoreError(

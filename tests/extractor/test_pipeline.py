@@ -140,6 +140,20 @@ def test_refuses_to_append_to_another_method_or_image_list(image_folder, tmp_pat
         extract_dataset(ext, image_folder, features_root=tmp_path, workers=0, progress=False)
 
 
+def test_inconsistent_counters_after_a_crash_restart_the_partial_file(image_folder, tmp_path):
+    ext = create_extractor("dhash")
+    want = load_features(extract_dataset(ext, image_folder, features_root=tmp_path / "full", workers=0,
+                                         progress=False))
+    fingerprint = _fingerprint([f"images/{i}" for i in range(12)])
+    with FeatureWriter(store_path("images", "dhash", tmp_path), method="dhash", dim=64, binary=True,
+                       params=ext.params, extra_attrs={"inputs_sha1": fingerprint}) as w:
+        w.append(["images/0"], want.features[:1])
+        w._file.attrs["n_rows"] = 2  # as if killed after updating n_rows but not n_seen
+    got = load_features(extract_dataset(ext, image_folder, features_root=tmp_path, workers=0, progress=False))
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_array_equal(got.features, want.features)
+
+
 def test_complete_store_is_returned_not_redone(image_folder, tmp_path):
     first = extract_dataset("ahash", image_folder, features_root=tmp_path, workers=0, progress=False)
     mtime = first.stat().st_mtime_ns
