@@ -198,7 +198,7 @@ def train(
     )
     steps = len(loader) if cfg.steps_per_epoch is None else min(len(loader), cfg.steps_per_epoch)
     arch = {"encoder": cfg.encoder, **model.architecture()}
-    if distributed and cfg.sync_bn:
+    if distributed and cfg.sync_bn and device.type == "cuda":  # SyncBatchNorm runs on GPUs only
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     lr = resolve_lr(cfg, world)
