@@ -44,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--name", default=NAME, help="run name: Checkpoints/<name>/, Results/<name>/")
     data.add_argument("--dataset", nargs="+", default=DATASETS, help="registered dataset names or image folders")
     data.add_argument("--policy", default=POLICY, choices=["simclr", "copy"], help="augmentation policy")
+    data.add_argument("--attacks", nargs="+", default=None, help="attack ids of the copy policy (default: all 58)")
     data.add_argument("--size", type=int, default=SIZE, help="training crop size in pixels")
     data.add_argument("--preload", type=int, default=None, help="decode all images once, shorter side <= this")
     data.add_argument("--workers", type=int, default=WORKERS, help="DataLoader worker processes")

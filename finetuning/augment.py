@@ -52,9 +52,10 @@ class SimCLRViews:
 class CopyDetectionViews:
     """View 1 is a light crop of the image; view 2 a light crop of an attacked copy of it.
 
-    The attack is drawn uniformly from `attack_ids` (default: every id of
-    `data_retrieval.attacks.ATTACK_IDS`) and made by `apply_attack` with a seed drawn from torch's
-    generator, so the positive pair is exactly what copy detection must match.
+    The attack is drawn uniformly from `attack_ids` (default: the 58 ids of
+    `data_retrieval.attacks.ATTACK_IDS`; the extras such as flips are accepted too) and made by
+    `apply_attack` with a seed drawn from torch's generator, so the positive pair is exactly what
+    copy detection must match.
     """
 
     def __init__(
@@ -65,13 +66,9 @@ class CopyDetectionViews:
         mean=None,
         std=None,
     ) -> None:
-        from data_retrieval.attacks import ATTACK_IDS
+        from data_retrieval.attacks import check_attack_ids
 
-        valid = list(ATTACK_IDS)
-        self.attack_ids = list(attack_ids) if attack_ids else valid
-        unknown = [a for a in self.attack_ids if a not in valid]
-        if unknown:
-            raise ValueError(f"unknown attack ids {unknown}; valid: {', '.join(valid)}")
+        self.attack_ids = check_attack_ids(list(attack_ids) if attack_ids else None)
         self.size, self.crop_scale, self.mean, self.std = size, crop_scale, mean, std
         self.transform = T.Compose(
             [
@@ -95,8 +92,10 @@ class CopyDetectionViews:
 POLICIES = {"simclr": SimCLRViews, "copy": CopyDetectionViews}
 
 
-def make_views(policy: str, size: int, mean=None, std=None, **kwargs):
-    """The two-view policy named `policy` ('simclr' or 'copy')."""
+def make_views(policy: str, size: int, mean=None, std=None, attack_ids: Sequence[str] | None = None):
+    """The two-view policy named `policy` ('simclr' or 'copy'; `attack_ids` only for 'copy')."""
     if policy not in POLICIES:
         raise ValueError(f"unknown augmentation policy {policy!r}; valid: {', '.join(POLICIES)}")
-    return POLICIES[policy](size=size, mean=mean, std=std, **kwargs)
+    if policy == "copy":
+        return CopyDetectionViews(size=size, attack_ids=attack_ids, mean=mean, std=std)
+    return SimCLRViews(size=size, mean=mean, std=std)

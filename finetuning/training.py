@@ -56,6 +56,7 @@ class TrainConfig:
     head_sizes: list[int] | None = None  # None: [dim, dim, 128]
     head_mlp: bool = False
     policy: str = "copy"
+    attacks: list[str] | None = None  # attack ids of the copy policy (None: the 58 of the catalogue)
     size: int = 224
     batch_size: int = 32  # per process
     epochs: int = 10
@@ -190,7 +191,7 @@ def train(
     mean = getattr(preprocess, "mean", None)
     std = getattr(preprocess, "std", None)
     paths = training_paths(cfg.dataset, cfg.batch_size * world, cfg.datasets_root)
-    views = make_views(cfg.policy, cfg.size, mean=mean, std=std)
+    views = make_views(cfg.policy, cfg.size, mean=mean, std=std, attack_ids=cfg.attacks)
     data = TwoViewDataset(paths, views, preload=cfg.preload)
     sampler = torch.utils.data.DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
     loader = torch.utils.data.DataLoader(
