@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         history = train(config_from_args(args), resume=args.resume, stop_after=args.stop_after)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
         print(f"finetune.py: error: {err}", file=sys.stderr)
         return 2
     if history["epochs"]:

@@ -219,7 +219,10 @@ def train(
         ckpt = load_checkpoint(path, map_location=device)
         check_architecture(ckpt, arch, path)
         check_resume_config(ckpt["config"], cfg, path)
-        model.load_state_dict(ckpt["model"])
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as err:
+            raise ValueError(f"{path} was saved for another architecture: {str(err).splitlines()[0]}") from None
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
@@ -245,6 +248,11 @@ def train(
             z = net(torch.cat([v1, v2]).to(device, non_blocking=True))
             z1, z2 = z.float().chunk(2)
             loss = nt_xent(z1, z2, cfg.temperature, gather=distributed)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss is {float(loss)} at epoch {epoch}, step {i}: lower --lr or raise --temperature; "
+                    f"checkpoints up to epoch {epoch - 1} are intact"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             current_lr = optimizer.param_groups[0]["lr"]
