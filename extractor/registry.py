@@ -23,6 +23,8 @@ ENTRIES: dict[str, Callable[..., Extractor]] = {
     **torchvision_models.ENTRIES,
     **simclr.ENTRIES,
 }
+#: Other accepted spellings (the seed's names, e.g. "SimCLR v2 ResNet50 2x") -> registered name.
+ALIASES: dict[str, str] = {**simclr.ALIASES}
 _USER: dict[str, Callable[..., Extractor]] = {}
 
 
@@ -42,6 +44,7 @@ def create_extractor(name: str, **kwargs: Any) -> Extractor:
     so unset script flags never override an entry's default.
     """
     entries = _all_entries()
+    name = ALIASES.get(name, name)
     if name not in entries:
         close = difflib.get_close_matches(name, entries, n=5, cutoff=0.5)
         rest = [n for n in sorted(entries) if n not in close]

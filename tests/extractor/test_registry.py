@@ -77,3 +77,12 @@ def test_register_extractor_rejects_bad_input():
         register_extractor("a/b", _Pool())
     with pytest.raises(ValueError, match="not a user-registered"):
         unregister_extractor("dhash")
+
+
+def test_seed_names_are_accepted_as_aliases():
+    from extractor import create_extractor
+    from extractor.registry import ALIASES
+
+    assert ALIASES["SimCLR v2 ResNet50 2x"] == "simclr_v2_r50_2x_sk1"
+    ext = create_extractor("SimCLR v1 ResNet50 1x", weights=None)
+    assert ext.name.startswith("simclr_v1_r50_1x") and ext.dim == 2048
