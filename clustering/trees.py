@@ -78,54 +78,58 @@ def graph_linkage(graph: sparse.csr_array, linkage: str) -> np.ndarray:
     or the maximum (complete) of the distances on the edges between them. On a complete graph
     this is exactly UPGMA / complete linkage; on a kNN graph, an approximation that never
     needs more memory than the graph.
+
+    A merged cluster keeps the slot (neighbour dict) of the child with more neighbours, so each
+    merge only touches the smaller child's neighbours; heap entries are checked against the
+    current distance when popped (lazy deletion).
     """
     if linkage not in ("average", "complete"):
         raise ValueError(f"graph_linkage supports 'average' and 'complete', got {linkage!r}")
     n = graph.shape[0]
     average = linkage == "average"
     coo = sparse.triu(graph, k=1).tocoo()
-    nbrs: list = [{} for _ in range(2 * n - 1)]
+    nbrs: list = [{} for _ in range(n)]
     for i, j, d in zip(coo.row.tolist(), coo.col.tolist(), coo.data.tolist(), strict=True):
         v = (d, 1) if average else d
         nbrs[i][j] = v
         nbrs[j][i] = v
     heap = list(zip(coo.data.tolist(), coo.row.tolist(), coo.col.tolist(), strict=True))
     heapify(heap)
-    active = bytearray(2 * n - 1)
-    active[:n] = b"\x01" * n
+    node = list(range(n))  # tree node id currently held by each slot
     children, heights = [], []
     bar = tqdm(total=n - 1, desc=f"{linkage} linkage", unit="merge", leave=False, disable=n < 20000)
-    for k in range(n, 2 * n - 1):
+    for t in range(n - 1):
         while heap:
             d, i, j = heappop(heap)
-            if active[i] and active[j]:
-                break
+            ni = nbrs[i]
+            if ni is not None and nbrs[j] is not None and j in ni:
+                v = ni[j]
+                if (v[0] / v[1] if average else v) == d:
+                    break
         else:
             bar.close()
-            raise ValueError(f"graph is not connected: {2 * n - 1 - k} merges missing")
-        active[i] = active[j] = 0
-        active[k] = 1
-        big, small = (nbrs[i], nbrs[j]) if len(nbrs[i]) >= len(nbrs[j]) else (nbrs[j], nbrs[i])
-        big.pop(i, None), big.pop(j, None), small.pop(i, None), small.pop(j, None)
+            raise ValueError(f"graph is not connected: {n - 1 - t} merges missing")
+        if len(nbrs[i]) < len(nbrs[j]):
+            i, j = j, i
+        big, small = nbrs[i], nbrs[j]
+        del big[j], small[i]
         for x, v in small.items():
-            if x in big:
-                u = big[x]
-                big[x] = (u[0] + v[0], u[1] + v[1]) if average else max(u, v)
-            else:
-                big[x] = v
-        nbrs[k], nbrs[i], nbrs[j] = big, None, None
-        for x, v in big.items():
             nx = nbrs[x]
-            nx.pop(i, None)
-            nx.pop(j, None)
-            nx[k] = v
-            heappush(heap, (v[0] / v[1] if average else v, k, x))
-        children.append((i, j))
+            del nx[j]
+            u = big.get(x)
+            if u is not None:
+                v = (u[0] + v[0], u[1] + v[1]) if average else max(u, v)
+            big[x] = v
+            nx[i] = v
+            heappush(heap, (v[0] / v[1] if average else v, i, x))
+        nbrs[j] = None
+        children.append((node[i], node[j]))
         heights.append(d)
-        if k % 1000 == 0:
+        node[i] = n + t
+        if t % 1000 == 999:
             bar.update(1000)
     bar.close()
-    return linkage_matrix(np.array(children), np.array(heights), n)
+    return linkage_matrix(np.array(children).reshape(-1, 2), np.array(heights), n)
 
 
 def relabel_by_size(labels: np.ndarray) -> np.ndarray:
