@@ -8,6 +8,9 @@
   save assignments, metrics and figures under ``Results/clustering/``.
 """
 
+import helpers.openmp  # noqa: F401  (before faiss loads: OpenMP threads wait passively)
+
+# isort: split
 from clustering.agglomerative import Agglomerative, dense_memory_bytes
 from clustering.density import FaissKMeans, GraphDBSCAN, GraphHDBSCAN
 from clustering.experiment import DEFAULT_EPS, cluster_experiment, dbscan_experiment

@@ -6,6 +6,9 @@
     feats = load_features("BSDS500_original", "dhash")   # .ids, .features (packed bits for hashes)
 """
 
+import helpers.openmp  # noqa: F401  (before faiss loads: OpenMP threads wait passively)
+
+# isort: split
 from extractor.base import Extractor
 from extractor.hashes import crop_resistant_distance
 from extractor.neural import NeuralExtractor, PreprocessCfg

@@ -9,6 +9,9 @@ explore_neighbors("demo", k=10)     # Results/demo/neighbors/index.html
 ```
 """
 
+import helpers.openmp  # noqa: F401  (before faiss loads: OpenMP threads wait passively)
+
+# isort: split
 from fast_search.block import block_search
 from fast_search.data import SearchData, check_sources, load_search_data
 from fast_search.experiment import ExperimentConfig, default_search_params, run_experiment
