@@ -18,6 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python3 download.py` from inside SimCLRv1/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from helpers.download import add_checkpoint_flags  # noqa: E402
 from SimCLRv1.resnet_wider import MODELS, parse_model_name  # noqa: E402
 
 # ---- editable defaults (each is also a command-line flag) --------------------------------------
@@ -70,16 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=MODEL, choices=MODELS)
     parser.add_argument("--simclr_category", default=CATEGORY, choices=list(STEPS))
-    tf_files = parser.add_mutually_exclusive_group()
-    tf_files.add_argument("--keep-tf", dest="keep_tf", action="store_true", default=KEEP_TF,
-                          help="keep the downloaded TensorFlow files (default)")
-    tf_files.add_argument("--remove-tf", dest="keep_tf", action="store_false",
-                          help="delete the TensorFlow files after a successful conversion")
-    parser.add_argument("--root", type=Path, default=ROOT, help="folder for tf_checkpoints/ and torch_checkpoints/")
-    parser.add_argument("--force", action="store_true", help="convert again even if the .pth exists")
-    parser.add_argument("--all-files", action="store_true", help="also fetch graph.pbtxt and the .meta graph")
-    parser.add_argument("--ignore-tf", action="append", default=[], metavar="PATTERN",
-                        help="fnmatch pattern of extra TF variables to leave out (repeatable)")
+    add_checkpoint_flags(parser, KEEP_TF, ROOT)
     return parser.parse_args(argv)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python3 download.py` from inside SimCLRv2/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from helpers.download import add_checkpoint_flags  # noqa: E402
 from SimCLRv2.resnet import MODELS  # noqa: E402
 
 # ---- editable defaults (each is also a command-line flag) --------------------------------------
@@ -80,16 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="convert the exponential-moving-average weights (default: %(default)s)")
     parser.add_argument("--supervised", action=argparse.BooleanOptionalAction, default=SUPERVISED,
                         help="skip the contrastive head (default: only for --simclr_category supervised)")
-    tf_files = parser.add_mutually_exclusive_group()
-    tf_files.add_argument("--keep-tf", dest="keep_tf", action="store_true", default=KEEP_TF,
-                          help="keep the downloaded TensorFlow files (default)")
-    tf_files.add_argument("--remove-tf", dest="keep_tf", action="store_false",
-                          help="delete the TensorFlow files after a successful conversion")
-    parser.add_argument("--root", type=Path, default=ROOT, help="folder for tf_checkpoints/ and torch_checkpoints/")
-    parser.add_argument("--force", action="store_true", help="convert again even if the .pth exists")
-    parser.add_argument("--all-files", action="store_true", help="also fetch graph.pbtxt and the .meta graph")
-    parser.add_argument("--ignore-tf", action="append", default=[], metavar="PATTERN",
-                        help="fnmatch pattern of extra TF variables to leave out (repeatable)")
+    add_checkpoint_flags(parser, KEEP_TF, ROOT)
     return parser.parse_args(argv)
 
 

@@ -8,6 +8,7 @@ This is the only module that touches the network, and only when a download scrip
 
 from __future__ import annotations
 
+import argparse
 import logging
 import re
 import time
@@ -126,3 +127,17 @@ def download_file(url: str, dest: str | Path, *, session: requests.Session | Non
 def download_files(base_url: str, names: Iterable[str], folder: str | Path, **kwargs) -> list[Path]:
     """Download `base_url + name` into `folder` for each name (see download_file)."""
     return [download_file(base_url + name, Path(folder) / name, **kwargs) for name in names]
+
+
+def add_checkpoint_flags(parser: argparse.ArgumentParser, keep_tf: bool, root: Path) -> None:
+    """The flags both SimCLR download scripts share: TF files kept or removed, root, force, extras."""
+    tf_files = parser.add_mutually_exclusive_group()
+    tf_files.add_argument("--keep-tf", dest="keep_tf", action="store_true", default=keep_tf,
+                          help="keep the downloaded TensorFlow files (default)")
+    tf_files.add_argument("--remove-tf", dest="keep_tf", action="store_false",
+                          help="delete the TensorFlow files after a successful conversion")
+    parser.add_argument("--root", type=Path, default=root, help="folder for tf_checkpoints/ and torch_checkpoints/")
+    parser.add_argument("--force", action="store_true", help="convert again even if the .pth exists")
+    parser.add_argument("--all-files", action="store_true", help="also fetch graph.pbtxt and the .meta graph")
+    parser.add_argument("--ignore-tf", action="append", default=[], metavar="PATTERN",
+                        help="fnmatch pattern of extra TF variables to leave out (repeatable)")
