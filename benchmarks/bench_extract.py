@@ -140,7 +140,23 @@ def bench_demo_recall(tmp: Path, n_distractors: int, workers: int) -> None:
         print("  " + " | ".join(line))
 
 
+def bench_bf16_matmul(n: int = 512) -> None:
+    """Is bf16 native here? `precision="auto"` relies on the CPU flags; this shows the speed behind them."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    times = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x, y = a.to(dtype), b.to(dtype)
+        x @ y
+        _, times[dtype] = _timed(lambda x=x, y=y: x @ y)
+    ratio = times[torch.bfloat16] / times[torch.float32]
+    print(f"matmul {n}x{n}: fp32 {times[torch.float32] * 1e3:.2f} ms, bf16 {times[torch.bfloat16] * 1e3:.2f} ms "
+          f"(bf16 takes {ratio:.1f}x the fp32 time; cpu capability {torch.backends.cpu.get_cpu_capability()})")
+
+
 def main() -> None:
+    bench_bf16_matmul()
     n_hash = _env("BENCH_EXTRACT_HASH_N", 200)
     n_cnn = _env("BENCH_EXTRACT_CNN_N", 32)
     workers = _env("BENCH_EXTRACT_WORKERS", 2)
