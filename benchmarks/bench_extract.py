@@ -1,7 +1,7 @@
 """Extraction speed: files -> stored hashes vs an imagehash loop; ResNet-50 files -> store vs model alone / naive loop.
 
 Sizes from env vars (small defaults while the CPU is shared; the issue's full run in brackets):
-BENCH_EXTRACT_HASH_N=200 [2000] JPEGs of 500x375, BENCH_EXTRACT_CNN_N=32 [512] for ResNet-50,
+BENCH_EXTRACT_HASH_N=2000 JPEGs of 500x375, BENCH_EXTRACT_CNN_N=32 [512] for ResNet-50,
 BENCH_EXTRACT_WORKERS=2, BENCH_EXTRACT_BATCH=16 (CNN batch). Images go to a temporary folder.
 BENCH_EXTRACT_DEMO_DISTRACTORS=N (default 0: off; ~4 min with 1000) also builds the demo set with N
 distractors and prints the recall@1/@10 of each hash, fast vs exact (issue: within 1 point).
@@ -157,7 +157,7 @@ def bench_bf16_matmul(n: int = 512) -> None:
 
 def main() -> None:
     bench_bf16_matmul()
-    n_hash = _env("BENCH_EXTRACT_HASH_N", 200)
+    n_hash = _env("BENCH_EXTRACT_HASH_N", 2000)
     n_cnn = _env("BENCH_EXTRACT_CNN_N", 32)
     workers = _env("BENCH_EXTRACT_WORKERS", 2)
     batch = _env("BENCH_EXTRACT_BATCH", 16)
