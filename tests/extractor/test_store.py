@@ -1,0 +1,96 @@
+"""The HDF5 feature store on its own: round trip, shards, streaming, refusals, partial files."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from extractor.store import (
+    FeatureWriter,
+    StoreError,
+    iter_chunks,
+    load_features,
+    store_files,
+    store_info,
+    store_path,
+    write_features,
+)
+
+
+def _ids(n: int, start: int = 0) -> list[str]:
+    return [f"ds/{i}" for i in range(start, start + n)]
+
+
+def test_round_trip_float_and_ilias_layout(tmp_path):
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    path = write_features(store_path("ds", "m", tmp_path), _ids(5), x, method="m", dataset="ds")
+    f = load_features("ds", "m", tmp_path)
+    assert f.ids.tolist() == _ids(5) and f.dim == 3 and not f.binary
+    np.testing.assert_array_equal(f.features, x)
+    with h5py.File(path) as h:  # ILIAS's names, readable without this library
+        assert set(h) >= {"features", "index"} and h["index"].asstr()[0] == "ds/0"
+    assert f.attrs["complete"] and f.attrs["method"] == "m" and "numpy" in f.attrs["versions"]
+
+
+def test_binary_features_are_packed_bits(tmp_path):
+    bits = np.random.default_rng(1).integers(0, 2, (4, 64)).astype(np.uint8)
+    write_features(store_path("ds", "h", tmp_path), _ids(4), np.packbits(bits, axis=1), method="h", binary=True)
+    f = load_features("ds", "h", tmp_path)
+    assert f.binary and f.dim == 64 and f.features.shape == (4, 8)
+    np.testing.assert_array_equal(np.unpackbits(f.features, axis=1), bits)
+
+
+def test_shards_read_as_one_store_and_missing_shard_is_named(tmp_path):
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    for k in range(3):
+        write_features(store_path("ds", "m", tmp_path, (k, 3)), _ids(2, 2 * k), x[2 * k : 2 * k + 2], method="m")
+    f = load_features("ds", "m", tmp_path)
+    assert f.ids.tolist() == _ids(6)
+    np.testing.assert_array_equal(f.features, x)
+    assert store_info("ds", "m", tmp_path)["n"] == 6
+    store_path("ds", "m", tmp_path, (1, 3)).unlink()
+    with pytest.raises(StoreError, match=r"\[1\] of 3"):
+        store_files("ds", "m", tmp_path)
+
+
+def test_iter_chunks_equals_load(tmp_path):
+    x = np.random.default_rng(2).normal(size=(10, 4)).astype(np.float32)
+    write_features(store_path("ds", "m", tmp_path), _ids(10), x, method="m")
+    blocks = list(iter_chunks("ds", "m", tmp_path, chunk_size=3))
+    assert [len(ids) for ids, _ in blocks] == [3, 3, 3, 1]
+    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), x)
+
+
+def test_partial_file_is_never_read_as_complete_and_resumes(tmp_path):
+    path = store_path("ds", "m", tmp_path)
+    w = FeatureWriter(path, method="m", dim=2, n_total=4)
+    w.append(_ids(2), np.ones((2, 2)), skipped=[("bad.jpg", "truncated")])
+    w.close()
+    with pytest.raises(StoreError, match="unfinished"):
+        load_features("ds", "m", tmp_path)
+    w = FeatureWriter(path, method="m", dim=2)
+    assert w.n_seen == 3 and w.n_rows == 2 and w.skipped() == [("bad.jpg", "truncated")]
+    w.append(_ids(1, 2), np.zeros((1, 2)))
+    w.finish()
+    assert load_features("ds", "m", tmp_path).ids.tolist() == _ids(3)
+
+
+def test_refuses_to_mix_method_dimension_or_kind(tmp_path):
+    path = store_path("ds", "m", tmp_path)
+    FeatureWriter(path, method="m", dim=2).close()
+    for kwargs in ({"method": "other", "dim": 2}, {"method": "m", "dim": 3}, {"method": "m", "dim": 16, "binary": True}):
+        with pytest.raises(StoreError, match="refusing to append"):
+            FeatureWriter(path, **kwargs)
+    w = FeatureWriter(path, method="m", dim=2)
+    with pytest.raises(StoreError, match="do not fit"):
+        w.append(_ids(1), np.ones((1, 5)))
+    w.close()
+
+
+def test_complete_file_is_not_reopened_for_writing(tmp_path):
+    path = write_features(store_path("ds", "m", tmp_path), _ids(1), np.ones((1, 2), np.float32), method="m")
+    with pytest.raises(StoreError, match="already complete"):
+        FeatureWriter(path, method="m", dim=2)
+    with pytest.raises(ValueError, match="must not contain"):
+        store_path("a/b", "m", tmp_path)
