@@ -18,6 +18,9 @@ from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
 from clustering.spaces import from_squared_l2, to_squared_l2
+from helpers.blas import configure_faiss
+
+configure_faiss(faiss)  # BLAS blocks large enough for BLAS speed (helpers/blas.py)
 
 logger = logging.getLogger(__name__)
 

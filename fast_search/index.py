@@ -20,6 +20,10 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
+from helpers.blas import configure_faiss
+
+configure_faiss(faiss)  # BLAS blocks large enough for BLAS speed (helpers/blas.py)
+
 #: Metric names accepted everywhere, and the faiss metric each one searches with.
 METRICS = {
     "L2": faiss.METRIC_L2,

@@ -10,3 +10,5 @@ the user already set is kept.
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import helpers.blas  # noqa: E402, F401  (same rule for faiss's OpenBLAS: the CPU's kernel, set before it loads)
