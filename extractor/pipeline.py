@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -39,7 +40,8 @@ class _Images(Dataset):
     """Decode + transform one image per item; failures come back as (index, None, reason)."""
 
     def __init__(self, paths: Sequence[str | os.PathLike], extractor: Extractor) -> None:
-        self.paths = np.array([str(p) for p in paths])  # one numpy block: no per-item refcounts in workers
+        # one numpy block: no per-item refcounts in workers; tar members come as numpy arrays already
+        self.paths = paths if hasattr(paths, "read") else np.array([str(p) for p in paths])
         self.extractor = extractor
 
     def __len__(self) -> int:
@@ -48,7 +50,8 @@ class _Images(Dataset):
     def __getitem__(self, i: int) -> tuple[int, Any, str | None]:
         path = str(self.paths[i])
         try:
-            image = load_image(path, draft=self.extractor.draft)
+            data = self.paths.read(i) if hasattr(self.paths, "read") else None  # a tar member's bytes
+            image = load_image(path, draft=self.extractor.draft, data=data)
             return i, self.extractor.transform(image), None
         except BadImageError as e:
             return i, None, str(e).removeprefix(f"{path}: ")
@@ -106,8 +109,8 @@ def _fingerprint(ids: Sequence[str]) -> str:
 
 
 def errors_path(store: Path) -> Path:
-    """``<method>.errors.tsv`` beside ``<method>.h5`` (``.h5.partial`` too)."""
-    return store.with_name(store.name.split(".h5")[0] + ".errors.tsv")
+    """``<method>.errors.tsv`` beside ``<method>.h5`` (``.h5.partial``, ``.hdf5`` too)."""
+    return store.with_name(re.sub(r"\.(h5|hdf5)(\.partial)?$", "", store.name) + ".errors.tsv")
 
 
 def _write_errors(path: Path, rows: Sequence[tuple[str, str]]) -> None:
@@ -141,13 +144,16 @@ def extract_dataset(
     name: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    out: str | os.PathLike | None = None,
+    dtype: str | None = None,
 ) -> Path:
     """Extract `ext` features of every image of `dataset` into its store; returns the .h5 path.
 
     `device`/`precision` None keep the extractor's own (cpu / auto). `limit` takes the first
     images, `shard=(k, n)` the k-th of n contiguous parts. A finished store is returned as is
     (unless `overwrite`); an unfinished one is resumed. `strict` raises `BadImageError` at the
-    first file that cannot be used.
+    first file that cannot be used. `out` writes to this file instead of the store's path
+    (ILIAS's ``features_<partition>.hdf5``); `dtype` ``"float16"`` stores half-precision features.
     """
     if isinstance(ext, str):
         ext = create_extractor(ext, device=device, precision=precision)
@@ -163,7 +169,7 @@ def extract_dataset(
     paths, ids = listing.paths[:limit], listing.ids[:limit]
     start, stop = shard_bounds(len(paths), shard)
     paths, ids = paths[start:stop], ids[start:stop]
-    out = store_path(listing.name, ext.name, features_root, shard)
+    out = store_path(listing.name, ext.name, features_root, shard) if out is None else Path(out)
     if out.exists():
         if not overwrite:
             if progress:
@@ -178,7 +184,7 @@ def extract_dataset(
         method=ext.name,
         dim=ext.dim,
         binary=ext.binary,
-        dtype="uint8" if ext.binary else "float32",
+        dtype="uint8" if ext.binary else (dtype or "float32"),
         dataset=listing.name,
         params=ext.params,
         n_total=len(ids),

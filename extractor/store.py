@@ -10,6 +10,12 @@ File ``Features/<dataset>/<method>.h5`` (or ``<method>.shard-K-of-N.h5`` for sha
   ``params`` (JSON), ``versions`` (JSON), ``created``, ``n_seen`` (inputs consumed, skipped
   included), ``n_total`` (inputs expected), ``shard`` ("K/N" or ""), ``complete``.
 
+Files written without these attributes (ILIAS's own ``store_features``: ``features`` and
+``index`` only, ``.hdf5``) load too: ``dim``, ``binary`` (float features) and ``dtype`` are read
+from the data, ``method`` is the one asked for (or the file's folder, ILIAS's
+``<root>/<model>/`` layout); what cannot be inferred is asked for with a message naming
+`annotate_store`, which writes the missing attributes into the file.
+
 A writer works on ``<name>.h5.partial`` and renames it only when complete, so a file with the
 final name is always whole. Every appended chunk updates ``n_seen`` after the data is flushed; a
 resumed run truncates to it, so a kill at any moment loses at most one chunk of work.
@@ -116,10 +122,63 @@ def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
 
 
-def _check_same(paths: Sequence[Path]) -> dict[str, Any]:
-    first = read_attrs(paths[0])
+#: Attributes a reader needs; `file_attrs` infers them for files written without them.
+_NEEDED = ("method", "dim", "binary", "dtype")
+
+
+def file_attrs(path: str | os.PathLike, method: str | None = None) -> dict[str, Any]:
+    """`read_attrs`, completed for files that lack ours (ILIAS's): inferred keys listed in ``inferred``.
+
+    ``dim`` and ``dtype`` come from the ``features`` dataset; float features are not ``binary``;
+    ``method`` is `method` if given, else the name of the file's folder. Integer features without
+    a ``binary`` attribute raise `StoreError` asking for it (packed bits or not cannot be told).
+    """
+    attrs = read_attrs(path)
+    if all(k in attrs for k in _NEEDED):
+        return attrs
+    with h5py.File(path, "r") as f:
+        missing = [k for k in ("features", "index") if k not in f]
+        if missing:
+            raise StoreError(f"{path} has no {' or '.join(missing)} dataset: not a feature file")
+        shape, dtype = f["features"].shape, f["features"].dtype
+    if len(shape) != 2:
+        raise StoreError(f"{path}: 'features' has shape {shape}, expected (rows, dim)")
+    inferred = []
+    if "binary" not in attrs:
+        if dtype.kind != "f":
+            raise StoreError(
+                f"{path} holds {dtype} features and no 'binary' attribute: packed bits (np.packbits, as faiss "
+                "binary indexes take) or integer features cannot be told apart. Say which once with "
+                f"extractor.store.annotate_store({str(path)!r}, binary=True) (or binary=False)"
+            )
+        attrs["binary"] = False
+        inferred.append("binary")
+    if "dim" not in attrs:
+        attrs["dim"] = int(shape[1]) * (8 if attrs["binary"] else 1)
+        inferred.append("dim")
+    if "dtype" not in attrs:
+        attrs["dtype"] = str(dtype)
+        inferred.append("dtype")
+    if "method" not in attrs:
+        attrs["method"] = method or Path(path).resolve().parent.name
+        inferred.append("method")
+    attrs["inferred"] = inferred
+    return attrs
+
+
+def annotate_store(path: str | os.PathLike, **attrs: Any) -> None:
+    """Write missing attributes (``method``, ``binary``, ``dim``, ``dataset``) into a feature file."""
+    allowed = {"method", "binary", "dim", "dataset"}
+    if not attrs or set(attrs) - allowed:
+        raise ValueError(f"annotate_store sets {sorted(allowed)}, got {sorted(attrs)}")
+    with h5py.File(path, "r+") as f:
+        f.attrs.update(attrs)
+
+
+def _check_same(paths: Sequence[Path], method: str | None = None) -> dict[str, Any]:
+    first = file_attrs(paths[0], method)
     for path in paths[1:]:
-        other = read_attrs(path)
+        other = file_attrs(path, method)
         for key in ("method", "dim", "binary", "dtype"):
             if other.get(key) != first.get(key):
                 raise StoreError(f"{path}: {key}={other.get(key)!r} but {paths[0]} has {first.get(key)!r}")
@@ -127,20 +186,32 @@ def _check_same(paths: Sequence[Path]) -> dict[str, Any]:
 
 
 def _resolve(dataset_or_path: str | os.PathLike, method: str | None, root) -> list[Path]:
+    """The files of a (dataset, method) store, of one feature file (.h5, .hdf5), or of a glob of files."""
     path = Path(dataset_or_path)
-    if path.suffix == ".h5" and path.is_file():
-        return [path]
+    if path.suffix in (".h5", ".hdf5"):
+        if path.is_file():
+            return [path]
+        if any(c in path.name for c in "*?["):
+            files = sorted(p for p in path.parent.glob(path.name) if p.is_file())
+            if not files:
+                raise StoreError(f"no feature file matches {path}")
+            return files
+        if path.parent != Path(".") or path.suffix == ".hdf5":
+            raise StoreError(f"feature file {path} does not exist")
     if method is None:
-        raise ValueError("give a method, or the path of an .h5 file")
+        raise ValueError("give a method, or the path of an .h5/.hdf5 file")
     return store_files(str(dataset_or_path), method, root)
 
 
 def load_features(
     dataset_or_path: str | os.PathLike, method: str | None = None, root: str | os.PathLike = FEATURES_DIR
 ) -> Features:
-    """All features and ids of (dataset, method), shards concatenated in order, or of one .h5 file."""
+    """All features and ids of (dataset, method), shards concatenated in order, or of .h5/.hdf5 file(s).
+
+    `dataset_or_path` may be a file path or a glob (``hdf5/siglip/features_distractors_*.hdf5``).
+    """
     paths = _resolve(dataset_or_path, method, root)
-    attrs = _check_same(paths)
+    attrs = _check_same(paths, method)
     ids, feats = [], []
     for path in paths:
         with h5py.File(path, "r") as f:
@@ -164,7 +235,7 @@ def iter_chunks(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Stream (ids, features) blocks of at most `chunk_size` rows, over every shard in order."""
     paths = _resolve(dataset_or_path, method, root)
-    _check_same(paths)
+    _check_same(paths, method)
     for path in paths:
         with h5py.File(path, "r") as f:
             n = f["features"].shape[0]
@@ -178,7 +249,7 @@ def store_info(
 ) -> dict[str, Any]:
     """Attributes plus the total row count ``n``, without reading features."""
     paths = _resolve(dataset_or_path, method, root)
-    attrs = _check_same(paths)
+    attrs = _check_same(paths, method)
     n = 0
     for path in paths:
         with h5py.File(path, "r") as f:

@@ -7,7 +7,9 @@ reason for what it cannot decode: callers log and skip, they never crash mid-run
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -50,20 +52,26 @@ def _to_mode(img: Image.Image, mode: str) -> Image.Image:
 
 
 def load_image(
-    path: str | os.PathLike, mode: str = "RGB", max_pixels: int = MAX_PIXELS, draft: tuple[int, int] | None = None
+    path: str | os.PathLike,
+    mode: str = "RGB",
+    max_pixels: int = MAX_PIXELS,
+    draft: tuple[int, int] | None = None,
+    data: bytes | None = None,
 ) -> Image.Image:
     """Decode `path` fully into a `mode` image (first frame of animations), EXIF orientation applied.
 
     `draft=(w, h)` lets JPEG decoding downscale by 1/2, 1/4 or 1/8 while staying at least that
-    size, which makes hashing several times faster. Raises `BadImageError` on anything unreadable.
+    size, which makes hashing several times faster. `data` decodes these bytes instead of reading
+    `path` (a tar member; `path` then only names it in messages). Raises `BadImageError` on
+    anything unreadable.
     """
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        if (path.stat().st_size if data is None else len(data)) == 0:
             raise BadImageError(f"{path}: empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path if data is None else io.BytesIO(data)) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise BadImageError(f"{path}: {width}x{height} exceeds the {max_pixels} pixel limit")
@@ -82,4 +90,5 @@ def load_image(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadImageError(f"{path}: decompression bomb ({e})") from e
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, struct.error...)
-        raise BadImageError(f"{path}: cannot decode ({type(e).__name__}: {e})") from e
+        reason = re.sub(r" <_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(e))  # same message every run
+        raise BadImageError(f"{path}: cannot decode ({type(e).__name__}: {reason})") from e
