@@ -13,9 +13,7 @@ import argparse
 import logging
 import sys
 
-from clustering.experiment import DEFAULT_EPS, dbscan_experiment
-from clustering.metrics import NOISE_MODES
-from clustering.spaces import METRICS
+from clustering.spaces import DEFAULT_EPS, METRICS, NOISE_MODES
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 # Editable defaults (each is also a flag). EPS None = the seed's sweep for the metric (DEFAULT_EPS).
@@ -63,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from clustering.experiment import dbscan_experiment  # after --help: faiss loads here
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         dbscan_experiment(

@@ -14,7 +14,6 @@ import argparse
 import logging
 import sys
 
-from finetuning.evaluation import evaluate_run
 from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 # Editable defaults (each is also a flag).
@@ -49,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from finetuning.evaluation import evaluate_run  # after --help: torch loads here
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         rows = evaluate_run(

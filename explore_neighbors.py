@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fast_search import explore_neighbors
 from helpers.paths import DATASETS_DIR, RESULTS_DIR
 
 NAME = "demo"
@@ -35,6 +34,8 @@ def main(argv=None) -> int:
     p.add_argument("--results-root", default=str(RESULTS_DIR))
     p.add_argument("--datasets-root", default=str(DATASETS_DIR))
     args = p.parse_args(argv)
+    from fast_search import explore_neighbors  # after --help: faiss loads here
+
     try:
         page = explore_neighbors(
             args.name,

@@ -11,8 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from extractor import create_extractor, extract_dataset, list_extractors
-from extractor.pipeline import errors_path
 from helpers.paths import DATASETS_DIR, FEATURES_DIR
 
 # ---- editable defaults -----------------------------------------------------------------
@@ -43,8 +41,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", nargs="+", default=METHODS, help=f"extractor names ({len(list_extractors())} known, "
-                   "see --list), e.g. dhash phash resnet50")
+    p.add_argument("--method", nargs="+", default=METHODS, help="extractor names (see --list), e.g. dhash phash resnet50")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--dataset", nargs="+", default=None, help=f"registered dataset names (default {DATASETS})")
     src.add_argument("--folder", nargs="+", type=Path, help="image folders (named after the folder)")
@@ -75,6 +72,9 @@ def _method_kwargs(method: str, args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from extractor import create_extractor, extract_dataset, list_extractors  # after --help: torch loads here
+    from extractor.pipeline import errors_path
+
     if args.list:
         print("\n".join(list_extractors()))
         return 0

@@ -14,7 +14,6 @@ import argparse
 import logging
 import sys
 
-from clustering.experiment import cluster_experiment
 from clustering.spaces import LINKAGES, METRICS
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
@@ -62,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from clustering.experiment import cluster_experiment  # after --help: faiss loads here
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cluster_experiment(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fast_search import format_table, process_experiment, summary_rows
 from helpers.paths import RESULTS_DIR
 
 NAME = "demo"
@@ -16,6 +15,8 @@ def main(argv=None) -> int:
     p.add_argument("name", nargs="?", default=NAME, help="experiment name under the results root")
     p.add_argument("--results-root", default=str(RESULTS_DIR))
     args = p.parse_args(argv)
+    from fast_search import format_table, process_experiment, summary_rows  # after --help: faiss loads here
+
     try:
         paths = process_experiment(args.name, args.results_root)
     except (ValueError, FileNotFoundError) as err:

@@ -10,7 +10,6 @@ import argparse
 import logging
 import sys
 
-from fast_search import format_table, run_experiment, summary_rows
 from helpers.paths import FEATURES_DIR, RESULTS_DIR
 
 METHOD = "dhash"
@@ -70,6 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from fast_search import format_table, run_experiment, summary_rows  # after --help: faiss loads here
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         result = run_experiment(

@@ -6,30 +6,27 @@
   and the geometric measures of `clustering.geometry`;
 - `cluster_experiment` / `dbscan_experiment`: load features + ground truth, cluster, score,
   save assignments, metrics and figures under ``Results/clustering/``.
+
+Names are imported on first use (helpers/lazy.py).
 """
 
 import helpers.openmp  # noqa: F401  (before faiss loads: OpenMP threads wait passively)
+from helpers.lazy import lazy_attributes
 
-# isort: split
-from clustering.agglomerative import Agglomerative, dense_memory_bytes
-from clustering.density import FaissKMeans, GraphDBSCAN, GraphHDBSCAN
-from clustering.experiment import DEFAULT_EPS, cluster_experiment, dbscan_experiment
-from clustering.groundtruth import ClusteringData, load_clustering_data
-from clustering.metrics import clustering_scores
-from clustering.spaces import LINKAGES, METRICS
-
-__all__ = [
-    "Agglomerative",
-    "ClusteringData",
-    "DEFAULT_EPS",
-    "FaissKMeans",
-    "GraphDBSCAN",
-    "GraphHDBSCAN",
-    "LINKAGES",
-    "METRICS",
-    "cluster_experiment",
-    "clustering_scores",
-    "dbscan_experiment",
-    "dense_memory_bytes",
-    "load_clustering_data",
-]
+_NAMES = {
+    "Agglomerative": "clustering.agglomerative",
+    "dense_memory_bytes": "clustering.agglomerative",
+    "FaissKMeans": "clustering.density",
+    "GraphDBSCAN": "clustering.density",
+    "GraphHDBSCAN": "clustering.density",
+    "cluster_experiment": "clustering.experiment",
+    "dbscan_experiment": "clustering.experiment",
+    "ClusteringData": "clustering.groundtruth",
+    "load_clustering_data": "clustering.groundtruth",
+    "clustering_scores": "clustering.metrics",
+    "DEFAULT_EPS": "clustering.spaces",
+    "LINKAGES": "clustering.spaces",
+    "METRICS": "clustering.spaces",
+}
+__all__ = sorted(_NAMES)
+__getattr__, __dir__ = lazy_attributes(__name__, _NAMES)

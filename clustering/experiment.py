@@ -31,19 +31,11 @@ from clustering.geometry import cluster_geometry
 from clustering.grids import cluster_grids
 from clustering.groundtruth import ClusteringData, load_clustering_data
 from clustering.metrics import clustering_scores, intersection_over_union
-from clustering.spaces import check_linkage, check_metric, prepare
+from clustering.spaces import DEFAULT_EPS, check_linkage, check_metric, prepare
 from helpers.jsonio import save_json
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 logger = logging.getLogger(__name__)
-
-#: The seed's DBSCAN eps sweeps per metric.
-DEFAULT_EPS = {
-    "euclidean": [4.0, 4.125, 4.25, 4.375, 4.5],
-    "cosine": [0.18, 0.1975, 0.215, 0.2325, 0.25],
-    "hamming": [0.16, 0.18, 0.2],
-}
-
 
 def safe_name(text: str) -> str:
     """`text` usable as one path component (spaces and odd characters become '-')."""

@@ -23,8 +23,7 @@ from clustering.geometry import (  # noqa: F401  (re-exported: one place to impo
     dispersion,
     separation,
 )
-
-NOISE_MODES = ("singleton", "cluster", "ignore")
+from clustering.spaces import NOISE_MODES
 
 
 def check_clusterings(labels_true, labels_pred) -> tuple[np.ndarray, np.ndarray]:

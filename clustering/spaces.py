@@ -16,6 +16,14 @@ import numpy as np
 METRICS = ("euclidean", "cosine", "hamming")
 LINKAGES = ("single", "complete", "average", "centroid", "ward")
 EUCLIDEAN_ONLY = ("centroid", "ward")
+#: How DBSCAN's noise points count in the scores (clustering.metrics).
+NOISE_MODES = ("singleton", "cluster", "ignore")
+#: The seed's DBSCAN eps sweeps per metric.
+DEFAULT_EPS = {
+    "euclidean": [4.0, 4.125, 4.25, 4.375, 4.5],
+    "cosine": [0.18, 0.1975, 0.215, 0.2325, 0.25],
+    "hamming": [0.16, 0.18, 0.2],
+}
 
 
 def check_metric(metric: str) -> str:

@@ -2,55 +2,32 @@
 
     from extractor import create_extractor, extract_dataset, load_features
     ext = create_extractor("dhash")                      # or "resnet50", weights=None / "DEFAULT" / path
-    path = extract_dataset(ext, "BSDS500_original")      # Features/BSDS500_original/dhash.h5
-    feats = load_features("BSDS500_original", "dhash")   # .ids, .features (packed bits for hashes)
+    path = extract_dataset(ext, "demo_original")         # Features/demo_original/dhash.h5
+    feats = load_features("demo_original", "dhash")      # .ids, .features (packed bits for hashes)
+
+Names are imported on first use (helpers/lazy.py): ``import extractor`` and the store alone
+(``extractor.store``: h5py + numpy) never load torch.
 """
 
 import helpers.openmp  # noqa: F401  (before faiss loads: OpenMP threads wait passively)
+from helpers.lazy import lazy_attributes
 
-# isort: split
-from extractor.base import Extractor
-from extractor.hashes import crop_resistant_distance
-from extractor.neural import NeuralExtractor, PreprocessCfg
-from extractor.pipeline import extract_dataset, shard_bounds
-from extractor.registry import (
-    ENTRIES,
-    create_extractor,
-    list_extractors,
-    register_extractor,
-    unregister_extractor,
-)
-from extractor.store import (
-    Features,
-    FeatureWriter,
-    StoreError,
-    iter_chunks,
-    load_features,
-    store_files,
-    store_info,
-    store_path,
-    write_features,
-)
-
-__all__ = [
-    "ENTRIES",
-    "Extractor",
-    "FeatureWriter",
-    "Features",
-    "NeuralExtractor",
-    "PreprocessCfg",
-    "StoreError",
-    "create_extractor",
-    "crop_resistant_distance",
-    "extract_dataset",
-    "iter_chunks",
-    "list_extractors",
-    "load_features",
-    "register_extractor",
-    "shard_bounds",
-    "store_files",
-    "store_info",
-    "store_path",
-    "unregister_extractor",
-    "write_features",
-]
+_NAMES = {
+    "Extractor": "extractor.base",
+    "crop_resistant_distance": "extractor.hashes",
+    "NeuralExtractor": "extractor.neural",
+    "PreprocessCfg": "extractor.neural",
+    "extract_dataset": "extractor.pipeline",
+    "shard_bounds": "extractor.pipeline",
+    **dict.fromkeys(
+        ["ENTRIES", "create_extractor", "list_extractors", "register_extractor", "unregister_extractor"],
+        "extractor.registry",
+    ),
+    **dict.fromkeys(
+        ["Features", "FeatureWriter", "StoreError", "iter_chunks", "load_features", "store_files", "store_info",
+         "store_path", "write_features"],
+        "extractor.store",
+    ),
+}
+__all__ = sorted(_NAMES)
+__getattr__, __dir__ = lazy_attributes(__name__, _NAMES)

@@ -7,35 +7,32 @@ run_experiment("demo", "dhash", database=["demo_original", "demo_distractors"],
 process_experiment("demo")          # figures + summary.md / summary.csv
 explore_neighbors("demo", k=10)     # Results/demo/neighbors/index.html
 ```
+
+Names are imported on first use (helpers/lazy.py): ``import fast_search`` loads neither torch
+nor faiss nor matplotlib until a function that needs them is used.
 """
 
 import helpers.openmp  # noqa: F401  (before faiss loads: OpenMP threads wait passively)
+from helpers.lazy import lazy_attributes
 
-# isort: split
-from fast_search.block import block_search
-from fast_search.data import SearchData, check_sources, load_search_data
-from fast_search.experiment import ExperimentConfig, default_search_params, run_experiment
-from fast_search.gallery import explore_neighbors
-from fast_search.index import FLOAT_METRICS, METRICS, FaissIndex, make_index
-from fast_search.report import format_table, load_results, process_experiment, summary_rows
-from fast_search.results import experiment_dir
-
-__all__ = [
-    "ExperimentConfig",
-    "FLOAT_METRICS",
-    "FaissIndex",
-    "METRICS",
-    "SearchData",
-    "block_search",
-    "check_sources",
-    "default_search_params",
-    "experiment_dir",
-    "explore_neighbors",
-    "format_table",
-    "load_results",
-    "load_search_data",
-    "make_index",
-    "process_experiment",
-    "run_experiment",
-    "summary_rows",
-]
+_NAMES = {
+    "block_search": "fast_search.block",
+    "SearchData": "fast_search.data",
+    "check_sources": "fast_search.data",
+    "load_search_data": "fast_search.data",
+    "ExperimentConfig": "fast_search.experiment",
+    "default_search_params": "fast_search.experiment",
+    "run_experiment": "fast_search.experiment",
+    "explore_neighbors": "fast_search.gallery",
+    "FLOAT_METRICS": "fast_search.index",
+    "METRICS": "fast_search.index",
+    "FaissIndex": "fast_search.index",
+    "make_index": "fast_search.index",
+    "format_table": "fast_search.report",
+    "load_results": "fast_search.report",
+    "process_experiment": "fast_search.report",
+    "summary_rows": "fast_search.report",
+    "experiment_dir": "fast_search.results",
+}
+__all__ = sorted(_NAMES)
+__getattr__, __dir__ = lazy_attributes(__name__, _NAMES)

@@ -1,0 +1,54 @@
+"""Fast start: `--help` of the root scripts and `import fast_search` / `import extractor` load no torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Scripts whose --help must not import torch (finetune.py and train_adaptation.py train torch modules
+#: and define their flags from them).
+LIGHT_SCRIPTS = [
+    "extract_features.py", "search_experiment.py", "process.py", "explore_neighbors.py", "hierarchical.py",
+    "dbscan.py", "evaluate_finetuning.py", "demo.py",
+]
+
+_PROBE = """
+import runpy, sys
+sys.argv = [sys.argv[1], "--help"]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as e:
+    assert e.code in (0, None), e.code
+print(sorted(m for m in ("torch", "torchvision", "faiss", "matplotlib") if m in sys.modules))
+"""
+
+
+def _run(args: list[str]) -> str:
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("script", LIGHT_SCRIPTS)
+def test_help_does_not_import_torch(script):
+    loaded = _run(["-c", _PROBE, script])
+    assert "torch" not in loaded, f"{script} --help imported {loaded}"
+
+
+def test_packages_import_without_torch():
+    code = ("import sys, fast_search, extractor, clustering, extractor.store; "
+            "print(sorted(m for m in ('torch', 'faiss', 'matplotlib') if m in sys.modules))")
+    assert _run(["-c", code]) == "[]"
+
+
+def test_lazy_names_resolve():
+    import extractor
+    import fast_search
+
+    assert callable(extractor.load_features) and callable(fast_search.run_experiment)
+    assert set(extractor.__all__) <= set(dir(extractor))
+    with pytest.raises(AttributeError):
+        _ = fast_search.no_such_name
