@@ -3,6 +3,8 @@
     python extract_features.py --method dhash resnet50 --dataset BSDS500_original BSDS500_attacks
     python extract_features.py --method resnet50 --weights none --folder path/to/images --limit 100
     python extract_features.py --method dhash --dataset Flickr500K --shard 3/8   # slurm array task 3
+    python extract_features.py --method dhash --tars path/to/tars --start-tar 0 --total-tars 10 \
+        --selected-ids ids.txt    # webdataset-style tars; ids <tar basename>/<key>
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--dataset", nargs="+", default=None, help=f"registered dataset names (default {DATASETS})")
     src.add_argument("--folder", nargs="+", type=Path, help="image folders (named after the folder)")
+    src.add_argument("--tars", nargs="+", type=Path, help="folders of webdataset-style .tar files (sorted by name)")
+    p.add_argument("--start-tar", type=int, default=0, help="--tars: index of the first tar to take")
+    p.add_argument("--total-tars", type=int, default=None, help="--tars: how many tars to take (default all)")
+    p.add_argument("--selected-ids", type=Path, default=None,
+                   help="--tars: file of ids to keep, one a line (<tar basename>/<key> or bare keys)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--workers", type=int, default=WORKERS, help="DataLoader decoding processes")
     p.add_argument("--device", default=DEVICE, help="cpu, cuda, cuda:1 ...")
@@ -70,6 +77,18 @@ def _method_kwargs(method: str, args: argparse.Namespace) -> dict:
     return {"weights": weights, "device": args.device, "precision": args.precision}
 
 
+def _tar_source(folder: Path, args: argparse.Namespace):
+    """The tars of `folder` (with --start-tar/--total-tars/--selected-ids) as one dataset, indexed once."""
+    from data_retrieval.tars import load_tar_dataset
+
+    listing = load_tar_dataset(folder, args.start_tar, args.total_tars, args.selected_ids)
+    if listing.unknown_ids:
+        head = ", ".join(listing.unknown_ids[:5]) + (", ..." if len(listing.unknown_ids) > 5 else "")
+        print(f"selected ids: {len(listing.unknown_ids)} not found in the {len(listing.tars)} tars of {folder} "
+              f"({head})", file=sys.stderr)
+    return listing
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from extractor import create_extractor, extract_dataset, list_extractors  # after --help: torch loads here
@@ -79,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(list_extractors()))
         return 0
     sources = args.folder if args.folder else (args.dataset or DATASETS)
+    if args.tars:
+        try:
+            sources = [_tar_source(folder, args) for folder in args.tars]
+        except (ValueError, FileNotFoundError) as e:  # DatasetError too
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     failed = 0
     for method in args.method:
         try:
@@ -95,12 +120,12 @@ def main(argv: list[str] | None = None) -> int:
                     strict=args.strict,
                 )
             except (ValueError, FileNotFoundError) as e:  # DatasetError, StoreError, BadImageError
-                print(f"error: {ext.name} on {source}: {e}", file=sys.stderr)
+                print(f"error: {ext.name} on {getattr(source, 'name', source)}: {e}", file=sys.stderr)
                 failed += 1
                 continue
             errors = errors_path(path)
             n_skipped = max(0, len(errors.read_text().splitlines()) - 1) if errors.exists() else 0
-            print(f"{ext.name} {source}: {path}" + (f"  ({n_skipped} skipped, see {errors})" if n_skipped else ""))
+            print(f"{ext.name} {getattr(source, 'name', source)}: {path}" + (f"  ({n_skipped} skipped, see {errors})" if n_skipped else ""))
     return 1 if failed else 0
 
 

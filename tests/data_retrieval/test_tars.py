@@ -168,3 +168,18 @@ def test_killed_tar_extraction_resumes_to_the_same_file(tar_dir: Path, tmp_path:
             np.testing.assert_array_equal(fa["features"][:], fb["features"][:])
     with h5py.File(tmp_path / "a" / "features_distractors_00001.hdf5") as f:
         assert f["index"].asstr()[:].tolist() == ["00002.tar/20", "00002.tar/21", "00002.tar/22"]
+
+
+def test_extract_features_script_on_tars(tar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import extract_features
+    from extractor import load_features
+
+    (tmp_path / "ids.txt").write_text("10\n12\n99\n")
+    argv = ["--method", "dhash", "--tars", str(tar_dir), "--start-tar", "1", "--total-tars", "2", "--selected-ids",
+            str(tmp_path / "ids.txt"), "--workers", "0", "--features-root", str(tmp_path / "F")]
+    assert extract_features.main(argv) == 0
+    out = capsys.readouterr()
+    assert "1 not found in the 2 tars" in out.err and "dhash tars_tars1-3:" in out.out
+    assert list(load_features("tars_tars1-3", "dhash", tmp_path / "F").ids) == ["00001.tar/10", "00001.tar/12"]
+    assert extract_features.main([*argv[:4], "--start-tar", "7", "--features-root", str(tmp_path / "F")]) == 1
+    assert "holds only 3 tars" in capsys.readouterr().err
