@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: and define their flags from them).
 LIGHT_SCRIPTS = [
     "extract_features.py", "search_experiment.py", "process.py", "explore_neighbors.py", "hierarchical.py",
-    "dbscan.py", "evaluate_finetuning.py", "demo.py",
+    "dbscan.py", "evaluate_finetuning.py", "demo.py", "ilias_extract.py",
 ]
 
 _PROBE = """
