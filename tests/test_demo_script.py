@@ -11,17 +11,23 @@ import demo
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_offline(tmp_path, monkeypatch, capsys):
-    def no_network(*args, **kwargs):
+    real_connect = socket.socket.connect
+
+    def no_network(sock, *args, **kwargs):
+        if sock.family == socket.AF_UNIX:  # DataLoader workers pass tensors over local sockets
+            return real_connect(sock, *args, **kwargs)
         raise OSError("network access attempted during the demo")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     roots = ["--datasets-root", tmp_path / "Datasets", "--features-root", tmp_path / "Features"]
     roots += ["--results-root", tmp_path / "Results"]
-    code = demo.main(["--distractors", "60", "--methods", "dhash", "--neural", "resnet50", *map(str, roots)])
+    code = demo.main(["--distractors", "60", "--methods", "dhash", "--neural", "efficientnet_lite0", "resnet50", *map(str, roots)])
     out = capsys.readouterr().out
     assert code == 0
     assert "| method | index | recall@1 | recall@10 | recall@1%FPR | micro-AP | queries/s |" in out
     assert "| dhash | BFlat--hamming |" in out and "BIVF" in out
+    assert "| efficientnet_lite0 | Flat--cosine |" in out and "| efficientnet_lite0 | IVF" in out
+    assert "| efficientnet_lite0 |" in out.split("Clustering of originals")[1]
     assert "skipping resnet50" in out  # no weights on disk: says how to get them instead of failing
     results = tmp_path / "Results" / "demo-dhash"
     for name in ("results.json", "summary.md", "summary.csv", "neighbors/index.html"):

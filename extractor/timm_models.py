@@ -1,0 +1,169 @@
+"""Any timm model as an extractor (`timm:<name>`), with the preprocessing of its `pretrained_cfg`.
+
+Weights never come from the network here: ``weights="DEFAULT"`` looks for the file timm would
+download in the local Hugging Face cache or torch hub cache; a path loads that file (timm's own
+loader: ``weights_only=True``, checkpoint filters such as ViT position-embedding resizing); a
+state dict is loaded as is; ``None`` means random init (tests). timm is imported lazily.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from extractor.neural import NeuralExtractor, PreprocessCfg
+
+FRAMEWORK = "timm"
+
+
+def _timm():
+    import timm
+
+    return timm
+
+
+def check_model_name(name: str) -> None:
+    """Raise ValueError listing close timm names when `name` (architecture[.tag]) is not a timm model."""
+    timm = _timm()
+    arch = name.split(".")[0]
+    if timm.is_model(arch):
+        return
+    import difflib
+
+    known = timm.list_models()
+    close = difflib.get_close_matches(arch, known, n=8, cutoff=0.6)
+    raise ValueError(f"unknown timm model {name!r}; close timm names: {close or 'none'} "
+                     "(timm.list_models('*pattern*') lists them all)")
+
+
+def preprocess_from_timm(data_cfg: dict[str, Any]) -> PreprocessCfg:
+    """timm's eval transform (resize shorter side to input/crop_pct, centre crop) as a PreprocessCfg."""
+    size = int(data_cfg["input_size"][-1])
+    crop_pct = float(data_cfg.get("crop_pct") or 1.0)
+    interpolation = data_cfg.get("interpolation", "bilinear")
+    if interpolation not in ("nearest", "bilinear", "bicubic", "lanczos"):
+        interpolation = "bicubic"
+    return PreprocessCfg(
+        resize_size=int(math.floor(size / crop_pct)),
+        resize_mode="shorter",
+        crop_size=size,
+        interpolation=interpolation,
+        mean=tuple(float(m) for m in data_cfg["mean"]),
+        std=tuple(float(s) for s in data_cfg["std"]),
+    )
+
+
+def _cached_file(pretrained_cfg: dict[str, Any]) -> Path | None:
+    """The weights file timm would download for this cfg, if already in a local cache."""
+    hf_id = pretrained_cfg.get("hf_hub_id")
+    if hf_id:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:  # pragma: no cover - timm depends on huggingface_hub
+            try_to_load_from_cache = None
+        if try_to_load_from_cache is not None:
+            repo, _, revision = hf_id.partition("@")
+            names = [pretrained_cfg.get("hf_hub_filename")] if pretrained_cfg.get("hf_hub_filename") else []
+            names += ["open_clip_model.safetensors", "model.safetensors", "open_clip_pytorch_model.bin",
+                      "pytorch_model.bin"]
+            for filename in names:
+                found = try_to_load_from_cache(repo, filename, revision=revision or None)
+                if isinstance(found, str) and os.path.isfile(found):
+                    return Path(found)
+    url = pretrained_cfg.get("url")
+    if url:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+        if path.is_file():
+            return path
+    return None
+
+
+def missing_weights_error(name: str, pretrained_cfg: dict[str, Any]) -> FileNotFoundError:
+    """The error for absent pretrained weights: where they would be and how to get them."""
+    hf_id = pretrained_cfg.get("hf_hub_id")
+    url = pretrained_cfg.get("url")
+    where = []
+    if hf_id:
+        where.append(f"the Hugging Face cache ({os.environ.get('HF_HUB_CACHE') or '~/.cache/huggingface/hub'}, "
+                     f"repository {hf_id})")
+    if url:
+        where.append(f"{Path(torch.hub.get_dir()) / 'checkpoints' / os.path.basename(url)}")
+    if not where:
+        where.append("no known source (timm has no pretrained file for it)")
+    return FileNotFoundError(
+        f"timm:{name}: pretrained weights not found in {' or '.join(where)}; nothing is downloaded at run time. "
+        f"On a machine with network run `python -c \"import timm; timm.create_model('{name}', pretrained=True)\"` "
+        "and copy the cache over, or pass a local file with --weights PATH (weights=PATH), "
+        "or weights=None for random init."
+    )
+
+
+def create_timm_model(name: str, weights: Any = "DEFAULT", **model_kwargs: Any) -> tuple[nn.Module, str | None]:
+    """(timm model in eval mode, weights source) for `weights`: 'DEFAULT', a path, a state dict or None."""
+    timm = _timm()
+    check_model_name(name)
+    if weights is None:
+        return timm.create_model(name, pretrained=False, **model_kwargs).eval(), None
+    if isinstance(weights, dict):
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"state_dict": weights},
+                                  **model_kwargs)
+        return model.eval(), "state_dict"
+    if str(weights) == "DEFAULT":
+        cfg = timm.models.get_pretrained_cfg(name, allow_unregistered=False)
+        cfg = cfg.to_dict() if cfg is not None else {}
+        path = _cached_file(cfg)
+        if path is None:
+            raise missing_weights_error(name, cfg)
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"timm:{name}: weights file {path} does not exist")
+    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **model_kwargs)
+    return model.eval(), str(path)
+
+
+def _store_name(name: str, weights: Any, source: str | None) -> str:
+    """Filename-safe store name: 'timm-<name>' plus '_random' or the weights file's stem when not default."""
+    base = "timm-" + re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+    if weights is None:
+        return base + "_random"
+    if str(weights) == "DEFAULT" or isinstance(weights, dict):
+        return base
+    return base + "_" + re.sub(r"[^A-Za-z0-9._-]+", "-", Path(str(source)).stem)
+
+
+def create_timm(
+    name: str,
+    weights: Any = "DEFAULT",
+    normalize: bool = False,
+    device: str = "cpu",
+    precision: str = "auto",
+    **model_kwargs: Any,
+) -> NeuralExtractor:
+    """timm model `name` (e.g. 'resnet50.a1_in1k') as an extractor of its pre-logits features."""
+    model, source = create_timm_model(name, weights, **model_kwargs)
+    return wrap_timm(model, _store_name(name, weights, source), normalize=normalize, device=device,
+                     precision=precision, params={"model": name, "weights": source})
+
+
+def wrap_timm(
+    model: nn.Module,
+    store_name: str,
+    normalize: bool = False,
+    device: str = "cpu",
+    precision: str = "auto",
+    params: dict[str, Any] | None = None,
+) -> NeuralExtractor:
+    """A built timm model as an extractor: classifier removed, preprocessing from its pretrained_cfg."""
+    model.reset_classifier(0)
+    data_cfg = _timm().data.resolve_data_config({}, model=model)
+    return NeuralExtractor(
+        f"{store_name}{'_l2' if normalize else ''}", model, preprocess_from_timm(data_cfg), normalize=normalize,
+        device=device, precision=precision, params={"framework": FRAMEWORK, **(params or {})},
+    )
