@@ -134,8 +134,8 @@ def main() -> None:
             print(f"peak RSS, {kind}, {workers} workers: {n_mem // 10} images main {a['main'] / 1024:.0f} MiB, "
                   f"largest worker {a['workers'] / 1024:.0f} MiB; {n_mem} images main {b['main'] / 1024:.0f} MiB, "
                   f"largest worker {b['workers'] / 1024:.0f} MiB; ratio {n_mem}/{n_mem // 10}: "
-                  f"main {b['main'] / a['main']:.3f}, worker {b['workers'] / max(a['workers'], 1):.3f} "
-                  "(issue: <= 1.10)")
+                  f"main {b['main'] / a['main']:.3f} (+{(b['main'] - a['main']) / 1024:.0f} MiB), "
+                  f"worker {b['workers'] / max(a['workers'], 1):.3f} (issue: <= 1.10)")
 
 
 if __name__ == "__main__":
