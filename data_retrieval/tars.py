@@ -128,6 +128,12 @@ def read_selected_ids(path: str | os.PathLike) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+def _nonzero_block(path: Path, offset: int) -> bool:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return any(f.read(tarfile.BLOCKSIZE))
+
+
 def _members(path: Path, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, str, tarfile.TarInfo]]:
     """(key, extension, member) of each regular member, logging what cannot be used."""
     disk_size = path.stat().st_size
@@ -144,7 +150,10 @@ def _members(path: Path, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, 
             except (tarfile.TarError, EOFError, OSError) as e:
                 skipped.append((str(path), f"tar damaged after {n} members ({type(e).__name__}: {e}); rest skipped"))
                 return
-            if member is None:
+            if member is None:  # tarfile also stops silently at a bad header: tell that from the real end
+                if tf.offset < disk_size and _nonzero_block(path, tf.offset):
+                    skipped.append((str(path), f"tar damaged after {n} members (invalid header at byte "
+                                                f"{tf.offset}); rest skipped"))
                 return
             tf.members.clear()  # tarfile keeps every header otherwise: memory would grow with the tar
             n += 1

@@ -115,6 +115,15 @@ def test_truncated_and_compressed_tars(tmp_path: Path) -> None:
     listing = load_tars([tar], "cut", progress=False)
     assert listing.ids == ["cut.tar/0", "cut.tar/1", "cut.tar/2"]
     assert any("truncated member" in r for _, r in listing.skipped)
+    flipped = make_tar(tmp_path / "t" / "flip.tar", [(f"{i}.jpg", jpeg(i)) for i in range(4)])
+    with tarfile.open(flipped) as tf:
+        third = tf.getmembers()[2]
+    with open(flipped, "r+b") as f:
+        f.seek(third.offset + 148)  # the header checksum field: the header no longer validates
+        f.write(b"9999999\0")
+    listing = load_tars([flipped], "flip", progress=False)
+    assert listing.ids == ["flip.tar/0", "flip.tar/1"]
+    assert "tar damaged after 2 members (invalid header at byte" in listing.skipped[0][1]
     gz = tmp_path / "t" / "z.tar"
     with tarfile.open(gz, "w:gz") as tf:
         info = tarfile.TarInfo("0.jpg")
