@@ -100,12 +100,12 @@ def _partition_word(partition: str) -> str:
 
 
 def core_listing(dataset_dir: str | os.PathLike, partition: str,
-                 selected_ids: Sequence[str] | None = None) -> ImageList:
-    """The images of ``image_queries`` or ``positives`` under `dataset_dir`, ILIAS's ids and order.
+                 selected_ids: Sequence[str] | None = None) -> tuple[ImageList, list[str]]:
+    """The images of ``image_queries`` or ``positives`` under `dataset_dir` (ILIAS's ids and order),
+    and the selected ids that name no file.
 
     Without `selected_ids`: every jpg/jpeg/png file (any depth) whose path relative to
-    `dataset_dir` contains ``quer`` / ``pos``, sorted. With them: those relative paths in that
-    order; ids naming no file are skipped and listed in ``unknown_ids``.
+    `dataset_dir` contains ``quer`` / ``pos``, sorted. With them: those relative paths in that order.
     """
     root = Path(dataset_dir)
     if not root.is_dir():
@@ -126,8 +126,7 @@ def core_listing(dataset_dir: str | os.PathLike, partition: str,
         raise DatasetError(f"no {partition} images under {root} (ILIAS takes jpg/jpeg/png files whose path "
                            f"contains {word!r})")
     listing = ImageList(name=partition, folder=root, paths=[root / r for r in rels], ids=[escape_id(r) for r in rels])
-    listing.unknown_ids = unknown  # type: ignore[attr-defined]
-    return listing
+    return listing, unknown
 
 
 def text_listing(dataset_dir: str | os.PathLike) -> tuple[list[str], list[str]]:
@@ -244,9 +243,9 @@ def extract_partition(
     if partition == "text_queries":
         return [_extract_text(ext, dataset_dir, output_path(hdf5_dir, partition, hdf5_name), dtype, overwrite)]
     if partition != "distractors":
-        listing = core_listing(dataset_dir, partition, selected_ids)
+        listing, unknown = core_listing(dataset_dir, partition, selected_ids)
         out = output_path(hdf5_dir, partition, hdf5_name)
-        _report_unknown(listing.unknown_ids, len(selected_ids or ()), str(dataset_dir),
+        _report_unknown(unknown, len(selected_ids or ()), str(dataset_dir),
                         out.with_name(f"{hdf5_name}_{partition}.unknown_ids.txt"))
         return [extract_dataset(ext, listing, out=out, **common)]
     return _extract_distractors(ext, dataset_dir, hdf5_dir, hdf5_name, start_tar, total_tars, tar_batch_size,

@@ -182,8 +182,8 @@ def test_our_files_read_by_ilias_logic(ilias_core: Path, tmp_path: Path, tiny_fl
 
 
 def test_core_selected_ids_and_text_queries(ilias_core: Path, tmp_path: Path) -> None:
-    listing = ilias.core_listing(ilias_core, "positives", ["Q1/pos/p2.png", "Q9/pos/none.jpg", "Q0/pos/p1.JPG"])
-    assert listing.ids == ["Q1/pos/p2.png", "Q0/pos/p1.JPG"] and listing.unknown_ids == ["Q9/pos/none.jpg"]
+    listing, unknown = ilias.core_listing(ilias_core, "positives", ["Q1/pos/p2.png", "Q9/pos/none.jpg", "Q0/pos/p1.JPG"])
+    assert listing.ids == ["Q1/pos/p2.png", "Q0/pos/p1.JPG"] and unknown == ["Q9/pos/none.jpg"]
 
     class Text:
         name = "text_stub"
