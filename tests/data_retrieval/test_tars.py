@@ -154,20 +154,40 @@ def test_extraction_from_tars_equals_loose_files(tar_dir: Path, tmp_path: Path) 
     assert "BytesIO" not in errors
 
 
+_KILLABLE = """
+import os, signal, sys
+from extractor.store import FeatureWriter
+kill_after = int(sys.argv[1])
+if kill_after:  # SIGKILL this process right after its n-th chunk is written
+    append = FeatureWriter.append
+    def killing_append(self, *args, **kwargs):
+        append(self, *args, **kwargs)
+        killing_append.n = getattr(killing_append, "n", 0) + 1
+        if killing_append.n >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    FeatureWriter.append = killing_append
+import ilias_extract
+sys.exit(ilias_extract.main(sys.argv[2:]))
+"""
+
+
 @pytest.mark.slow
 def test_killed_tar_extraction_resumes_to_the_same_file(tar_dir: Path, tmp_path: Path) -> None:
-    """ilias_extract.py killed after one chunk, rerun: the file equals an uninterrupted run."""
+    """ilias_extract.py killed (SIGKILL) after two chunks, rerun: the files equal an uninterrupted run."""
+    import signal
+
     import h5py
 
-    def run(hdf5_dir: Path, exit_after: int) -> subprocess.CompletedProcess:
-        env = {**os.environ, "IMSIM_EXTRACT_EXIT_AFTER_CHUNKS": str(exit_after), "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, str(ROOT / "ilias_extract.py"), "--partition", "distractors", "--dataset_dir",
-               str(tar_dir), "--hdf5_dir", str(hdf5_dir), "--framework", "lib", "--model", "dhash",
-               "--tar_batch_size", "2", "--batch_size", "2", "--num_workers", "0", "--device", "cpu"]
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    def run(hdf5_dir: Path, kill_after: int) -> subprocess.CompletedProcess:
+        argv = ["--partition", "distractors", "--dataset_dir", str(tar_dir), "--hdf5_dir", str(hdf5_dir),
+                "--framework", "lib", "--model", "dhash", "--tar_batch_size", "2", "--batch_size", "2",
+                "--num_workers", "0", "--device", "cpu"]
+        return subprocess.run([sys.executable, "-c", _KILLABLE, str(kill_after), *argv], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                              timeout=300)
 
     killed = run(tmp_path / "a", 2)
-    assert killed.returncode == 17, killed.stderr
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert (tmp_path / "a" / "features_distractors_00000.hdf5.partial").exists()
     assert run(tmp_path / "a", 0).returncode == 0
     assert run(tmp_path / "b", 0).returncode == 0
