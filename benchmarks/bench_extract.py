@@ -29,7 +29,7 @@ def _make_jpegs(folder: Path, n: int) -> list[Path]:
     """n distinct ~500x375 photos-like JPEGs (smooth structure + noise)."""
     from PIL import Image
 
-    from tests.conftest import synthetic_image
+    from helpers.synthetic import synthetic_image
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from helpers.images import load_image
 
 
 class Extractor:
@@ -20,6 +23,14 @@ class Extractor:
     binary: bool = False
     dim: int = 0
     draft: tuple[int, int] | None = None
+
+    def decode(self, path: str | os.PathLike, data: bytes | None = None) -> Any:
+        """Read one image for `transform` (in DataLoader workers): a PIL RGB image by default.
+
+        `data` holds the file's bytes when they do not come from `path` (a tar member). Raises
+        `BadImageError` for a file that cannot be used. Hashes override it with a faster grey path.
+        """
+        return load_image(path, draft=self.draft, data=data)
 
     def transform(self, image: Image.Image) -> Any:
         """PIL RGB image -> one sample (array or tensor) ready to be collated."""

@@ -29,7 +29,7 @@ from data_retrieval.datasets import ImageList, load_dataset, make_id
 from extractor.base import Extractor
 from extractor.registry import create_extractor
 from extractor.store import FeatureWriter, StoreError, store_path
-from helpers.images import BadImageError, load_image
+from helpers.images import BadImageError
 from helpers.paths import DATASETS_DIR, FEATURES_DIR
 
 #: Testing hook: the process exits (os._exit) right after writing this many chunks.
@@ -51,7 +51,7 @@ class _Images(Dataset):
         path = str(self.paths[i])
         try:
             data = self.paths.read(i) if hasattr(self.paths, "read") else None  # a tar member's bytes
-            image = load_image(path, draft=self.extractor.draft, data=data)
+            image = self.extractor.decode(path, data=data)
             return i, self.extractor.transform(image), None
         except BadImageError as e:
             return i, None, str(e).removeprefix(f"{path}: ")

@@ -69,7 +69,7 @@ def test_round_trip_ids_attributes_and_values(image_folder, tmp_path):
     assert attrs["method"] == "dhash" and attrs["complete"] and attrs["dataset"] == "images"
     assert attrs["folder"] == str(image_folder.resolve()) and attrs["params"]["hash_size"] == 8
     assert attrs["n_seen"] == 12 and "torch" in attrs["versions"]
-    direct = ext.features([load_image(image_folder / f"{i}.jpg", draft=ext.draft) for i in range(12)])
+    direct = ext(ext.collate([ext.transform(ext.decode(image_folder / f"{i}.jpg")) for i in range(12)]))
     np.testing.assert_array_equal(feats.features, direct)
     assert errors_path(path).read_text() == "path\treason\n"
 
