@@ -22,6 +22,8 @@ NPROBES = [1, 4, 16, 64]
 EFSEARCHES = [16, 64, 256]
 THREADS = None  # None: all cores
 BLOCK_SIZE = None  # stream the database in blocks of this many rows (bounded memory); None: load it whole
+TARGETS = []  # ["my_copies=my_originals"]: a query folder and the dataset it copies (names follow the rule)
+GROUND_TRUTH = None  # CSV of query_id,positive_id[,category] rows (several rows: several positives)
 
 
 def _ints(text: str) -> list[int]:
@@ -40,6 +42,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--database", nargs="+", default=DATABASE, help="database datasets (originals + distractors)"
     )
     g.add_argument("--queries", nargs="+", default=QUERIES, help="query datasets")
+    g.add_argument(
+        "--targets",
+        nargs="+",
+        default=TARGETS,
+        metavar="COPIES=ORIGINALS",
+        help="say which database dataset a query dataset copies, e.g. my_copies=my_originals "
+        "(a query's original is the image whose name starts its own, before a '_')",
+    )
+    g.add_argument(
+        "--ground-truth",
+        default=GROUND_TRUTH,
+        metavar="CSV",
+        help="ground truth for names that follow no rule: rows query_id,positive_id[,category]",
+    )
     g.add_argument("--features-root", default=str(FEATURES_DIR))
     g.add_argument("--results-root", default=str(RESULTS_DIR))
     g = p.add_argument_group("search")
@@ -59,6 +75,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--threads", type=int, default=THREADS, help="faiss OpenMP threads (default: all cores)")
     g.add_argument(
         "--block-size", type=int, default=BLOCK_SIZE, help="stream the database in blocks of N rows"
+    )
+    g = p.add_argument_group("search-time improvements (each reported as its own rows)")
+    g.add_argument("--query-expansion", type=int, default=0, metavar="N", help="alpha-QE over N neighbours")
+    g.add_argument("--qe-alpha", type=float, default=3.0, help="alpha of alpha-QE and DBA (default 3)")
+    g.add_argument(
+        "--dba", type=int, default=0, metavar="N", help="database-side augmentation over N neighbours"
+    )
+    g.add_argument(
+        "--background",
+        nargs="+",
+        default=[],
+        help="datasets for SSCD score normalisation (score - beta x "
+        "mean similarity to the query's n nearest background images)",
+    )
+    g.add_argument("--snorm-beta", type=float, default=1.0, help="beta of score normalisation (SSCD: 1)")
+    g.add_argument("--snorm-n", type=int, default=3, help="background neighbours averaged (SSCD: 3)")
+    g.add_argument(
+        "--adaptation", default=None, metavar="FILE", help="linear adaptation .npy (W) or .npz (weight, bias)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing Results/NAME")
     p.add_argument(
@@ -89,6 +123,15 @@ def main(argv=None) -> int:
             block_size=args.block_size,
             features_root=args.features_root,
             results_root=args.results_root,
+            targets=args.targets,
+            ground_truth=args.ground_truth,
+            query_expansion=args.query_expansion,
+            qe_alpha=args.qe_alpha,
+            dba=args.dba,
+            background=args.background,
+            snorm_beta=args.snorm_beta,
+            snorm_n=args.snorm_n,
+            adaptation=args.adaptation,
         )
     except (
         ValueError,
@@ -98,7 +141,15 @@ def main(argv=None) -> int:
     ) as err:  # bad input: say it, no traceback
         print(f"search_experiment.py: error: {err}", file=sys.stderr)
         return 2
-    print(format_table(summary_rows(result)))
+    if result["data"]["n_positive"] == 0:
+        print(
+            "\n!! NO GROUND TRUTH: no query has an original in the database, so there is no recall to show.\n"
+            "!! Say which dataset each query set copies (--targets COPIES=ORIGINALS) or give\n"
+            "!! --ground-truth FILE (rows query_id,positive_id). Neighbours were still saved.\n",
+            file=sys.stderr,
+        )
+    else:
+        print(format_table(summary_rows(result)))
     for err in result["errors"]:
         print(f"skipped {err['index']} {err['metric']}: {err['error']}")
     print(f"results: {args.results_root}/{args.name}/results.json")

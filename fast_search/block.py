@@ -2,8 +2,10 @@
 """Exact k-NN over a database streamed in blocks, with a running top-k heap (bounded memory).
 
 As in faiss contrib's ``knn_ground_truth``: each block is searched exhaustively, its ids are
-shifted by the block's offset and merged into a `faiss.ResultHeap`; peak memory is one block plus
-the (nq, k) heap, so databases larger than memory (a store's chunks, a sharded store) are fine.
+shifted by the block's offset and merged into the running (nq, k) best; peak memory is one block
+plus that, so databases larger than memory (a store's chunks, a sharded store) are fine. The merge
+keeps the k smallest (distance, id) pairs, as faiss's flat search does, so ties give the same ids
+as ``Flat`` whatever the block size; rows come out in `canonical_order`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,23 @@ def array_blocks(x: np.ndarray, block_size: int = 65536) -> Iterator[tuple[None,
     """(None, rows) blocks of an in-memory array, the same shape as `extractor.store.iter_chunks` yields."""
     for start in range(0, len(x), block_size):
         yield None, x[start : start + block_size]
+
+
+def canonical_order(D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows sorted by (distance, id), ``-1`` results last: one order for tied results everywhere."""
+    key_i = np.where(I < 0, np.iinfo(np.int64).max, I)
+    order = np.lexsort((key_i, D), axis=-1)
+    return np.take_along_axis(D, order, axis=1), np.take_along_axis(I, order, axis=1)
+
+
+def _merge(best, D: np.ndarray, I: np.ndarray, k: int, keep_max: bool):
+    """The k best (score, id) pairs of `best` and a block's (D, I); ties keep the smaller id."""
+    if best is not None:
+        D, I = np.concatenate([best[0], D], axis=1), np.concatenate([best[1], I], axis=1)
+    key_d = -D if keep_max else D
+    key_i = np.where(I < 0, np.iinfo(np.int64).max, I)
+    order = np.lexsort((key_i, key_d), axis=-1)[:, :k]
+    return np.take_along_axis(D, order, axis=1), np.take_along_axis(I, order, axis=1)
 
 
 def _search_block(xq: np.ndarray, xb: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -48,8 +67,8 @@ def block_search(
     binary = metric == "hamming"
     check_metric(metric, binary)
     xq = prepare(xq, metric)
-    # cosine and IP keep the largest scores; faiss heaps keep floats, so Hamming counts are cast
-    heap = faiss.ResultHeap(len(xq), k, keep_max=METRICS[metric] == faiss.METRIC_INNER_PRODUCT)
+    keep_max = METRICS[metric] == faiss.METRIC_INNER_PRODUCT  # cosine and IP keep the largest scores
+    best = None
     offset, n_blocks, elapsed = 0, 0, 0.0
     bar = tqdm(total=total, desc=f"exact {metric} search", unit="vec", disable=not progress)
     for ids, block in blocks:
@@ -65,7 +84,7 @@ def block_search(
         start = time.perf_counter()
         D, I = _search_block(xq, xb, min(k, len(xb)), metric)
         I = np.where(I >= 0, I + offset, -1)
-        heap.add_result(D.astype(np.float32), I)
+        best = _merge(best, D.astype(np.float32), I.astype(np.int64), k, keep_max)
         elapsed += time.perf_counter() - start
         offset += len(xb)
         n_blocks += 1
@@ -73,8 +92,5 @@ def block_search(
     bar.close()
     if offset < k:
         raise ValueError(f"k={k} is larger than the database ({offset} vectors)")
-    heap.finalize()
-    D = heap.D.copy()
-    if metric == "hamming":
-        D = np.rint(D)
-    return to_distance(D, metric), heap.I.copy(), {"n": offset, "blocks": n_blocks, "search_time_s": elapsed}
+    D, I = canonical_order(to_distance(best[0], metric), best[1])
+    return D, I, {"n": offset, "blocks": n_blocks, "search_time_s": elapsed}

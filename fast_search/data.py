@@ -3,8 +3,8 @@
 `check_sources` validates everything that can be known from the stores' metadata (same method,
 dimension and kind of feature, non-empty database, k not larger than it) before any feature is
 read; `load_search_data` then reads queries (and the database, unless it is streamed in blocks),
-refuses NaN/inf rows naming their ids, and finds each query's original with
-`data_retrieval.datasets.find_originals` (-1: negative query).
+refuses NaN/inf rows naming their ids, and builds the ground truth with
+`fast_search.groundtruth.build_ground_truth` (naming rules, ``targets``, a CSV file).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from data_retrieval.datasets import find_originals
 from extractor.store import iter_chunks, store_info
+from fast_search.groundtruth import GroundTruth, build_ground_truth
 from fast_search.index import check_finite
 from helpers.paths import FEATURES_DIR
 
@@ -33,15 +33,25 @@ class SearchData:
     queries: np.ndarray
     database_ids: np.ndarray
     database: np.ndarray | None
-    targets: np.ndarray
+    truth: GroundTruth
+
+    @property
+    def positives(self) -> np.ndarray:
+        """(nq, m) database positions of each query's positives, -1 padded."""
+        return self.truth.positives
+
+    @property
+    def targets(self) -> np.ndarray:
+        """(nq,) each query's first positive, -1 for a negative query."""
+        return self.truth.targets
 
     @property
     def n_positive(self) -> int:
-        return int((self.targets >= 0).sum())
+        return int((self.positives >= 0).any(axis=1).sum())
 
     @property
     def n_negative(self) -> int:
-        return int((self.targets < 0).sum())
+        return len(self.positives) - self.n_positive
 
 
 def _as_list(value: str | Sequence[str], what: str) -> list[str]:
@@ -130,8 +140,13 @@ def load_search_data(
     features_root: str | os.PathLike = FEATURES_DIR,
     load_database: bool = True,
     targets: dict[str, str] | None = None,
+    ground_truth: str | os.PathLike | None = None,
 ) -> SearchData:
-    """Read queries (and the database unless `load_database=False`) and the ground truth."""
+    """Read queries (and the database unless `load_database=False`) and the ground truth.
+
+    `targets` maps a query dataset to the dataset it copies; `ground_truth` is a CSV of
+    ``query_id,positive_id[,category]`` rows (see `fast_search.groundtruth`).
+    """
     database, queries = _as_list(database, "database"), _as_list(queries, "queries")
     info = check_sources(method, database, queries, 1, features_root)
     query_ids, xq = _load(queries, method, features_root, "queries")
@@ -151,7 +166,7 @@ def load_search_data(
         queries=xq,
         database_ids=database_ids,
         database=xb,
-        targets=find_originals(list(query_ids), list(database_ids), targets),
+        truth=build_ground_truth(list(query_ids), list(database_ids), targets, ground_truth),
     )
 
 

@@ -1,9 +1,12 @@
 # ruff: noqa: E741  (D, I) is faiss's fixed name for k-NN distances and ids
 """A search experiment: every (index, metric, sweep value) on one database and query set.
 
-`run_experiment` validates everything first (name, existing results, stores, factory strings,
-metrics, k), then for each configuration trains, adds and searches, scores the results with
-`fast_search.metrics`, and writes ``Results/<name>/results.json`` (schema in docs/fast_search.md)
+`run_experiment` runs in steps that pass small dataclasses: `ExperimentConfig.from_params`,
+`_validate` -> `Plan`, `load_search_data` -> `SearchData` (with its `GroundTruth`), then per
+(index, metric) `_search_sweeps` -> `Sweep` (one per nprobe / efSearch value and search-time
+improvement, `fast_search.improve`) and `_score_sweep` -> one row. It validates everything first
+(name, existing results, stores, factory strings, metrics, k, ground truth), searches
+``max(ks) + 1`` neighbours (the extra one closes ties, see `fast_search.metrics`), and writes ``Results/<name>/results.json`` (schema in docs/fast_search.md)
 after every index, plus per-run ``runs/<key>.npz`` (D, I) and ``ids.npz`` for figures and galleries.
 Exact results are cached in ``cache/exact_<metric>.npz`` and give approximate indexes their
 recall relative to exact search. A configuration that faiss fails on is recorded and skipped.
@@ -16,7 +19,7 @@ import logging
 import os
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import faiss
@@ -26,6 +29,8 @@ from tqdm.auto import tqdm
 from fast_search import metrics as M
 from fast_search.block import array_blocks, block_search
 from fast_search.data import check_sources, database_blocks, load_search_data
+from fast_search.groundtruth import parse_targets
+from fast_search.improve import SIMILARITY_METRICS, adapt, alpha_qe, load_adaptation, score_normalise
 from fast_search.index import FaissIndex, check_metric, is_exact, make_index, sweep_param
 from fast_search.results import (
     SCHEMA,
@@ -44,6 +49,12 @@ from helpers.jsonio import load_json, save_json
 from helpers.paths import FEATURES_DIR, RESULTS_DIR
 
 log = logging.getLogger(__name__)
+
+NO_GROUND_TRUTH = (
+    "NO GROUND TRUTH for any query set %s: every query counts as a negative, so recall, mAP and "
+    "micro-AP are undefined (only neighbours are found). Say which dataset each query set copies "
+    "(targets / --targets COPIES=ORIGINALS) or give a ground-truth CSV (ground_truth / --ground-truth FILE)."
+)
 
 
 @dataclass
@@ -67,6 +78,69 @@ class ExperimentConfig:
     )
     features_root: str = str(FEATURES_DIR)
     results_root: str = str(RESULTS_DIR)
+    targets: dict[str, str] = field(default_factory=dict)  # query dataset -> dataset it copies
+    ground_truth: str | None = None  # CSV of query_id,positive_id[,category] rows
+    query_expansion: int = 0  # alpha-QE over this many neighbours (0: off), its own rows
+    qe_alpha: float = 3.0
+    dba: int = 0  # database-side augmentation over this many neighbours (0: off), its own rows
+    background: list[str] = field(default_factory=list)  # datasets for SSCD score normalisation
+    snorm_beta: float = 1.0
+    snorm_n: int = 3
+    adaptation: str | None = None  # .npy / .npz linear adaptation applied to queries and database
+
+    @classmethod
+    def from_params(cls, name: str, method: str, database, queries, **params) -> ExperimentConfig:
+        """The config of `run_experiment`'s arguments; unknown parameters raise TypeError naming the valid ones."""
+        unknown = set(params) - set(cls.__dataclass_fields__) - {"name", "method"}
+        if unknown:
+            raise TypeError(
+                f"unknown parameters {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}"
+            )
+        params = {
+            k: (
+                str(v)
+                if v is not None and (k.endswith("_root") or k in ("ground_truth", "adaptation"))
+                else v
+            )
+            for k, v in params.items()
+        }
+        if "targets" in params:
+            params["targets"] = parse_targets(params["targets"])
+        database = [database] if isinstance(database, str) else list(database)
+        queries = [queries] if isinstance(queries, str) else list(queries)
+        background = params.get("background") or []
+        params["background"] = [background] if isinstance(background, str) else list(background)
+        return cls(name=name, method=method, database=database, queries=queries, **params)
+
+    @property
+    def kmax(self) -> int:
+        return max(self.ks)
+
+    def sorted_sources(self) -> tuple[list[str], list[str]]:
+        """Database and query datasets in one canonical order: results never depend on the order given."""
+        return sorted(self.database), sorted(self.queries)
+
+
+@dataclass
+class Plan:
+    """What validation found: the experiment folder, the stores' facts, the run to resume (or None)."""
+
+    folder: Path
+    info: dict
+    previous: dict | None
+
+
+@dataclass
+class Sweep:
+    """One search of one configuration: its sweep value, results, timings and index size."""
+
+    param: str | None
+    value: int | None
+    D: np.ndarray
+    I: np.ndarray
+    timing: dict
+    nbytes: int
+    variant: str = ""  # "" or the search-time improvements applied: "aqe", "dba", "adapt", "...+snorm"
 
 
 def _previous(folder: Path, cfg: ExperimentConfig, overwrite: bool, resume: bool) -> dict | None:
@@ -88,7 +162,7 @@ def _previous(folder: Path, cfg: ExperimentConfig, overwrite: bool, resume: bool
     return previous
 
 
-def _validate(cfg: ExperimentConfig, overwrite: bool, resume: bool) -> tuple[Path, dict, dict | None]:
+def _validate(cfg: ExperimentConfig, overwrite: bool, resume: bool) -> Plan:
     folder = experiment_dir(cfg.name, cfg.results_root)
     previous = _previous(folder, cfg, overwrite, resume)
     if not cfg.ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in cfg.ks):
@@ -98,7 +172,17 @@ def _validate(cfg: ExperimentConfig, overwrite: bool, resume: bool) -> tuple[Pat
             raise ValueError(f"{name} must be positive integers, got {values!r}")
     if not cfg.indexes or not cfg.metrics:
         raise ValueError(f"give at least one index and one metric, got {cfg.indexes!r} and {cfg.metrics!r}")
-    info = check_sources(cfg.method, cfg.database, cfg.queries, max(cfg.ks), cfg.features_root)
+    for name in ("query_expansion", "dba", "snorm_n"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    if cfg.ground_truth is not None and not Path(cfg.ground_truth).is_file():
+        raise FileNotFoundError(f"ground-truth file {cfg.ground_truth} does not exist")
+    if cfg.adaptation is not None:
+        load_adaptation(cfg.adaptation)
+    info = check_sources(cfg.method, *cfg.sorted_sources(), cfg.kmax, cfg.features_root)
+    if cfg.background:
+        check_sources(cfg.method, cfg.background, cfg.sorted_sources()[1], cfg.snorm_n, cfg.features_root)
     for metric in cfg.metrics:
         check_metric(metric, info["binary"])
     train_n = (
@@ -112,12 +196,28 @@ def _validate(cfg: ExperimentConfig, overwrite: bool, resume: bool) -> tuple[Pat
             raise ValueError(
                 f"{factory!r} needs at least {nlist[1]} training vectors; the database gives {train_n}"
             )
-    return folder, info, previous
+    return Plan(folder=folder, info=info, previous=previous)
 
 
 def _fingerprint(cfg: ExperimentConfig, info: dict, metric: str) -> str:
     files = [f for part in ("database", "queries") for item in info[part] for f in item["files"]]
-    return fingerprint(cfg.method, cfg.database, cfg.queries, metric, files)
+    return fingerprint(cfg.method, *cfg.sorted_sources(), metric, files)
+
+
+def _width(cfg: ExperimentConfig, n_database: int) -> int:
+    """Neighbours searched: max(ks) + 1, so ties at the k-th distance can be counted (fast_search.metrics)."""
+    return min(cfg.kmax + 1, n_database)
+
+
+def _pad(D: np.ndarray, I: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad to `width` columns with (inf, -1) when the whole database was returned (k = database size)."""
+    if D.shape[1] >= width:
+        return D, I
+    extra = width - D.shape[1]
+    return (
+        np.hstack([D, np.full((len(D), extra), np.inf, D.dtype)]),
+        np.hstack([I, np.full((len(I), extra), -1, I.dtype)]),
+    )
 
 
 def exact_results(cfg: ExperimentConfig, data, info: dict, metric: str, k: int, folder: Path):
@@ -129,88 +229,199 @@ def exact_results(cfg: ExperimentConfig, data, info: dict, metric: str, k: int, 
     if data.database is not None:
         blocks = array_blocks(data.database)
     else:
-        blocks = database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size or 65536)
+        blocks = database_blocks(
+            cfg.sorted_sources()[0], cfg.method, cfg.features_root, cfg.block_size or 65536
+        )
     D, I, _ = block_search(data.queries, blocks, k, metric, total=info["n_database"], progress=True)
     save_exact(path, D, I, fp)
     return D, I
 
 
-def _build(cfg, data, factory: str, metric: str) -> FaissIndex:
+def _build(cfg, data, factory: str, metric: str, xb: np.ndarray | None = None) -> FaissIndex:
     index = FaissIndex(factory, metric, data.binary, cfg.batch_size)
-    if data.database is not None:
-        return index.fit(data.database).add(data.database)
+    xb = data.database if xb is None else xb
+    if xb is not None:
+        return index.fit(xb).add(xb)
     train, have = [], 0
     limit = cfg.train_size or 100_000
-    for _, block in database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size):
+    database = cfg.sorted_sources()[0]
+    for _, block in database_blocks(database, cfg.method, cfg.features_root, cfg.block_size):
         train.append(block[: limit - have])
         have += len(train[-1])
         if have >= limit:
             break
     index.fit(np.concatenate(train))
-    blocks = database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size)
+    blocks = database_blocks(database, cfg.method, cfg.features_root, cfg.block_size)
     for _ids, block in tqdm(blocks, desc=f"adding to {factory}", unit="block"):
         index.add(block)
     return index
 
 
-def _run_index(cfg, data, info, folder: Path, factory: str, metric: str) -> list[dict]:
-    kmax = max(cfg.ks)
-    base = {"index": factory, "metric": metric, "k": kmax, "exact": is_exact(factory)}
-    if is_exact(factory) and cfg.block_size is not None:  # bounded memory: block search over the store
-        blocks = database_blocks(cfg.database, cfg.method, cfg.features_root, cfg.block_size)
-        D, I, stats = block_search(
-            data.queries, blocks, kmax, metric, total=info["n_database"], progress=True
-        )
-        save_exact(exact_cache_path(folder, metric), D, I, _fingerprint(cfg, info, metric))
+def _search_sweeps(cfg, data, info, factory: str, metric: str, xq, xb, variant: str) -> list[Sweep]:
+    """Build `factory` on `xb` (None: the stored database) and search `xq` at every sweep value.
+
+    With ``cfg.query_expansion`` each search is followed by an alpha-QE search (variant + "aqe").
+    """
+    width = _width(cfg, info["n_database"])
+    if is_exact(factory) and cfg.block_size is not None and xb is None:  # bounded memory: block search
+        blocks = database_blocks(cfg.sorted_sources()[0], cfg.method, cfg.features_root, cfg.block_size)
+        D, I, stats = block_search(xq, blocks, width, metric, total=info["n_database"], progress=True)
         dim_bytes = data.dim // 8 if data.binary else data.dim * 4
         timing = {"train_time_s": 0.0, "add_time_s": 0.0, "search_time_s": stats["search_time_s"]}
-        sweeps = [(None, None, D, I, timing, info["n_database"] * dim_bytes)]
-    else:
-        index = _build(cfg, data, factory, metric)
-        param = sweep_param(factory)
-        values = {"nprobe": cfg.nprobes, "efSearch": cfg.efsearches}.get(param, [None])
-        sweeps = []
-        nbytes = index.memory_bytes()  # does not change with nprobe / efSearch
-        for value in values:
-            if param is not None:
-                index.set_param(param, value)
-            D, I = index.search(data.queries, kmax)
-            timing = {
-                "train_time_s": index.train_time_,
-                "add_time_s": index.add_time_,
-                "search_time_s": index.search_time_,
-            }
-            sweeps.append((param, value, D, I, timing, nbytes))
-        if is_exact(factory):
-            save_exact(exact_cache_path(folder, metric), D, I, _fingerprint(cfg, info, metric))
-        del index
-    runs = []
-    for param, value, D, I, timing, nbytes in sweeps:
-        key = run_key(factory, metric, param, value)
-        if is_exact(factory):
-            vs_exact = 1.0
-        else:
-            _, I_exact = exact_results(cfg, data, info, metric, kmax, folder)
-            vs_exact = M.recall_vs_exact(I, I_exact, kmax)
-        (folder / "runs").mkdir(parents=True, exist_ok=True)
-        np.savez(folder / "runs" / _file_name(key), D=D, I=I)
-        search_s = timing["search_time_s"]
-        runs.append(
-            {
-                "key": key,
-                **base,
-                "param": param,
-                "value": value,
-                **score(D, I, data.targets, cfg.ks),
-                "recall_vs_exact": vs_exact,
-                **timing,
-                "queries_per_s": len(data.queries) / search_s if search_s > 0 else None,
-                "index_bytes": int(nbytes),
-                "file": f"runs/{_file_name(key)}",
-            }
+        return [Sweep(None, None, *_pad(D, I, cfg.kmax + 1), timing, info["n_database"] * dim_bytes, variant)]
+    index = _build(cfg, data, factory, metric, xb)
+    param = sweep_param(factory)
+    values = {"nprobe": cfg.nprobes, "efSearch": cfg.efsearches}.get(param, [None])
+    nbytes = index.memory_bytes()  # does not change with nprobe / efSearch
+    sweeps = []
+    for value in values:
+        if param is not None:
+            index.set_param(param, value)
+        D, I = index.search(xq, width)
+        timing = {
+            "train_time_s": index.train_time_,
+            "add_time_s": index.add_time_,
+            "search_time_s": index.search_time_,
+        }
+        sweeps.append(Sweep(param, value, *_pad(D, I, cfg.kmax + 1), timing, nbytes, variant))
+        if cfg.query_expansion and metric in SIMILARITY_METRICS:
+            base = data.database if xb is None else xb
+            xq2 = alpha_qe(xq, base, D, I, metric, cfg.query_expansion, cfg.qe_alpha)
+            D2, I2 = index.search(xq2, width)
+            timing2 = {**timing, "search_time_s": timing["search_time_s"] + index.search_time_}
+            name = "+".join(v for v in (variant, "aqe") if v)
+            sweeps.append(Sweep(param, value, *_pad(D2, I2, cfg.kmax + 1), timing2, nbytes, name))
+    del index
+    return sweeps
+
+
+def _variants(cfg, data, metric: str) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(name, queries, database or None for the stored one) of every search to run for `metric`."""
+    out = [("", data.queries, None)]
+    needs_db = cfg.query_expansion or cfg.dba or cfg.adaptation
+    if needs_db and data.database is None:
+        raise RuntimeError(
+            "query expansion, DBA and adaptation need the database in memory (no --block-size)"
         )
-        log.info("%s: recall@1=%s", key, runs[-1]["recall_at_k"].get("1"))
-    return runs
+    if cfg.dba and metric in SIMILARITY_METRICS:
+        xb = data.database
+        Dd, Id, _ = block_search(xb, array_blocks(xb), min(cfg.dba + 1, len(xb)), metric, progress=True)
+        out.append(("dba", data.queries, alpha_qe(xb, xb, Dd, Id, metric, cfg.dba + 1, cfg.qe_alpha)))
+    if cfg.adaptation is not None and not data.binary:
+        W, b = load_adaptation(cfg.adaptation)
+        out.append(("adapt", adapt(data.queries, W, b), adapt(data.database, W, b)))
+    return out
+
+
+def _background(cfg, data, metric: str) -> np.ndarray | None:
+    """Distances of every query to its ``snorm_n`` nearest background items (None: no normalisation)."""
+    if not cfg.background or metric not in SIMILARITY_METRICS:
+        return None
+    blocks = database_blocks(sorted(cfg.background), cfg.method, cfg.features_root, cfg.block_size or 65536)
+    D, _, _ = block_search(data.queries, blocks, cfg.snorm_n, metric, progress=True)
+    return D
+
+
+def _score_sweep(cfg, data, info, folder: Path, factory: str, metric: str, s: Sweep) -> dict:
+    """One row of results.json: every measure of a sweep, its timings, and its (D, I) saved to runs/."""
+    kmax = cfg.kmax
+    key = run_key(factory, metric, s.param, s.value) + (f"--{s.variant}" if s.variant else "")
+    if s.variant:
+        vs_exact = None  # another query or database: exact results of the plain features do not apply
+    elif is_exact(factory):
+        vs_exact = 1.0
+    else:
+        D_exact, I_exact = exact_results(cfg, data, info, metric, kmax, folder)
+        vs_exact = M.recall_vs_exact(s.I, I_exact, kmax, s.D, D_exact)
+    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "runs" / _file_name(key), D=s.D, I=s.I)
+    search_s = s.timing["search_time_s"]
+    run = {
+        "key": key,
+        "index": factory,
+        "metric": metric,
+        "k": kmax,
+        "exact": is_exact(factory),
+        "param": s.param,
+        "value": s.value,
+        "variant": s.variant,
+        **score(s.D, s.I, data.positives, cfg.ks, data.truth.categories),
+        "recall_vs_exact": vs_exact,
+        **s.timing,
+        "queries_per_s": len(data.queries) / search_s if search_s > 0 else None,
+        "index_bytes": int(s.nbytes),
+        "file": f"runs/{_file_name(key)}",
+    }
+    log.info("%s: recall@1=%s", key, run["recall_at_k"].get("1"))
+    return run
+
+
+def _run_index(cfg, data, info, folder: Path, factory: str, metric: str) -> list[dict]:
+    """Every row of one (index, metric): its sweep, then each search-time improvement asked for."""
+    sweeps: list[Sweep] = []
+    for variant, xq, xb in _variants(cfg, data, metric):
+        sweeps += _search_sweeps(cfg, data, info, factory, metric, xq, xb, variant)
+    plain = [s for s in sweeps if not s.variant]
+    if is_exact(factory) and plain:
+        save_exact(
+            exact_cache_path(folder, metric), plain[-1].D, plain[-1].I, _fingerprint(cfg, info, metric)
+        )
+    D_background = _background(cfg, data, metric)
+    if D_background is not None:
+        sweeps += [
+            replace(
+                s,
+                D=score_normalise(s.D, D_background, metric, cfg.snorm_beta, cfg.snorm_n),
+                variant="+".join(v for v in (s.variant, "snorm") if v),
+            )
+            for s in list(sweeps)
+        ]
+    return [_score_sweep(cfg, data, info, folder, factory, metric, s) for s in sweeps]
+
+
+def _start(cfg: ExperimentConfig, plan: Plan, data, threads: int) -> dict:
+    """The results dict before any run: parameters, machine, data counts, ground truth; resumed runs kept."""
+    truth = data.truth
+    result = {
+        "schema": SCHEMA,
+        "name": cfg.name,
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "complete": False,
+        "machine": machine_info(),
+        "threads": threads,
+        "versions": library_versions(),
+        "params": asdict(cfg),
+        "data": {
+            "method": cfg.method,
+            "dim": data.dim,
+            "binary": data.binary,
+            "n_database": len(data.database_ids),
+            "n_queries": len(data.query_ids),
+            "n_positive": data.n_positive,
+            "n_negative": data.n_negative,
+            "ground_truth": truth.sources,
+        },
+        "runs": [],
+        "errors": [],
+    }
+    if plan.previous is not None:
+        previous = plan.previous
+        result.update(runs=previous["runs"], errors=previous["errors"], created=previous["created"])
+    return result
+
+
+def _save_ids(folder: Path, data) -> None:
+    np.savez(
+        folder / "ids.npz",
+        query_ids=np.array(data.query_ids, dtype=str),
+        database_ids=np.array(data.database_ids, dtype=str),
+        targets=data.targets,
+        positives=data.positives,
+        categories=np.array(
+            data.truth.categories if data.truth.categories is not None else [""] * len(data.query_ids),
+            dtype=str,
+        ),
+    )
 
 
 def run_experiment(
@@ -225,60 +436,37 @@ def run_experiment(
     """Run every configuration and write ``results_root/name/results.json``; returns that dict.
 
     `params` are the other `ExperimentConfig` fields (indexes, metrics, ks, nprobes, efsearches,
-    threads, batch_size, block_size, train_size, features_root, results_root). Raises before any
-    work on a bad name, an existing experiment (unless `overwrite`), mismatched or empty stores, k
-    larger than the database, an unknown factory string or metric, NaN/inf features. With
-    `resume`, an interrupted experiment (``complete: false``) with the same parameters keeps its
-    finished (index, metric) groups and runs only the others.
+    threads, batch_size, block_size, train_size, features_root, results_root, targets,
+    ground_truth, query_expansion, qe_alpha, dba, background, snorm_beta, snorm_n, adaptation).
+    Raises before any work on a bad name, an existing experiment (unless `overwrite`), mismatched
+    or empty stores, k larger than the database, an unknown factory string or metric, NaN/inf
+    features, queries without any ground truth. With `resume`, an interrupted experiment
+    (``complete: false``) with the same parameters keeps its finished (index, metric) groups.
+    Datasets are processed in sorted order, so the order they are given in changes nothing.
     """
-    database = [database] if isinstance(database, str) else list(database)
-    queries = [queries] if isinstance(queries, str) else list(queries)
-    unknown = set(params) - {f for f in ExperimentConfig.__dataclass_fields__} - {"name", "method"}
-    if unknown:
-        raise TypeError(
-            f"unknown parameters {sorted(unknown)}; valid: {sorted(ExperimentConfig.__dataclass_fields__)}"
-        )
-    params = {k: (str(v) if k.endswith("_root") else v) for k, v in params.items()}
-    cfg = ExperimentConfig(name=name, method=method, database=database, queries=queries, **params)
-    folder, info, previous = _validate(cfg, overwrite, resume)
+    cfg = ExperimentConfig.from_params(name, method, database, queries, **params)
+    plan = _validate(cfg, overwrite, resume)
+    database_sorted, queries_sorted = cfg.sorted_sources()
     data = load_search_data(
-        method, database, queries, cfg.features_root, load_database=cfg.block_size is None
+        method,
+        database_sorted,
+        queries_sorted,
+        cfg.features_root,
+        load_database=cfg.block_size is None,
+        targets=cfg.targets,
+        ground_truth=cfg.ground_truth,
     )
+    if not data.truth.sources:
+        log.warning(NO_GROUND_TRUTH, queries_sorted)
     threads = cfg.threads or os.cpu_count() or 1
     faiss.omp_set_num_threads(threads)
+    folder = plan.folder
     if overwrite and folder.exists():
         for sub in ("runs", "neighbors"):
             shutil.rmtree(folder / sub, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        folder / "ids.npz",
-        query_ids=np.array(data.query_ids, dtype=str),
-        database_ids=np.array(data.database_ids, dtype=str),
-        targets=data.targets,
-    )
-    result = {
-        "schema": SCHEMA,
-        "name": name,
-        "created": _dt.datetime.now().isoformat(timespec="seconds"),
-        "complete": False,
-        "machine": machine_info(),
-        "threads": threads,
-        "versions": library_versions(),
-        "params": asdict(cfg),
-        "data": {
-            "method": method,
-            "dim": data.dim,
-            "binary": data.binary,
-            "n_database": len(data.database_ids),
-            "n_queries": len(data.query_ids),
-            "n_positive": data.n_positive,
-            "n_negative": data.n_negative,
-        },
-        "runs": [],
-        "errors": [],
-    }
-    if previous is not None:
-        result.update(runs=previous["runs"], errors=previous["errors"], created=previous["created"])
+    _save_ids(folder, data)
+    result = _start(cfg, plan, data, threads)
     done = {(r["index"], r["metric"]) for r in result["runs"] + result["errors"]}
     for factory in cfg.indexes:
         for metric in cfg.metrics:
@@ -286,7 +474,7 @@ def run_experiment(
                 log.info("%s--%s: already done, skipped (resume)", factory, metric)
                 continue
             try:
-                result["runs"].extend(_run_index(cfg, data, info, folder, factory, metric))
+                result["runs"].extend(_run_index(cfg, data, plan.info, folder, factory, metric))
             except (RuntimeError, MemoryError) as err:  # faiss failure: record and go on
                 log.warning("%s--%s failed: %s", factory, metric, err)
                 result["errors"].append(

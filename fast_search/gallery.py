@@ -152,8 +152,9 @@ def explore_neighbors(
         query_ids, database_ids, targets = z["query_ids"], z["database_ids"], z["targets"]
     with np.load(folder / chosen["file"], allow_pickle=False) as z:
         D, I = z["D"], z["I"]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= I.shape[1]:
-        raise ValueError(f"k must be an integer in [1, {I.shape[1]}] (the run's k), got {k!r}")
+    width = int(chosen.get("k", I.shape[1]))  # runs hold one more column than k (it closes ties)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= width:
+        raise ValueError(f"k must be an integer in [1, {width}] (the run's k), got {k!r}")
     if threshold is None:
         threshold = chosen.get("threshold_at_fpr_1pct")
     threshold = np.inf if threshold is None else float(threshold)

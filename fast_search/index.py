@@ -239,7 +239,10 @@ class FaissIndex:
         return self
 
     def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(D, I) of shape (nq, k): distances (smaller is closer) and database positions (-1: none)."""
+        """(D, I) of shape (nq, k): distances (smaller is closer) and database positions (-1: none).
+
+        Rows are in `fast_search.block.canonical_order` (ties by increasing id).
+        """
         self._check_fitted()
         if k > self.ntotal_:
             raise ValueError(f"k={k} is larger than the database ({self.ntotal_} vectors)")
@@ -263,7 +266,9 @@ class FaissIndex:
             times.append(time.perf_counter() - start)
         self.search_time_ = min(times)
         self.search_repeats_ = len(times)
-        return to_distance(D, self.metric), I
+        from fast_search.block import canonical_order  # noqa: PLC0415  (block imports this module)
+
+        return canonical_order(to_distance(D, self.metric), I)
 
     def memory_bytes(self) -> int:
         """Bytes of the serialised index."""

@@ -3,11 +3,21 @@
 
 Conventions shared by every function:
 
-- ``I``: (nq, k) int64 database indices, best first; ``-1`` (faiss: no result) never matches.
-- ``D``: (nq, k) *distances*, smaller is closer (cosine and inner product are turned into
-  distances by `fast_search.index`, so one threshold direction serves every metric).
-- ``targets``: (nq,) int64 index of each query's original in the database, ``-1`` for a
-  *negative* query (its original is not in the database).
+- ``D``: (nq, width) *distances*, ascending per row, smaller is closer (cosine and inner product
+  are turned into distances by `fast_search.index`, so one threshold direction serves every metric).
+- ``I``: (nq, width) int64 database indices; ``-1`` (faiss: no result) never matches.
+- ``positives``: each query's relevant database indices. Either (nq,) with one original per query
+  (``-1``: a *negative* query, its original is not in the database) or (nq, m) with several
+  positives per query, padded with ``-1`` (the ILIAS ground truth). A query without any positive
+  is a negative query.
+
+**Ties** are counted the way DISC21 (``isc2021``) and ILIAS count them, so no measure depends on
+the order of the database or of the queries: every result gets the rank of the *end* of its group
+of equal distances (``rank = #{results at a distance <= its own}``, isc2021's ``find_tp_ranks``;
+sklearn's ``average_precision_score`` used by ILIAS treats a tied group the same way). A result
+counts within the first k only if its whole tied group does; since faiss cuts ties at the k-th
+column arbitrarily, measures at k need one more column than k (``width > k``): a group that
+reaches that extra column is beyond k. `fast_search.experiment` searches ``max(ks) + 1`` neighbours.
 
 Degenerate cases return ``nan`` (no positive query for recall-type measures, no negative query
 for false-positive rates), never raise, and every scalar is a Python ``float``.
@@ -20,107 +30,221 @@ import math
 import numpy as np
 
 __all__ = [
+    "tie_ranks",
+    "relevance",
+    "positive_ranks",
     "recall_at_k",
     "map_at_k",
+    "oracle_at_k",
+    "average_precision_at_k",
     "threshold_curve",
     "roc_auc",
     "recall_at_fpr",
     "recall_at_precision",
     "micro_average_precision",
+    "disc21_recall_at_precision",
     "recall_vs_exact",
 ]
 
 
-def _check_results(I: np.ndarray, targets: np.ndarray, D: np.ndarray | None = None):
-    """Validate (I, targets[, D]) shapes and dtypes; errors name the shapes received."""
+def as_positives(positives: np.ndarray, nq: int) -> np.ndarray:
+    """(nq, m) int64 positives, -1 padded, from a (nq,) targets or (nq, m) array; errors name shapes."""
+    p = np.asarray(positives)
+    if not np.issubdtype(p.dtype, np.integer):
+        raise TypeError(f"positives/targets must hold integer indices (-1 = none), got dtype {p.dtype}")
+    if p.ndim == 1:
+        p = p[:, None]
+    if p.ndim != 2 or p.shape[0] != nq:
+        raise ValueError(
+            f"targets must have shape ({nq},) or ({nq}, m) to match the results, got {np.shape(positives)}"
+        )
+    return p.astype(np.int64, copy=False)
+
+
+def _check_results(D: np.ndarray, I: np.ndarray, positives: np.ndarray):
+    """Validate (D, I, positives) shapes, dtypes and row order; errors name the shapes received."""
     I = np.asarray(I)
-    targets = np.asarray(targets)
     if I.ndim != 2:
         raise ValueError(f"I must be 2-D (n_queries, k), got shape {I.shape}")
     if not np.issubdtype(I.dtype, np.integer):
         raise TypeError(f"I must hold integer indices, got dtype {I.dtype}")
-    if targets.ndim != 1 or len(targets) != I.shape[0]:
-        raise ValueError(f"targets must have shape ({I.shape[0]},) to match I {I.shape}, got {targets.shape}")
-    if not np.issubdtype(targets.dtype, np.integer):
-        raise TypeError(f"targets must hold integer indices (-1 = negative), got dtype {targets.dtype}")
-    if D is not None:
-        D = np.asarray(D, dtype=np.float64)
-        if D.shape != I.shape:
-            raise ValueError(f"D has shape {D.shape} but I has shape {I.shape}")
-        if np.isnan(D).any():
-            raise ValueError(f"D holds {int(np.isnan(D).sum())} NaN distances")
-    return I.astype(np.int64, copy=False), targets.astype(np.int64, copy=False), D
+    D = np.asarray(D, dtype=np.float64)
+    if D.shape != I.shape:
+        raise ValueError(f"D has shape {D.shape} but I has shape {I.shape}")
+    if np.isnan(D).any():
+        raise ValueError(f"D holds {int(np.isnan(D).sum())} NaN distances")
+    if D.shape[1] > 1 and (np.diff(D, axis=1) < 0).any():
+        raise ValueError("each row of D must be sorted by increasing distance (as faiss returns it)")
+    return D, I.astype(np.int64, copy=False), as_positives(positives, I.shape[0])
 
 
 def _check_k(k: int, width: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    if k > width:
-        raise ValueError(f"k={k} but the results only hold {width} neighbours per query")
+    if k >= width:
+        raise ValueError(
+            f"k={k} needs {k + 1} neighbours per query (one more than k, so ties at the k-th "
+            f"distance can be counted) but the results hold {width}"
+        )
     return int(k)
 
 
-def _hits(I: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """(nq, k) bool: result j of query q is q's original (never for negatives or -1 results)."""
-    return (I == targets[:, None]) & (targets[:, None] >= 0) & (I >= 0)
+def tie_ranks(D: np.ndarray) -> np.ndarray:
+    """(nq, width) rank of each result: the end of its group of equal distances (1-based).
 
+    ``rank[q, j] = #{j' : D[q, j'] <= D[q, j]}`` on rows sorted by distance; a group that reaches
+    the last column may continue beyond the results, so only ranks smaller than the width are exact.
 
-def recall_at_k(I: np.ndarray, targets: np.ndarray, k: int) -> float:
-    """Fraction of positive queries whose original is among their first `k` results.
-
-    ``recall@k = #{q positive : target(q) in I[q, :k]} / #{q positive}``; each query counts
-    at most once (the seed summed hits per query, which can exceed 1). ``nan`` with no positive query.
-
-    >>> I = np.array([[3, 1], [0, 2], [5, 6]])
-    >>> recall_at_k(I, np.array([1, 0, -1]), 1), recall_at_k(I, np.array([1, 0, -1]), 2)
-    (0.5, 1.0)
+    >>> tie_ranks(np.array([[0.0, 1.0, 1.0, 2.0]])).tolist()
+    [[1, 3, 3, 4]]
     """
-    I, targets, _ = _check_results(I, targets)
+    D = np.asarray(D)
+    nq, width = D.shape
+    if width == 0:
+        return np.zeros((nq, 0), np.int64)
+    ends = np.ones((nq, width), dtype=bool)  # column j ends its group
+    ends[:, :-1] = D[:, 1:] != D[:, :-1]
+    candidate = np.where(ends, np.arange(1, width + 1), width + 1)
+    return np.minimum.accumulate(candidate[:, ::-1], axis=1)[:, ::-1].astype(np.int64)
+
+
+def relevance(I: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """(nq, width) bool: result j of query q is one of q's positives (never for -1 results)."""
+    I = np.asarray(I, dtype=np.int64)
+    pos = as_positives(positives, I.shape[0])
+    rel = np.zeros(I.shape, dtype=bool)
+    for c in range(pos.shape[1]):
+        rel |= (I == pos[:, c : c + 1]) & (pos[:, c : c + 1] >= 0)
+    return rel & (I >= 0)
+
+
+def _n_relevant(positives: np.ndarray) -> np.ndarray:
+    """|GT| of each query: its distinct positives (-1 padding ignored)."""
+    p = np.sort(positives, axis=1)
+    distinct = (p >= 0) & np.r_["1", np.ones((len(p), 1), bool), p[:, 1:] != p[:, :-1]]
+    return distinct.sum(axis=1)
+
+
+def _first_occurrence(I: np.ndarray) -> np.ndarray:
+    """(nq, width) bool: I[q, j] did not appear earlier in row q (a duplicated result counts once)."""
+    order = np.argsort(I, axis=1, kind="stable")
+    s = np.take_along_axis(I, order, axis=1)
+    first_sorted = np.ones(I.shape, dtype=bool)
+    first_sorted[:, 1:] = s[:, 1:] != s[:, :-1]
+    out = np.empty_like(first_sorted)
+    np.put_along_axis(out, order, first_sorted, axis=1)
+    return out
+
+
+def positive_ranks(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) -> np.ndarray:
+    """(nq, k) tie-aware ranks (1..k) of each query's positives found within k, ascending; 0 = none.
+
+    A positive counts at rank r only if its whole tied group ends at r <= k (see module docstring).
+    """
+    D, I, pos = _check_results(D, I, positives)
     k = _check_k(k, I.shape[1])
-    positive = targets >= 0
+    rel = relevance(I, pos) & _first_occurrence(I)
+    ranks = np.where(rel, tie_ranks(D), 0)
+    ranks[ranks > k] = 0
+    ranks = np.sort(np.where(ranks > 0, ranks, k + 1), axis=1)[:, :k]
+    ranks[ranks > k] = 0
+    return ranks
+
+
+def _per_query(D, I, positives, k) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ranks (nq, k), |GT| per query, positive-query mask)."""
+    D, I, pos = _check_results(D, I, positives)
+    n_rel = _n_relevant(pos)
+    return positive_ranks(D, I, pos, k), n_rel, n_rel > 0
+
+
+def recall_at_k(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) -> float:
+    """Fraction of positive queries with a positive among their first `k` results (ties pessimistic).
+
+    Each query counts at most once (the seed summed hits per query, which can exceed 1).
+
+    >>> D = np.array([[0.1, 0.2, 0.3], [0.1, 0.1, 0.3], [0.0, 0.1, 0.2]])
+    >>> I = np.array([[3, 1, 4], [0, 2, 5], [5, 6, 7]])
+    >>> recall_at_k(D, I, np.array([1, 0, -1]), 1), recall_at_k(D, I, np.array([1, 0, -1]), 2)
+    (0.0, 1.0)
+    """
+    ranks, _, positive = _per_query(D, I, positives, k)
     if not positive.any():
         return math.nan
-    return float(_hits(I[:, :k], targets)[positive].any(axis=1).mean())
+    return float((ranks[positive, 0] > 0).mean())
 
 
-def map_at_k(I: np.ndarray, targets: np.ndarray, k: int) -> float:
-    """Mean over positive queries of AP@k; with one relevant item per query AP@k = 1/rank (0 if absent).
+def average_precision_at_k(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) -> np.ndarray:
+    """(nq,) AP@k of each query, ILIAS's definition, normalised by ``min(k, |GT|)``; nan for negatives.
 
-    ``mAP@k = mean_q [target(q) at rank r <= k] / r`` (ranks from 1), i.e. MRR@k here.
+    ``AP@k = sum_{positives at rank r <= k} precision@r / min(k, |GT|)`` with tie-group ranks (a
+    group of equal distances is scored at its end, like sklearn's ``average_precision_score``).
+    With one positive per query AP@k = 1/rank (0 if beyond k).
+    """
+    ranks, n_rel, positive = _per_query(D, I, positives, k)
+    found = ranks > 0
+    hits_before = np.cumsum(found, axis=1)  # positives at ranks <= this one (groups end together)
+    # positives of one tied group share its end rank: precision there counts all of them
+    same_as_next = np.zeros_like(found)
+    same_as_next[:, :-1] = (ranks[:, 1:] == ranks[:, :-1]) & found[:, 1:]
+    group_hits = hits_before.copy()
+    for j in range(k - 2, -1, -1):  # propagate the group's total back to its first member
+        group_hits[:, j] = np.where(same_as_next[:, j], group_hits[:, j + 1], group_hits[:, j])
+    precision = np.where(found, group_hits / np.maximum(ranks, 1), 0.0)
+    ap = precision.sum(axis=1) / np.maximum(np.minimum(k, n_rel), 1)
+    return np.where(positive, ap, np.nan)
 
-    >>> map_at_k(np.array([[3, 1], [0, 2], [5, 6]]), np.array([1, 0, -1]), 2)
+
+def map_at_k(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) -> float:
+    """Mean over positive queries of AP@k (`average_precision_at_k`); with one positive, MRR@k.
+
+    >>> D = np.array([[0.1, 0.2, 0.3], [0.1, 0.2, 0.3], [0.0, 0.1, 0.2]])
+    >>> map_at_k(D, np.array([[3, 1, 4], [0, 2, 5], [5, 6, 7]]), np.array([1, 0, -1]), 2)
     0.75
     """
-    I, targets, _ = _check_results(I, targets)
-    k = _check_k(k, I.shape[1])
-    positive = targets >= 0
+    ap = average_precision_at_k(D, I, positives, k)
+    return math.nan if np.isnan(ap).all() else float(np.nanmean(ap))
+
+
+def oracle_at_k(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) -> float:
+    """ILIAS's recall@k oracle: mean over positive queries of (#positives within k) / |GT|.
+
+    The AP a perfect re-ranking of the first k results could reach; equals recall@k with one positive.
+    """
+    ranks, n_rel, positive = _per_query(D, I, positives, k)
     if not positive.any():
         return math.nan
-    hits = _hits(I[:, :k], targets)[positive]
-    ranks = np.argmax(hits, axis=1) + 1
-    return float(np.where(hits.any(axis=1), 1.0 / ranks, 0.0).mean())
+    return float(((ranks > 0).sum(axis=1)[positive] / n_rel[positive]).mean())
 
 
-def threshold_curve(D: np.ndarray, I: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+def _top1(D: np.ndarray, I: np.ndarray, positives: np.ndarray):
+    """(top-1 distance, top-1 is a positive alone in its tie group, positive-query mask)."""
+    D, I, pos = _check_results(D, I, positives)
+    if D.shape[1] < 2:
+        raise ValueError(
+            f"threshold measures need 2 neighbours per query (one to close ties at rank 1), got D {D.shape}"
+        )
+    correct = positive_ranks(D, I, pos, 1)[:, 0] == 1
+    return D[:, 0], correct, _n_relevant(pos) > 0
+
+
+def threshold_curve(D: np.ndarray, I: np.ndarray, positives: np.ndarray) -> dict[str, np.ndarray]:
     """Recall, false-positive rate and precision as functions of a top-1 distance threshold.
 
     A query is *accepted* at threshold t when its top-1 distance is ``<= t``. A positive query
-    whose top-1 is its original and is accepted is a true positive; an accepted negative query is
-    a false positive (a positive query with a wrong top-1 is a miss, never a false positive).
-    ``recall = TP / #positive``, ``fpr = FP / #negative``, ``precision = TP / (TP + FP)``
-    (1.0 where nothing is accepted). The first point is "accept nothing" (threshold ``-inf``);
-    tied distances form one step. Returns arrays ``thresholds, tp, fp, recall, fpr, precision``.
+    whose top-1 is a positive (alone at that distance: ties count against it) and is accepted is a
+    true positive; an accepted negative query is a false positive (a positive query with a wrong
+    top-1 is a miss, never a false positive). ``recall = TP / #positive``, ``fpr = FP / #negative``,
+    ``precision = TP / (TP + FP)`` (1.0 where nothing is accepted). The first point is "accept
+    nothing" (threshold ``-inf``); tied distances form one step. Returns arrays
+    ``thresholds, tp, fp, recall, fpr, precision``.
 
-    >>> c = threshold_curve(np.array([[0.1], [0.5], [0.3]]), np.array([[1], [0], [5]]), np.array([1, 0, -1]))
+    >>> D = np.array([[0.1, 0.9], [0.5, 0.9], [0.3, 0.9]])
+    >>> c = threshold_curve(D, np.array([[1, 7], [0, 7], [5, 7]]), np.array([1, 0, -1]))
     >>> c["thresholds"].tolist(), c["recall"].tolist(), c["fpr"].tolist()
     ([-inf, 0.1, 0.3, 0.5], [0.0, 0.5, 0.5, 1.0], [0.0, 0.0, 1.0, 1.0])
     """
-    I, targets, D = _check_results(I, targets, D)
-    if D is None or D.shape[1] < 1:
-        raise ValueError(f"threshold_curve needs at least one neighbour per query, got D {np.shape(D)}")
-    top1 = D[:, 0]
-    positive = targets >= 0
-    correct = positive & (I[:, 0] == targets) & (I[:, 0] >= 0)
+    top1, correct, positive = _top1(D, I, positives)
     negative = ~positive
     order = np.argsort(top1, kind="stable")
     d_sorted = top1[order]
@@ -145,33 +269,31 @@ def threshold_curve(D: np.ndarray, I: np.ndarray, targets: np.ndarray) -> dict[s
     }
 
 
-def roc_auc(D: np.ndarray, I: np.ndarray, targets: np.ndarray) -> float:
+def roc_auc(D: np.ndarray, I: np.ndarray, positives: np.ndarray) -> float:
     """Area under recall (y) vs false-positive rate (x) of `threshold_curve`, trapezoids, x in [0, 1].
 
     The curve ends at FPR 1 with recall = acc@1 (top-1 correct rate), so AUC <= acc@1.
     ``nan`` when there is no positive or no negative query.
 
-    >>> roc_auc(np.array([[0.1], [0.5], [0.3]]), np.array([[1], [0], [5]]), np.array([1, 0, -1]))
+    >>> D = np.array([[0.1, 0.9], [0.5, 0.9], [0.3, 0.9]])
+    >>> roc_auc(D, np.array([[1, 7], [0, 7], [5, 7]]), np.array([1, 0, -1]))
     0.5
     """
-    c = threshold_curve(D, I, targets)
+    c = threshold_curve(D, I, positives)
     if np.isnan(c["recall"]).any() or np.isnan(c["fpr"]).any():
         return math.nan
     return float(np.trapezoid(c["recall"], c["fpr"]))
 
 
-def recall_at_fpr(D: np.ndarray, I: np.ndarray, targets: np.ndarray, fpr: float) -> tuple[float, float]:
+def recall_at_fpr(D: np.ndarray, I: np.ndarray, positives: np.ndarray, fpr: float) -> tuple[float, float]:
     """Best recall whose false-positive rate is ``<= fpr``, and the distance threshold giving it.
 
     The threshold is the largest one reaching that recall within the FPR budget (``-inf``: accept
     nothing). ``(nan, nan)`` without positive or negative queries.
-
-    >>> recall_at_fpr(np.array([[0.1], [0.5], [0.3]]), np.array([[1], [0], [5]]), np.array([1, 0, -1]), 0.01)
-    (0.5, 0.1)
     """
     if not 0 <= fpr <= 1:
         raise ValueError(f"fpr must be in [0, 1], got {fpr!r}")
-    c = threshold_curve(D, I, targets)
+    c = threshold_curve(D, I, positives)
     if np.isnan(c["recall"]).any() or np.isnan(c["fpr"]).any():
         return math.nan, math.nan
     ok = np.flatnonzero(c["fpr"] <= fpr + 1e-12)
@@ -179,18 +301,17 @@ def recall_at_fpr(D: np.ndarray, I: np.ndarray, targets: np.ndarray, fpr: float)
     return float(c["recall"][best]), float(c["thresholds"][best])
 
 
-def recall_at_precision(D: np.ndarray, I: np.ndarray, targets: np.ndarray, precision: float = 0.9):
-    """Best recall at a threshold whose precision is ``>= precision``, and that threshold.
+def recall_at_precision(D: np.ndarray, I: np.ndarray, positives: np.ndarray, precision: float = 0.9):
+    """Top-1 threshold measure: best recall of `threshold_curve` at precision ``>= precision``.
 
-    The threshold is the largest one reaching that recall. Only thresholds that accept at least one
-    query count; ``(0.0, -inf)`` if none reaches the precision, ``(nan, nan)`` without positive queries.
-
-    >>> recall_at_precision(np.array([[0.1], [0.5], [0.3]]), np.array([[1], [0], [5]]), np.array([1, 0, -1]))
-    (0.5, 0.1)
+    One decision per query (its top-1), unlike DISC21's pooled-pairs measure
+    (`disc21_recall_at_precision`). The threshold is the largest one reaching that recall. Only
+    thresholds that accept at least one query count; ``(0.0, -inf)`` if none reaches the
+    precision, ``(nan, nan)`` without positive queries.
     """
     if not 0 <= precision <= 1:
         raise ValueError(f"precision must be in [0, 1], got {precision!r}")
-    c = threshold_curve(D, I, targets)
+    c = threshold_curve(D, I, positives)
     if np.isnan(c["recall"]).any():
         return math.nan, math.nan
     ok = np.flatnonzero((c["precision"] >= precision - 1e-12) & (c["tp"] + c["fp"] > 0))
@@ -200,36 +321,80 @@ def recall_at_precision(D: np.ndarray, I: np.ndarray, targets: np.ndarray, preci
     return float(c["recall"][best]), float(c["thresholds"][best])
 
 
-def micro_average_precision(D: np.ndarray, I: np.ndarray, targets: np.ndarray) -> float:
-    """Micro-AP (uAP) as DISC21 defines it, over every (query, result) pair of the top-k lists.
+def _pooled_pairs(D, I, positives, k: int | None):
+    """DISC21's pooled (distance, correct) pairs of every query's first k results, pessimistic order.
+
+    Only results whose tied group ends within k are pairs (order-independent); within equal
+    distances wrong pairs come first. Returns (distances, correct, N = total positives).
+    """
+    D, I, pos = _check_results(D, I, positives)
+    k = _check_k(D.shape[1] - 1 if k is None else k, D.shape[1])
+    n_pos = int(_n_relevant(pos).sum())
+    keep = (tie_ranks(D)[:, :k] <= k) & (I[:, :k] >= 0)
+    good = (relevance(I, pos) & _first_occurrence(I))[:, :k][keep]
+    dist = D[:, :k][keep]
+    order = np.lexsort((good, dist))  # by distance, then wrong (False) before right in ties
+    return dist[order], good[order], n_pos
+
+
+def micro_average_precision(
+    D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int | None = None
+) -> float:
+    """Micro-AP (uAP) as DISC21 defines it, over every (query, result) pair of the first k results.
 
     All pairs of all queries (negatives included) are pooled and sorted by distance; within tied
     distances wrong pairs come first (DISC21's pessimistic order). With ``tp_i``, ``fp_i`` the
     cumulative counts down that list, ``P_i = tp_i / (tp_i + fp_i)`` and ``R_i = tp_i / N`` where N
-    is the number of positive queries (so originals missing from every top-k lower the score):
-    ``uAP = sum_i (R_i - R_{i-1}) P_i``. ``nan`` with no positive query.
+    is the number of ground-truth pairs (so positives missing from every list lower the score):
+    ``uAP = sum_i (R_i - R_{i-1}) P_i``. k defaults to ``width - 1``. ``nan`` with no positive.
 
-    >>> micro_average_precision(np.array([[0.1, 0.2], [0.5, 0.6]]), np.array([[1, 2], [0, 3]]), np.array([1, 0]))
+    >>> D = np.array([[0.1, 0.2, 0.9], [0.5, 0.6, 0.9]])
+    >>> micro_average_precision(D, np.array([[1, 2, 7], [0, 3, 7]]), np.array([1, 0]))
     0.8333333333333333
     """
-    I, targets, D = _check_results(I, targets, D)
-    n_pos = int((targets >= 0).sum())
+    _, good, n_pos = _pooled_pairs(D, I, positives, k)
     if n_pos == 0:
         return math.nan
-    valid = I >= 0
-    dist = D[valid]
-    good = _hits(I, targets)[valid]
-    order = np.lexsort((good, dist))  # by distance, then wrong (False) before right in ties
-    good = good[order]
-    tp = np.cumsum(good)
-    precision = tp / np.arange(1, len(good) + 1)
+    precision = np.cumsum(good) / np.arange(1, len(good) + 1)
     return float(precision[good].sum() / n_pos)
 
 
-def recall_vs_exact(I: np.ndarray, I_exact: np.ndarray, k: int | None = None) -> float:
+def disc21_recall_at_precision(
+    D: np.ndarray, I: np.ndarray, positives: np.ndarray, precision: float = 0.9, k: int | None = None
+) -> tuple[float, float]:
+    """DISC21's "recall at precision 90 %": over the pooled pairs of `micro_average_precision`.
+
+    The highest ``R_i`` whose ``P_i >= precision`` (isc2021's ``find_operating_point``), and the
+    distance of that pair (the threshold). Not the top-1 measure `recall_at_precision`: here every
+    pair of the first k results is a decision. ``(0.0, -inf)`` if no point reaches the precision,
+    ``(nan, nan)`` with no positive.
+    """
+    if not 0 <= precision <= 1:
+        raise ValueError(f"precision must be in [0, 1], got {precision!r}")
+    dist, good, n_pos = _pooled_pairs(D, I, positives, k)
+    if n_pos == 0:
+        return math.nan, math.nan
+    tp = np.cumsum(good)
+    prec = tp / np.arange(1, len(good) + 1)
+    ok = np.flatnonzero(prec >= precision - 1e-12)
+    if not len(ok):
+        return 0.0, -math.inf
+    best = ok[np.argmax(tp[ok])]
+    return float(tp[best] / n_pos), float(dist[best])
+
+
+def recall_vs_exact(
+    I: np.ndarray,
+    I_exact: np.ndarray,
+    k: int | None = None,
+    D: np.ndarray | None = None,
+    D_exact: np.ndarray | None = None,
+) -> float:
     """Mean fraction of the exact top-k neighbours that the approximate top-k also returns.
 
     ``mean_q |I[q, :k] ∩ I_exact[q, :k]| / k`` (``-1`` entries ignored); 1.0 for an exact index.
+    With distances, an approximate result that is not in the exact list but lies at the exact k-th
+    distance also counts (a tie the two searches broke differently), capped at k per query.
 
     >>> recall_vs_exact(np.array([[1, 2], [3, 4]]), np.array([[1, 2], [4, 9]]))
     0.75
@@ -239,11 +404,18 @@ def recall_vs_exact(I: np.ndarray, I_exact: np.ndarray, k: int | None = None) ->
         raise ValueError(
             f"I {I.shape} and I_exact {I_exact.shape} must be 2-D with the same number of queries"
         )
-    k = _check_k(k if k is not None else min(I.shape[1], I_exact.shape[1]), min(I.shape[1], I_exact.shape[1]))
+    width = min(I.shape[1], I_exact.shape[1])
+    k = int(k if k is not None else width)
+    if k < 1 or k > width:
+        raise ValueError(f"k must be in [1, {width}], got {k!r}")
     if I.shape[0] == 0:
         return math.nan
     total = 0
     for start in range(0, I.shape[0], 1024):  # bounded (block, k, k) comparison
         a, b = I[start : start + 1024, :k], I_exact[start : start + 1024, :k]
-        total += int(((a[:, :, None] == b[:, None, :]) & (a[:, :, None] >= 0)).any(axis=2).sum())
+        found = ((a[:, :, None] == b[:, None, :]) & (a[:, :, None] >= 0)).any(axis=2)
+        if D is not None and D_exact is not None:
+            kth = np.asarray(D_exact)[start : start + 1024, k - 1 : k]
+            found |= (np.asarray(D)[start : start + 1024, :k] <= kth) & (a >= 0)
+        total += int(np.minimum(found.sum(axis=1), k).sum())
     return float(total / (I.shape[0] * k))

@@ -19,7 +19,6 @@ from fast_search.results import experiment_dir
 from helpers.jsonio import load_json
 from helpers.paths import RESULTS_DIR
 
-SUMMARY_COLUMNS = ("method", "index", "recall@1", "recall@10", "recall@1%FPR", "micro-AP", "queries/s")
 _MARKERS = {"cosine": "*", "L2": "o", "L1": "x", "IP": "s", "hamming": "*"}
 
 
@@ -35,37 +34,50 @@ def _fmt(value, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def summary_rows(name_or_results: str | dict, results_root: str | os.PathLike = RESULTS_DIR) -> list[dict]:
-    """One row per run: method, index (run key), recall@1, recall@10, recall@1%FPR, micro-AP, queries/s.
+def summary_columns(res: dict) -> list[str]:
+    """Columns of the summary: recall@k for the experiment's own k values, mAP@(largest k), pooled measures."""
+    ks = sorted(int(k) for k in res["params"]["ks"])
+    return [
+        "method",
+        "index",
+        *[f"recall@{k}" for k in ks],
+        f"mAP@{ks[-1]}",
+        "recall@1%FPR",
+        "micro-AP",
+        "DISC21 recall@P90",
+        "queries/s",
+    ]
 
-    recall@1 / recall@10 are None when that k was not in the experiment's ks.
-    """
+
+def summary_rows(name_or_results: str | dict, results_root: str | os.PathLike = RESULTS_DIR) -> list[dict]:
+    """One row per run with the columns of `summary_columns` (recall@k for each k of the experiment)."""
     res = (
         name_or_results if isinstance(name_or_results, dict) else load_results(name_or_results, results_root)
     )
+    ks = sorted(int(k) for k in res["params"]["ks"])
     rows = []
     for run in res["runs"]:
-        rows.append(
-            {
-                "method": res["data"]["method"],
-                "index": run["key"],
-                "recall@1": run["recall_at_k"].get("1"),
-                "recall@10": run["recall_at_k"].get("10"),
-                "recall@1%FPR": run.get("recall_at_fpr_1pct"),
-                "micro-AP": run.get("micro_ap"),
-                "queries/s": run.get("queries_per_s"),
-            }
-        )
+        row = {"method": res["data"]["method"], "index": run["key"]}
+        row.update({f"recall@{k}": run["recall_at_k"].get(str(k)) for k in ks})
+        row[f"mAP@{ks[-1]}"] = run["map_at_k"].get(str(ks[-1]))
+        row["recall@1%FPR"] = run.get("recall_at_fpr_1pct")
+        row["micro-AP"] = run.get("micro_ap")
+        row["DISC21 recall@P90"] = run.get("disc21_recall_at_precision_90")
+        row["queries/s"] = run.get("queries_per_s")
+        rows.append(row)
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    """A Markdown table of `summary_rows` (readable in a terminal too)."""
-    lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
+    """A Markdown table of `summary_rows` (readable in a terminal too); columns are the rows' keys."""
+    if not rows:
+        return "(no runs)"
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = [
-            _fmt(row[c], 0) if c == "queries/s" and row[c] is not None else _fmt(row[c])
-            for c in SUMMARY_COLUMNS
+            _fmt(row.get(c), 0) if c == "queries/s" and row.get(c) is not None else _fmt(row.get(c))
+            for c in columns
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -79,7 +91,7 @@ def write_summary(name: str, results_root: str | os.PathLike = RESULTS_DIR) -> l
     md.write_text(f"# {name}\n\n{format_table(rows)}\n")
     path = folder / "summary.csv"
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=summary_columns(load_results(name, results_root)))
         writer.writeheader()
         writer.writerows(rows)
     return [md, path]
@@ -91,15 +103,20 @@ def _run_arrays(folder: Path, run: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _targets(folder: Path) -> np.ndarray:
+    """Each query's positives ((nq, m), -1 padded; older experiments: (nq,) targets)."""
     with np.load(folder / "ids.npz", allow_pickle=False) as z:
-        return z["targets"]
+        return z["positives"] if "positives" in z else z["targets"]
+
+
+def _negative(targets: np.ndarray) -> np.ndarray:
+    return ~(M.as_positives(targets, len(targets)) >= 0).any(axis=1)
 
 
 def _representative(runs: list[dict]) -> list[dict]:
-    """One run per (index, metric): the exact one, or the largest sweep value (most accurate)."""
-    best: dict[tuple[str, str], dict] = {}
+    """One run per (index, metric, variant): the exact one, or the largest sweep value (most accurate)."""
+    best: dict[tuple[str, str, str], dict] = {}
     for run in runs:
-        key = (run["index"], run["metric"])
+        key = (run["index"], run["metric"], run.get("variant", ""))
         if key not in best or (run["value"] or 0) > (best[key]["value"] or 0):
             best[key] = run
     return list(best.values())
@@ -114,7 +131,11 @@ def _save(fig: Figure, folder: Path, stem: str) -> list[Path]:
 
 
 def _label(run: dict) -> str:
-    return f"{run['index']} {run['metric']}"
+    """Index, metric, its nprobe / efSearch and search-time improvements: the run a curve shows."""
+    label = f"{run['index']} {run['metric']}"
+    if run.get("param"):
+        label += f" {run['param']}={run['value']}"
+    return label + (f" +{run['variant']}" if run.get("variant") else "")
 
 
 def plot_time_recall(res: dict, folder: Path) -> list[Path]:
@@ -124,16 +145,24 @@ def plot_time_recall(res: dict, folder: Path) -> list[Path]:
     ax = fig.add_subplot()
     groups: dict[tuple[str, str], list[dict]] = {}
     for run in res["runs"]:
-        groups.setdefault((run["index"], run["metric"]), []).append(run)
-    for i, ((index, metric), runs) in enumerate(groups.items()):
+        groups.setdefault((run["index"], run["metric"], run.get("variant", "")), []).append(run)
+    for i, ((index, metric, variant), runs) in enumerate(groups.items()):
+        name = f"{index} {metric}" + (f" +{variant}" if variant else "")
         runs = sorted(runs, key=lambda r: r["value"] or 0)
         x = [r["recall_at_k"][k] or 0 for r in runs]
         y = [r["search_time_s"] for r in runs]
         style = {"color": f"C{i % 10}", "marker": _MARKERS.get(metric, "o")}
         if runs[0]["param"] is None:
-            ax.scatter(x, y, s=80, label=f"{index} {metric}", **style)
+            ax.scatter(x, y, s=80, label=name, **style)
         else:
-            ax.plot(x, y, linestyle="--" if "HNSW" in index else "-", label=f"{index} {metric}", **style)
+            values = ", ".join(str(r["value"]) for r in runs)
+            ax.plot(
+                x,
+                y,
+                linestyle="--" if "HNSW" in index else "-",
+                label=f"{name} ({runs[0]['param']} {values})",
+                **style,
+            )
             for r, xi, yi in zip(runs, x, y, strict=False):
                 ax.annotate(
                     f"{r['param']}={r['value']}",
@@ -156,11 +185,11 @@ def plot_recall_k(res: dict, folder: Path, targets: np.ndarray) -> list[Path]:
     fig = Figure(figsize=(7, 5))
     ax = fig.add_subplot()
     for run in _representative(res["runs"]):
-        _, I = _run_arrays(folder, run)
-        ks = np.arange(1, I.shape[1] + 1)
+        D, I = _run_arrays(folder, run)
+        ks = np.arange(1, int(run["k"]) + 1)
         ax.plot(
             ks,
-            [M.recall_at_k(I, targets, int(k)) for k in ks],
+            [M.recall_at_k(D, I, targets, int(k)) for k in ks],
             marker=_MARKERS.get(run["metric"], "o"),
             label=_label(run),
         )
@@ -173,19 +202,29 @@ def plot_recall_k(res: dict, folder: Path, targets: np.ndarray) -> list[Path]:
 
 
 def plot_roc_pr(res: dict, folder: Path, targets: np.ndarray) -> list[Path]:
-    """ROC (recall vs FPR, log x) and precision-recall curves of the top-1 distance threshold."""
+    """ROC (recall vs FPR, log x) and precision-recall curves of the top-1 distance threshold.
+
+    Both are step curves: between two thresholds nothing changes, so a straight segment (which a
+    log axis bends) would show recalls that no threshold reaches.
+    """
     out = []
-    if not (targets < 0).any():
+    negative = _negative(targets)
+    if not negative.any():
         return out  # no negative query: no false-positive rate to plot
     roc, pr = Figure(figsize=(7, 5)), Figure(figsize=(7, 5))
     ax_roc, ax_pr = roc.add_subplot(), pr.add_subplot()
-    floor = 0.5 / int((targets < 0).sum())  # log axis: FPR 0 is drawn half a negative query left
+    floor = 0.5 / int(negative.sum())  # log axis: FPR 0 is drawn half a negative query left
     for run in _representative(res["runs"]):
         D, I = _run_arrays(folder, run)
         c = M.threshold_curve(D, I, targets)
         auc = run.get("roc_auc")
-        ax_roc.plot(np.maximum(c["fpr"], floor), c["recall"], label=f"{_label(run)} (AUC {_fmt(auc, 3)})")
-        ax_pr.plot(c["recall"], c["precision"], label=_label(run))
+        ax_roc.step(
+            np.maximum(c["fpr"], floor),
+            c["recall"],
+            where="post",
+            label=f"{_label(run)} (AUC {_fmt(auc, 3)})",
+        )
+        ax_pr.step(c["recall"], c["precision"], where="post", label=_label(run))
     ax_roc.set_xscale("log")
     ax_roc.set_xlabel(f"false-positive rate (negative queries accepted; 0 drawn at {floor:.1g})")
     ax_roc.set_ylabel("recall (top-1 correct and accepted)")
@@ -207,11 +246,16 @@ def plot_distances(res: dict, folder: Path, targets: np.ndarray) -> list[Path]:
     for metric, run in chosen.items():
         D, I = _run_arrays(folder, run)
         top1 = D[:, 0]
-        positive = targets >= 0
-        correct = positive & (I[:, 0] == targets)
+        positive = ~_negative(targets)
+        correct = M.positive_ranks(D, I, targets, 1)[:, 0] == 1
         fig = Figure(figsize=(7, 5))
         ax = fig.add_subplot()
-        bins = np.histogram_bin_edges(top1, bins=40)
+        finite = top1[np.isfinite(top1)]
+        if len(finite) and np.all(finite == np.round(finite)):  # integer distances: integer-wide bins
+            step = max(1, int(np.ceil((finite.max() - finite.min() + 1) / 80)))
+            bins = np.arange(finite.min() - 0.5, finite.max() + step + 0.5, step)
+        else:
+            bins = np.histogram_bin_edges(finite, bins=40)
         for mask, label, color in (
             (correct, "true match", "tab:green"),
             (positive & ~correct, "wrong top-1 (positive query)", "tab:orange"),

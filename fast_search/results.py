@@ -70,21 +70,53 @@ def _file_name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.,=-]", "_", key) + ".npz"
 
 
-def score(D: np.ndarray, I: np.ndarray, targets: np.ndarray, ks: list[int]) -> dict:
-    """Every quality measure of one run's (D, I), as plain floats (None for undefined)."""
+def score(
+    D: np.ndarray,
+    I: np.ndarray,
+    positives: np.ndarray,
+    ks: list[int],
+    categories: np.ndarray | None = None,
+) -> dict:
+    """Every quality measure of one run's (D, I) (``max(ks) + 1`` columns), plain floats (None: undefined).
+
+    `positives` is (nq,) targets or (nq, m) positives (`fast_search.metrics`); with `categories`
+    (one label per query, "" for none) recall@k and mAP@k are also given per category.
+    """
+    kmax = max(ks)
     out = {
-        "recall_at_k": {str(k): M.recall_at_k(I, targets, k) for k in ks},
-        "map_at_k": {str(k): M.map_at_k(I, targets, k) for k in ks},
-        "roc_auc": M.roc_auc(D, I, targets),
-        "micro_ap": M.micro_average_precision(D, I, targets),
+        "recall_at_k": {str(k): M.recall_at_k(D, I, positives, k) for k in ks},
+        "map_at_k": {str(k): M.map_at_k(D, I, positives, k) for k in ks},
+        "oracle_at_k": {str(k): M.oracle_at_k(D, I, positives, k) for k in ks},
+        "roc_auc": M.roc_auc(D, I, positives),
+        "micro_ap": M.micro_average_precision(D, I, positives, kmax),
     }
     for fpr in FPRS:
         tag = f"{fpr * 100:g}pct"
-        out[f"recall_at_fpr_{tag}"], out[f"threshold_at_fpr_{tag}"] = M.recall_at_fpr(D, I, targets, fpr)
-    out["recall_at_precision_90"], out["threshold_at_precision_90"] = M.recall_at_precision(
-        D, I, targets, 0.9
+        out[f"recall_at_fpr_{tag}"], out[f"threshold_at_fpr_{tag}"] = M.recall_at_fpr(D, I, positives, fpr)
+    out["top1_recall_at_precision_90"], out["top1_threshold_at_precision_90"] = M.recall_at_precision(
+        D, I, positives, 0.9
     )
+    out["disc21_recall_at_precision_90"], out["disc21_threshold_at_precision_90"] = (
+        M.disc21_recall_at_precision(D, I, positives, 0.9, kmax)
+    )
+    if categories is not None:
+        out["categories"] = per_category(D, I, positives, ks, categories)
     return _clean(out)
+
+
+def per_category(D: np.ndarray, I: np.ndarray, positives: np.ndarray, ks: list[int], categories) -> dict:
+    """``{category: {"n_queries", "recall_at_k", "map_at_k"}}`` over the queries of each category."""
+    categories = np.asarray(categories, dtype=object)
+    pos = M.as_positives(positives, len(I))
+    out = {}
+    for cat in sorted({str(c) for c in categories if c}):
+        rows = categories == cat
+        out[cat] = {
+            "n_queries": int(rows.sum()),
+            "recall_at_k": {str(k): M.recall_at_k(D[rows], I[rows], pos[rows], k) for k in ks},
+            "map_at_k": {str(k): M.map_at_k(D[rows], I[rows], pos[rows], k) for k in ks},
+        }
+    return out
 
 
 def _clean(value):

@@ -24,7 +24,8 @@ def test_demo_runs_end_to_end_offline(tmp_path, monkeypatch, capsys):
     code = demo.main(["--distractors", "60", "--methods", "dhash", "--neural", "efficientnet_lite0", "resnet50", *map(str, roots)])
     out = capsys.readouterr().out
     assert code == 0
-    assert "| method | index | recall@1 | recall@10 | recall@1%FPR | micro-AP | queries/s |" in out
+    header = "| method | index | recall@1 | recall@5 | recall@10 | mAP@10 | recall@1%FPR | micro-AP | DISC21 recall@P90 |"
+    assert header in out
     assert "| dhash | BFlat--hamming |" in out and "BIVF" in out
     assert "| efficientnet_lite0 | Flat--cosine |" in out and "| efficientnet_lite0 | IVF" in out
     assert "| efficientnet_lite0 |" in out.split("Clustering of originals")[1]

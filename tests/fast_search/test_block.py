@@ -55,3 +55,30 @@ def test_block_k_larger_than_database_and_nan():
     bad[3, 1] = np.nan
     with pytest.raises(ValueError, match="db/3"):
         block_search(xb, [(np.array(["db/0", "db/1", "db/2", "db/3", "db/4"]), bad)], 1, "L2")
+
+
+@pytest.mark.parametrize("metric", ["IP", "cosine", "L2"])
+@pytest.mark.parametrize("block_size", [64, 333])
+def test_block_equals_flat_on_ties(metric, block_size):
+    """Duplicated database rows tie everywhere: blocks must keep Flat's ids (smallest id first)."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(-2, 3, (50, 8)).astype("f4")
+    xb = base[rng.integers(0, 50, 1000)]
+    xq = rng.integers(-2, 3, (200, 8)).astype("f4")
+    D, I = FaissIndex("Flat", metric).fit(xb).add(xb).search(xq, 10)
+    Db, Ib, _ = block_search(xq, array_blocks(xb, block_size), 10, metric)
+    np.testing.assert_array_equal(Ib, I)
+    np.testing.assert_array_equal(Db, D)
+    # and the order within ties is canonical: by distance, then id
+    for q in range(len(xq)):
+        assert (np.lexsort((I[q], D[q])) == np.arange(10)).all()
+
+
+def test_binary_block_equals_flat_on_ties():
+    rng = np.random.default_rng(1)
+    xb = rng.integers(0, 256, (40, 2), dtype=np.uint8)[rng.integers(0, 40, 3000)]
+    xq = rng.integers(0, 256, (100, 2), dtype=np.uint8)
+    D, I = FaissIndex("BFlat", "hamming", binary=True).fit(xb).add(xb).search(xq, 10)
+    Db, Ib, _ = block_search(xq, array_blocks(xb, 250), 10, "hamming")
+    np.testing.assert_array_equal(Ib, I)
+    np.testing.assert_array_equal(Db, D)

@@ -16,10 +16,11 @@ from fast_search.experiment import SCHEMA
 from .conftest import DATABASE, QUERIES, make_stores
 
 RUN_KEYS = {
-    "key", "index", "metric", "k", "exact", "param", "value", "recall_at_k", "map_at_k", "roc_auc", "micro_ap",
-    "recall_at_fpr_1pct", "threshold_at_fpr_1pct", "recall_at_fpr_0.1pct", "threshold_at_fpr_0.1pct",
-    "recall_at_precision_90", "threshold_at_precision_90", "recall_vs_exact", "train_time_s", "add_time_s",
-    "search_time_s", "queries_per_s", "index_bytes", "file",
+    "key", "index", "metric", "k", "exact", "param", "value", "variant", "recall_at_k", "map_at_k", "oracle_at_k",
+    "roc_auc", "micro_ap", "recall_at_fpr_1pct", "threshold_at_fpr_1pct", "recall_at_fpr_0.1pct",
+    "threshold_at_fpr_0.1pct", "top1_recall_at_precision_90", "top1_threshold_at_precision_90",
+    "disc21_recall_at_precision_90", "disc21_threshold_at_precision_90", "recall_vs_exact", "train_time_s",
+    "add_time_s", "search_time_s", "queries_per_s", "index_bytes", "file",
 }  # fmt: skip
 
 
@@ -51,7 +52,10 @@ def test_results_json_schema(stores, tmp_path):
     assert on_disk["params"]["indexes"] == ["Flat", "IVF4,Flat"] and on_disk["params"]["ks"] == [1, 5]
     assert on_disk["data"] == {
         "method": "feat", "dim": 16, "binary": False, "n_database": 120, "n_queries": 46,
-        "n_positive": 40, "n_negative": 6,
+        "n_positive": 40, "n_negative": 6, "ground_truth": {
+            "demo_attacks": "names (demo_attacks copies demo_original)",
+            "demo_negatives": "names (demo_negatives copies demo_original)",
+        },
     }  # fmt: skip
     keys = [r["key"] for r in on_disk["runs"]]
     assert keys == [
@@ -64,7 +68,7 @@ def test_results_json_schema(stores, tmp_path):
         assert 0 <= run["recall_at_k"]["1"] <= run["recall_at_k"]["5"] <= 1
         assert run["index_bytes"] > 0 and run["queries_per_s"] > 0
         with np.load(tmp_path / "R" / "exp" / run["file"]) as z:
-            assert z["I"].shape == (46, 5)
+            assert z["I"].shape == (46, 6)  # k + 1: the extra neighbour closes ties at the k-th distance
     flat = on_disk["runs"][0]
     assert flat["recall_at_k"]["1"] > 0.9 and flat["recall_vs_exact"] == 1.0
     ivf_full = on_disk["runs"][3]  # nprobe = nlist: exact
@@ -128,7 +132,7 @@ def test_dimension_method_and_empty_mismatch(tmp_path):
     path = store_path("demo_negatives", "feat", root)
     path.unlink()
     write_features(path, ["demo_negatives/1_a"], np.zeros((1, 8), "f4"), method="feat")
-    with pytest.raises(ValueError, match="dim=8 but database 'demo_original' has dim=16"):
+    with pytest.raises(ValueError, match="dim=8 but database 'demo_[a-z]+' has dim=16"):
         _run(root, tmp_path)
     path.unlink()
     write_features(path, ["demo_negatives/1_a"], np.zeros((1, 16), "f4"), method="other")
@@ -231,3 +235,64 @@ def test_queries_without_negatives(stores, tmp_path):
     assert run["roc_auc"] is None and run["recall_at_fpr_1pct"] is None and run["recall_at_k"]["1"] > 0.9
     names = {p.name for p in process_experiment("pos", tmp_path)}
     assert "roc.png" not in names and "time_recall.png" in names
+
+
+def _tied_hash_stores(root):
+    """8-bit hashes: a handful of values shared by many images, so distances tie constantly."""
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 256, (6, 1), dtype=np.uint8)
+    orig = values[rng.integers(0, 6, 30)]
+    dist = values[rng.integers(0, 6, 60)]
+    att = orig ^ (rng.random((30, 8)) < 0.1).astype(np.uint8).dot(1 << np.arange(8)).astype(np.uint8)[:, None]
+    neg = values[rng.integers(0, 6, 10)]
+    kw = {"method": "h", "binary": True, "dim": 8}
+    write_features(
+        store_path("demo_original", "h", root), [f"demo_original/{i}" for i in range(30)], orig, **kw
+    )
+    write_features(
+        store_path("demo_distractors", "h", root), [f"demo_distractors/{i}" for i in range(60)], dist, **kw
+    )
+    write_features(
+        store_path("demo_attacks", "h", root), [f"demo_attacks/{i}_a" for i in range(30)], att, **kw
+    )
+    write_features(
+        store_path("demo_negatives", "h", root), [f"demo_negatives/{99 + i}_a" for i in range(10)], neg, **kw
+    )
+    return root
+
+
+def test_results_do_not_depend_on_the_order_of_datasets(tmp_path):
+    root = _tied_hash_stores(tmp_path / "F")
+    kw = {"indexes": ["BFlat", "BIVF2"], "metrics": ["hamming"], "ks": [1, 3], "nprobes": [1], "threads": 1}
+    kw.update(features_root=root, results_root=tmp_path / "R")
+    a = run_experiment("a", "h", DATABASE, QUERIES, **kw)
+    b = run_experiment("b", "h", DATABASE[::-1], QUERIES[::-1], **kw)
+    skip = {"train_time_s", "add_time_s", "search_time_s", "queries_per_s"}
+    for ra, rb in zip(a["runs"], b["runs"], strict=True):
+        assert {k: v for k, v in ra.items() if k not in skip} == {
+            k: v for k, v in rb.items() if k not in skip
+        }
+    assert a["runs"][0]["recall_at_k"]["1"] < 1.0  # ties count against the query
+
+
+def test_search_time_improvements_are_their_own_rows(stores, tmp_path):
+    W = np.linalg.qr(np.random.default_rng(0).normal(size=(16, 16)))[0].astype("f4")  # a rotation
+    np.savez(tmp_path / "adapt.npz", weight=W)
+    res = _run(
+        stores, tmp_path, indexes=["Flat"], metrics=["cosine"], query_expansion=2, dba=2,
+        background=["demo_distractors"], adaptation=str(tmp_path / "adapt.npz"),
+    )  # fmt: skip
+    keys = [r["key"] for r in res["runs"]]
+    assert keys == [
+        "Flat--cosine", "Flat--cosine--aqe", "Flat--cosine--dba", "Flat--cosine--dba+aqe", "Flat--cosine--adapt",
+        "Flat--cosine--adapt+aqe", "Flat--cosine--snorm", "Flat--cosine--aqe+snorm", "Flat--cosine--dba+snorm",
+        "Flat--cosine--dba+aqe+snorm", "Flat--cosine--adapt+snorm", "Flat--cosine--adapt+aqe+snorm",
+    ]  # fmt: skip
+    runs = {r["key"]: r for r in res["runs"]}
+    plain, adapted, normed = runs["Flat--cosine"], runs["Flat--cosine--adapt"], runs["Flat--cosine--snorm"]
+    assert adapted["recall_at_k"] == pytest.approx(plain["recall_at_k"])  # a rotation keeps cosines
+    assert normed["recall_at_k"] == plain["recall_at_k"]  # a per-query shift keeps rankings...
+    assert normed["threshold_at_fpr_1pct"] != plain["threshold_at_fpr_1pct"]  # ...and moves thresholds
+    assert (
+        runs["Flat--cosine--aqe"]["variant"] == "aqe" and runs["Flat--cosine--aqe"]["recall_vs_exact"] is None
+    )

@@ -71,8 +71,10 @@ def test_summary_rows_for_the_demo_table(experiment):
         "index",
         "recall@1",
         "recall@10",
+        "mAP@10",
         "recall@1%FPR",
         "micro-AP",
+        "DISC21 recall@P90",
         "queries/s",
     ]
     assert rows[0]["method"] == "feat" and 0 <= rows[0]["recall@1"] <= rows[0]["recall@10"] <= 1
@@ -153,3 +155,52 @@ def test_gallery_finds_unregistered_folders_from_the_store(tmp_path):
     with Image.open(next(page.parent.glob("*/*.jpg"))) as img:
         top_left = np.asarray(img.convert("RGB"))[40:120, 40:120]
     assert top_left.std() > 20  # the query picture, not a flat grey placeholder
+
+
+def test_summary_columns_follow_the_experiments_k(tmp_path):
+    features = make_stores(tmp_path / "Features", n_orig=6, n_distractors=20, n_negatives=2)
+    res = run_experiment(
+        "k15", "feat", DATABASE, QUERIES, ks=[1, 5], threads=1, features_root=features, results_root=tmp_path
+    )
+    rows = summary_rows(res)
+    assert [c for c in rows[0] if c.startswith("recall@") and "FPR" not in c] == ["recall@1", "recall@5"]
+    assert all(rows[0][c] is not None for c in ("recall@1", "recall@5", "mAP@5"))
+    table = format_table(rows)
+    assert "recall@10" not in table and "| recall@5 |" in table
+
+
+def test_figures_are_honest(experiment, monkeypatch):
+    """Step ROC curves, legends naming nprobe / efSearch, integer bins for Hamming distances."""
+    from matplotlib.axes import Axes
+
+    import fast_search.report as R
+
+    calls = {"step": [], "hist": [], "plot": []}
+    real_step, real_hist, real_plot = Axes.step, Axes.hist, Axes.plot
+    monkeypatch.setattr(
+        Axes, "step", lambda self, *a, **k: calls["step"].append(k) or real_step(self, *a, **k)
+    )
+    monkeypatch.setattr(
+        Axes, "hist", lambda self, *a, **k: calls["hist"].append(k) or real_hist(self, *a, **k)
+    )
+    monkeypatch.setattr(
+        Axes, "plot", lambda self, *a, **k: calls["plot"].append(k) or real_plot(self, *a, **k)
+    )
+    res = R.load_results("exp", experiment / "Results")
+    folder = experiment / "Results" / "exp"
+    targets = R._targets(folder)
+    R.plot_roc_pr(res, folder, targets)
+    labels = [c["label"] for c in calls["step"]]
+    assert len(labels) == 6 and all(c["where"] == "post" for c in calls["step"])  # ROC + PR, 3 runs each
+    assert any("nprobe=4" in lab for lab in labels) and any("efSearch=32" in lab for lab in labels)
+    calls["plot"].clear()
+    R.plot_recall_k(res, folder, targets)
+    assert any("nprobe=4" in c["label"] for c in calls["plot"])
+    # Hamming distances are integers: every bin is one integer wide (edges at half-integers)
+    hist_res = dict(res, runs=[dict(res["runs"][0], metric="hamming")])
+    D = np.tile(np.arange(12.0), (len(targets), 1))
+    ids = np.tile(np.arange(12), (len(targets), 1))
+    monkeypatch.setattr(R, "_run_arrays", lambda folder, run: (D, ids))
+    R.plot_distances(hist_res, folder, targets)
+    edges = np.asarray(calls["hist"][0]["bins"])
+    assert np.allclose(np.diff(edges), 1.0) and np.allclose(edges % 1, 0.5)

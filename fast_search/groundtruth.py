@@ -1,0 +1,157 @@
+"""Ground truth of a search experiment: which database items each query should find.
+
+Three sources, combined:
+
+- the dataset rules of `data_retrieval.datasets` (a query dataset names the dataset it copies,
+  and the query's stem starts with its original's: ``100007_jpg_compression_10`` -> ``100007``);
+- `targets`, the same rule for any folder: ``{"my_copies": "my_originals"}``
+  (``--targets my_copies=my_originals``);
+- a CSV file for collections whose names follow no rule, one ``query_id,positive_id`` pair per
+  row (several rows give a query several positives, as in ILIAS), an optional third column
+  ``category`` (per-category scores), an optional header row starting with ``query``.
+
+The result is a `GroundTruth`: (nq, m) database positions padded with -1 (a query without any is a
+negative query) and an optional category per query.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data_retrieval.datasets import SPECS, find_originals, split_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GroundTruth:
+    """Positives (nq, m), -1 padded; categories (nq,) str or None; sources[query dataset] = rule used."""
+
+    positives: np.ndarray
+    categories: np.ndarray | None
+    sources: dict[str, str]
+
+    @property
+    def targets(self) -> np.ndarray:
+        """(nq,) the first positive of each query (-1: negative), the seed's one-original view."""
+        return self.positives[:, 0] if self.positives.shape[1] else np.full(len(self.positives), -1)
+
+
+def parse_targets(items: Sequence[str] | dict[str, str] | None) -> dict[str, str]:
+    """``["copies=originals", ...]`` (or a dict) -> ``{"copies": "originals"}``; errors show the form."""
+    if not items:
+        return {}
+    if isinstance(items, dict):
+        return {str(k): str(v) for k, v in items.items()}
+    out = {}
+    for item in items:
+        query, sep, target = str(item).partition("=")
+        if not sep or not query or not target or "/" in query or "/" in target:
+            raise ValueError(
+                f"--targets expects QUERY_DATASET=DATABASE_DATASET (dataset names), got {item!r}"
+            )
+        out[query] = target
+    return out
+
+
+def read_ground_truth(path: str | os.PathLike) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """``{query_id: [positive ids]}`` and ``{query_id: category}`` from a CSV file (module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ground-truth file {path} does not exist")
+    positives: dict[str, list[str]] = {}
+    categories: dict[str, str] = {}
+    with path.open(newline="") as f:
+        for line, row in enumerate(csv.reader(f), 1):
+            row = [c.strip() for c in row]
+            if not row or not any(row) or row[0].startswith("#"):
+                continue
+            if line == 1 and row[0].lower() in ("query", "query_id", "query id"):
+                continue
+            if len(row) < 2 or not row[0] or not row[1]:
+                raise ValueError(f"{path}:{line}: expected query_id,positive_id[,category], got {row!r}")
+            positives.setdefault(row[0], [])
+            if row[1] not in positives[row[0]]:
+                positives[row[0]].append(row[1])
+            if len(row) > 2 and row[2]:
+                if categories.get(row[0], row[2]) != row[2]:
+                    raise ValueError(f"{path}:{line}: query {row[0]!r} has two categories")
+                categories[row[0]] = row[2]
+    if not positives:
+        raise ValueError(f"ground-truth file {path} holds no query_id,positive_id rows")
+    return positives, categories
+
+
+def build_ground_truth(
+    query_ids: Sequence[str],
+    database_ids: Sequence[str],
+    targets: dict[str, str] | None = None,
+    ground_truth: str | os.PathLike | None = None,
+) -> GroundTruth:
+    """Positions of each query's positives in `database_ids`, from the rules, `targets` and a CSV.
+
+    A query listed in the CSV takes its positives from there; others follow the naming rule. Ids
+    of the CSV missing from the database are counted and logged; a query dataset with no ground
+    truth at all is logged as a warning (every query of it counts as a negative).
+    """
+    query_ids = [str(q) for q in query_ids]
+    mapping = {n: s.targets for n, s in SPECS.items() if s.targets}
+    mapping.update(targets or {})
+    rows: list[list[int]] = [[] for _ in query_ids]
+    first = find_originals(query_ids, list(database_ids), targets)
+    for q, t in enumerate(first):
+        if t >= 0:
+            rows[q].append(int(t))
+    categories = None
+    listed: set[str] = set()
+    if ground_truth is not None:
+        gt, cats = read_ground_truth(ground_truth)
+        position = {str(d): i for i, d in enumerate(database_ids)}
+        known = set(query_ids)
+        unknown_queries = [q for q in gt if q not in known]
+        missing = 0
+        for q, qid in enumerate(query_ids):
+            if qid in gt:
+                listed.add(qid)
+                found = [position[p] for p in gt[qid] if p in position]
+                missing += len(gt[qid]) - len(found)
+                rows[q] = found
+        if unknown_queries:
+            log.warning(
+                "%s: %d query ids are not among the queries (e.g. %s)",
+                ground_truth,
+                len(unknown_queries),
+                unknown_queries[0],
+            )
+        if missing:
+            log.warning("%s: %d positive ids are not in the database (ignored)", ground_truth, missing)
+        if cats:
+            categories = np.array([cats.get(q, "") for q in query_ids], dtype=object)
+    width = max([len(r) for r in rows] + [1])
+    positives = np.full((len(query_ids), width), -1, dtype=np.int64)
+    for q, r in enumerate(rows):
+        positives[q, : len(r)] = r
+    sources: dict[str, str] = {}
+    for qid in query_ids:
+        dataset = split_id(qid)[0] if "/" in qid else qid
+        if qid in listed:
+            sources.setdefault(dataset, "csv")
+        elif dataset in mapping:
+            sources.setdefault(dataset, f"names ({dataset} copies {mapping[dataset]})")
+    for dataset in dict.fromkeys(split_id(q)[0] if "/" in q else q for q in query_ids):
+        if dataset not in sources:
+            log.warning(
+                "NO GROUND TRUTH for query set %r: every one of its queries counts as a negative. "
+                "Say which dataset it copies (--targets %s=ORIGINALS) or give a ground-truth CSV "
+                "(--ground-truth FILE, rows query_id,positive_id).",
+                dataset,
+                dataset,
+            )
+    return GroundTruth(positives=positives, categories=categories, sources=sources)
