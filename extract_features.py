@@ -5,6 +5,9 @@
     python extract_features.py --method dhash --dataset Flickr500K --shard 3/8   # slurm array task 3
     python extract_features.py --method dhash --tars path/to/tars --start-tar 0 --total-tars 10 \
         --selected-ids ids.txt    # webdataset-style tars; ids <tar basename>/<key>
+=======
+    python extract_features.py --method resnet50 --dataset Flickr500K --executor ray --ray-shards 16 \
+        [--ray-address head:6379]                                               # on Ray (local without address)
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ DEVICE = "cpu"
 PRECISION = "auto"  # auto: bf16 on a CPU with native bf16 or CUDA, else fp32
 LIMIT = None
 WEIGHTS = "DEFAULT"  # torchvision weights tag, a .pth path, or "none" (random init)
+EXECUTOR = "local"  # local: DataLoader workers in this process; ray: Ray Data (see scaleout/)
+RAY_ADDRESS = None  # None: start a local Ray; "host:port" / "ray://host:port" / "auto": join a cluster
+RAY_SHARDS = None  # output shard files on Ray (None: one per 50,000 images)
 FEATURES_ROOT = FEATURES_DIR
 DATASETS_ROOT = DATASETS_DIR
 
@@ -62,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=WEIGHTS, help="neural models: DEFAULT, a weights tag, a .pth path, or none")
     p.add_argument("--hash-size", type=int, default=None, help="hashes: bits per side (8 -> 64 bits)")
     p.add_argument("--exact", action="store_true", help="hashes: bit-exact imagehash mode (slower decoding)")
+    p.add_argument("--executor", choices=["local", "ray"], default=EXECUTOR,
+                   help="local (this process) or ray (Ray Data: decode tasks, model actors, one write task per shard)")
+    p.add_argument("--ray-address", default=RAY_ADDRESS, help="Ray cluster to join (default: start a local Ray)")
+    p.add_argument("--ray-shards", type=int, default=RAY_SHARDS, help="--executor ray: number of output shard files")
     p.add_argument("--features-root", type=Path, default=FEATURES_ROOT)
     p.add_argument("--datasets-root", type=Path, default=DATASETS_ROOT)
     p.add_argument("--list", action="store_true", help="list the extractor names and exit")
@@ -89,6 +99,25 @@ def _tar_source(folder: Path, args: argparse.Namespace):
     return listing
 
 
+def _extract_ray(ext, source, args: argparse.Namespace) -> int:
+    """One (method, source) on Ray; returns 1 on a reported failure, 0 on success."""
+    from scaleout import RayClusterError, extract_dataset_ray
+
+    if args.shard is not None:
+        print("error: --shard is for one process per shard (slurm); on Ray use --ray-shards N", file=sys.stderr)
+        return 1
+    try:
+        paths = extract_dataset_ray(
+            ext, source, features_root=args.features_root, datasets_root=args.datasets_root, shards=args.ray_shards,
+            address=args.ray_address, batch_size=args.batch_size, limit=args.limit, strict=args.strict,
+        )
+    except (ValueError, FileNotFoundError, RayClusterError) as e:
+        print(f"error: {ext.name} on {getattr(source, 'name', source)}: {e}", file=sys.stderr)
+        return 1
+    print(f"{ext.name} {getattr(source, 'name', source)}: {len(paths)} shard file(s) under {paths[0].parent}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from extractor import create_extractor, extract_dataset, list_extractors  # after --help: torch loads here
@@ -113,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             continue
         for source in sources:
+            if args.executor == "ray":
+                failed += _extract_ray(ext, source, args)
+                continue
             try:
                 path = extract_dataset(
                     ext, source, features_root=args.features_root, datasets_root=args.datasets_root,

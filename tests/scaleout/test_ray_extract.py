@@ -1,0 +1,112 @@
+"""Extraction on a local Ray (2 CPUs): the store equals the single-process one, bad files, kills, refusals."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from extractor import NeuralExtractor, PreprocessCfg, StoreError, create_extractor, extract_dataset, load_features
+from extractor.pipeline import errors_path
+from extractor.store import read_attrs
+from tests.conftest import synthetic_image, write_bad_images
+
+ray = pytest.importorskip("ray")
+from scaleout import RayClusterError, extract_dataset_ray  # noqa: E402
+from scaleout.ray_extract import KILL_ONCE_ENV  # noqa: E402
+
+pytestmark = pytest.mark.slow  # one local Ray for the module: ~10 s to start on 2 cores
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, object_store_memory=80 * 1024**2, include_dashboard=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Good JPEGs plus every kind of awkward or broken file (conftest's set)."""
+    folder = tmp_path_factory.mktemp("rayimgs") / "mixed"
+    write_bad_images(folder)
+    for i in range(14):
+        synthetic_image(i, (48, 36)).save(folder / f"img{i}.jpg", quality=90)
+    return folder
+
+
+def _same_file(a: Path, b: Path, exact: bool = True) -> None:
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        assert list(fa["index"].asstr()[:]) == list(fb["index"].asstr()[:])
+        assert fa["skipped"].asstr()[:].tolist() == fb["skipped"].asstr()[:].tolist()
+        if exact:
+            np.testing.assert_array_equal(fa["features"][:], fb["features"][:])
+        else:
+            np.testing.assert_allclose(fa["features"][:], fb["features"][:], rtol=1e-4, atol=1e-5)
+    attrs_a, attrs_b = read_attrs(a), read_attrs(b)
+    for key in ("created", "versions"):
+        attrs_a.pop(key), attrs_b.pop(key)
+    assert attrs_a == attrs_b
+    assert errors_path(a).read_text() == errors_path(b).read_text()
+
+
+def test_hash_shards_equal_the_single_process_ones_bitwise(folder, tmp_path):
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    for k in range(3):
+        extract_dataset("dhash", folder, features_root=local, shard=(k, 3), workers=0, progress=False)
+    paths = extract_dataset_ray("dhash", folder, features_root=on_ray, shards=3, batch_size=4, progress=False)
+    assert [p.name for p in paths] == [f"dhash.shard-{k}-of-3.h5" for k in range(3)]
+    for path in paths:
+        _same_file(path, local / "mixed" / path.name)
+
+    assert len(load_features("mixed", "dhash", on_ray)) == 14 + 9  # 5 bad files skipped with their reasons
+
+
+    # a rerun skips the complete shards; a shard made from other images is refused, nothing rewritten
+    stamps = [p.stat().st_mtime_ns for p in paths]
+    assert extract_dataset_ray("dhash", folder, features_root=on_ray, shards=3, progress=False) == paths
+    assert [p.stat().st_mtime_ns for p in paths] == stamps
+    with pytest.raises(StoreError, match="other images"):
+        extract_dataset_ray("dhash", folder, features_root=on_ray, shards=3, limit=20, progress=False)
+    with pytest.raises(StoreError, match="split otherwise"):
+        extract_dataset_ray("dhash", folder, features_root=on_ray, shards=2, progress=False)
+
+
+def test_model_on_actors_matches_local_and_survives_a_killed_worker(folder, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18()
+    model.fc = torch.nn.Identity()
+    ext = NeuralExtractor("r18", model, PreprocessCfg(resize_size=72, crop_size=64), precision="fp32", dim=512)
+    local = extract_dataset(ext, folder, features_root=tmp_path / "local", workers=0, progress=False)
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(KILL_ONCE_ENV, str(marker))  # the model actor dies on its second batch, once
+    (path,) = extract_dataset_ray(ext, folder, features_root=tmp_path / "ray", shards=1, batch_size=4, progress=False)
+    assert marker.exists()  # the kill happened, and Ray redid the work
+    assert path.name == "r18.h5" and not path.with_name("r18.h5.partial").exists()
+    _same_file(path, local, exact=False)
+
+
+def test_unreachable_cluster_is_a_clear_error_and_writes_nothing(folder, tmp_path):
+    with pytest.raises(RayClusterError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
+        extract_dataset_ray("dhash", folder, features_root=tmp_path / "f", address="127.0.0.1:1", progress=False)
+    assert not (tmp_path / "f").exists()
+
+
+def test_cli_executor_ray(folder, tmp_path):
+    import extract_features
+
+    work = tmp_path / "imgs"
+    shutil.copytree(folder, work)
+    rc = extract_features.main(["--method", "dhash", "--folder", str(work), "--executor", "ray", "--ray-shards", "2",
+                                "--features-root", str(tmp_path / "f")])
+    assert rc == 0
+    ref = extract_dataset(create_extractor("dhash"), work, features_root=tmp_path / "g", workers=0, progress=False)
+    got = load_features("imgs", "dhash", tmp_path / "f")
+    want = load_features(ref)
+    assert got.ids.tolist() == want.ids.tolist()
+    np.testing.assert_array_equal(got.features, want.features)
