@@ -24,6 +24,7 @@ THREADS = None  # None: all cores
 BLOCK_SIZE = None  # stream the database in blocks of this many rows (bounded memory); None: load it whole
 TARGETS = []  # ["my_copies=my_originals"]: a query folder and the dataset it copies (names follow the rule)
 GROUND_TRUTH = None  # CSV of query_id,positive_id[,category] rows (several rows: several positives)
+ONDISK = False  # IVF indexes built as shards merged on disk and searched memory-mapped (larger than RAM)
 
 
 def _ints(text: str) -> list[int]:
@@ -76,6 +77,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument(
         "--block-size", type=int, default=BLOCK_SIZE, help="stream the database in blocks of N rows"
     )
+    g.add_argument(
+        "--ondisk", action="store_true", default=ONDISK,
+        help="IVF indexes: add block by block to shard indexes, merge on disk, search memory-mapped",
+    )
     g = p.add_argument_group("search-time improvements (each reported as its own rows)")
     g.add_argument("--query-expansion", type=int, default=0, metavar="N", help="alpha-QE over N neighbours")
     g.add_argument("--qe-alpha", type=float, default=3.0, help="alpha of alpha-QE and DBA (default 3)")
@@ -121,6 +126,7 @@ def main(argv=None) -> int:
             efsearches=args.efsearches,
             threads=args.threads,
             block_size=args.block_size,
+            ondisk=args.ondisk,
             features_root=args.features_root,
             results_root=args.results_root,
             targets=args.targets,

@@ -32,6 +32,7 @@ from fast_search.data import check_sources, database_blocks, load_search_data
 from fast_search.groundtruth import parse_targets
 from fast_search.improve import SIMILARITY_METRICS, adapt, alpha_qe, load_adaptation, score_normalise
 from fast_search.index import FaissIndex, check_metric, is_exact, make_index, sweep_param
+from fast_search.ondisk import build_experiment_index, check_ondisk
 from fast_search.results import (
     SCHEMA,
     _file_name,
@@ -76,6 +77,7 @@ class ExperimentConfig:
     train_size: int | None = (
         None  # rows used to train approximate indexes (None: all, or 100,000 when streaming)
     )
+    ondisk: bool = False  # IVF indexes: shard indexes merged on disk, searched memory-mapped (fast_search.ondisk)
     features_root: str = str(FEATURES_DIR)
     results_root: str = str(RESULTS_DIR)
     targets: dict[str, str] = field(default_factory=dict)  # query dataset -> dataset it copies
@@ -189,6 +191,8 @@ def _validate(cfg: ExperimentConfig, overwrite: bool, resume: bool) -> Plan:
         info["n_database"] if cfg.block_size is None else min(info["n_database"], cfg.train_size or 100_000)
     )
     for factory in cfg.indexes:
+        if cfg.ondisk and not is_exact(factory):
+            check_ondisk(factory, info["binary"])
         for metric in cfg.metrics:
             make_index(factory, info["dim"], metric, info["binary"])
         nlist = re.search(r"IVF(\d+)", factory)
@@ -238,6 +242,9 @@ def exact_results(cfg: ExperimentConfig, data, info: dict, metric: str, k: int, 
 
 
 def _build(cfg, data, factory: str, metric: str, xb: np.ndarray | None = None) -> FaissIndex:
+    if cfg.ondisk:
+        folder = experiment_dir(cfg.name, cfg.results_root) / "ondisk" / _file_name(f"{factory}--{metric}")[:-4]
+        return build_experiment_index(cfg, data, factory, metric, folder, xb)
     index = FaissIndex(factory, metric, data.binary, cfg.batch_size)
     xb = data.database if xb is None else xb
     if xb is not None:

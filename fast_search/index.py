@@ -97,12 +97,26 @@ def make_index(factory: str, dim: int, metric: str, binary: bool):
             f"faiss supports METRIC_L1 only on Flat, IVFn,Flat, HNSWm (and PCA in front of them), not {factory!r}"
         )
     try:
-        return faiss.index_factory(dim, factory, METRICS[metric])
+        index = faiss.index_factory(dim, factory, METRICS[metric])
     except RuntimeError as err:
         raise ValueError(
             f"faiss cannot build index {factory!r} for dim {dim} ({_last_line(err)}); "
             f"valid examples: {_FLOAT_EXAMPLES} (see faiss's index_factory documentation)"
         ) from None
+    _no_polysemous_training(index)
+    return index
+
+
+def _no_polysemous_training(index) -> None:
+    """Skip IVF-PQ's polysemous training (the factory turns it on): it only serves polysemous
+    filtering (``polysemous_ht``), which we never set, leaves distances unchanged, and took 40 s
+    of the 40.2 s an ``IVF16,PQ8`` training took on 1,000 vectors here."""
+    try:
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    except RuntimeError:  # not an IVF index
+        return
+    if hasattr(ivf, "do_polysemous_training"):
+        ivf.do_polysemous_training = False
 
 
 def _last_line(err: Exception) -> str:

@@ -11,7 +11,14 @@ import pytest
 import torch
 import torchvision
 
-from extractor import NeuralExtractor, PreprocessCfg, StoreError, create_extractor, extract_dataset, load_features
+from extractor import (
+    NeuralExtractor,
+    PreprocessCfg,
+    StoreError,
+    create_extractor,
+    extract_dataset,
+    load_features,
+)
 from extractor.pipeline import errors_path
 from extractor.store import read_attrs
 from tests.conftest import synthetic_image, write_bad_images

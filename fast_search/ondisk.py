@@ -1,0 +1,206 @@
+"""IVF indexes larger than memory: train on a sample, add block by block to shard indexes, merge on disk.
+
+The faiss recipe (faiss/contrib/ondisk.py, the wiki's "Indexes that do not fit in RAM"):
+
+1. train the IVF (``IVF4096,PQ32``, ``IVF4096,SQ8``, ``OPQ32,IVF65536_HNSW32,PQ32``...) on a sample;
+2. add the database block by block to copies of the trained index, each written to disk as one
+   shard index once it holds ``shard_rows`` vectors (memory: one shard's codes, never the database);
+3. merge the shards' inverted lists into one ``merged.ivfdata`` with `faiss.contrib.ondisk.merge_ondisk`
+   (`OnDiskInvertedLists`), and write ``merged.index`` that points at it;
+4. search ``merged.index`` memory-mapped: only the coarse quantizer and the lists probed are paged in.
+
+Only IVF indexes keep their codes in inverted lists, so only they memory-map (faiss issues 1262, 1403).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import faiss
+import numpy as np
+from faiss.contrib.ondisk import merge_ondisk
+from tqdm.auto import tqdm
+
+from fast_search.index import FaissIndex, prepare, sweep_param
+
+#: Vectors per shard index before it is written to disk (1M PQ32 codes: ~40 MB with their ids).
+SHARD_ROWS = 1_000_000
+
+
+def check_ondisk(factory: str, binary: bool) -> None:
+    """Refuse (ValueError) what cannot be merged on disk: binary indexes and non-IVF indexes."""
+    if binary:
+        raise ValueError(f"--ondisk needs float features; faiss merges only float IVF indexes on disk, not {factory!r}")
+    if sweep_param(factory) != "nprobe" or "IVF" not in factory:
+        raise ValueError(
+            f"--ondisk needs an IVF index (e.g. 'IVF4096,PQ32', 'IVF1024,SQ8'); {factory!r} keeps no inverted "
+            "lists, so it cannot be memory-mapped"
+        )
+
+
+def sample_rows(blocks: Iterable[tuple[object, np.ndarray]], n_total: int, n: int, seed: int = 0) -> np.ndarray:
+    """`n` rows drawn uniformly without replacement from the concatenated blocks, in one streaming pass.
+
+    A sample spread over the whole database, not its first rows (stores list originals before
+    distractors, shards one after another): the coarse quantizer then sees every part of it.
+    """
+    n = min(n, n_total)
+    wanted = np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
+    out, offset, got = None, 0, 0
+    for _, block in blocks:
+        stop = offset + len(block)
+        lo, hi = np.searchsorted(wanted, [offset, stop])
+        if hi > lo:
+            rows = np.asarray(block)[wanted[lo:hi] - offset]
+            if out is None:
+                out = np.empty((n, rows.shape[1]), rows.dtype)
+            out[got : got + len(rows)] = rows
+            got += len(rows)
+        offset = stop
+        if got == n:
+            break
+    if out is None or got != n:
+        raise ValueError(f"sample_rows: the blocks hold {offset} rows, fewer than the {n_total} announced")
+    return out
+
+
+class OnDiskIVF(FaissIndex):
+    """A `FaissIndex` whose inverted lists live in ``folder/merged.ivfdata``, searched memory-mapped.
+
+    `fit` trains on a sample (kept in memory: the caller bounds it), `add` appends a block to the
+    current shard index (written to disk every `shard_rows` vectors), `merge` (called by the first
+    `search`) merges the shards on disk and reopens the result memory-mapped.
+    """
+
+    def __init__(self, factory: str, metric: str, folder: str | os.PathLike, shard_rows: int = SHARD_ROWS,
+                 batch_size: int = 4096) -> None:
+        super().__init__(factory, metric, binary=False, batch_size=batch_size)
+        check_ondisk(factory, False)
+        self.folder = Path(folder)
+        self.shard_rows = shard_rows
+
+    # ---- build -----------------------------------------------------------------------------
+    def fit(self, x: np.ndarray) -> OnDiskIVF:
+        """Train on `x` and write ``trained.index``; any earlier build in `folder` is removed."""
+        super().fit(x)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        faiss.write_index(self.index_, str(self.folder / "trained.index"))
+        self.shards_: list[Path] = []
+        self._shard = None
+        self._merged = False
+        return self
+
+    def _new_shard(self):
+        return faiss.read_index(str(self.folder / "trained.index"))
+
+    def _flush(self) -> None:
+        if self._shard is None or self._shard.ntotal == 0:
+            return
+        path = self.folder / f"shard_{len(self.shards_):05d}.index"
+        tmp = path.with_name(path.name + ".tmp")
+        faiss.write_index(self._shard, str(tmp))
+        os.replace(tmp, path)  # a shard file is whole or absent
+        self.shards_.append(path)
+        self._shard = None
+
+    def add(self, x: np.ndarray) -> OnDiskIVF:
+        """Add a block; ids are positions in the concatenated database, as for in-memory indexes."""
+        self._check_fitted()
+        if self._merged:
+            raise RuntimeError("this on-disk index is merged already; build a new one to add vectors")
+        x = prepare(x, self.metric)
+        start = time.perf_counter()
+        pos = 0
+        while pos < len(x):
+            if self._shard is None:
+                self._shard = self._new_shard()
+            take = min(len(x) - pos, self.shard_rows - self._shard.ntotal)
+            ids = np.arange(self.ntotal_, self.ntotal_ + take, dtype=np.int64)
+            self._shard.add_with_ids(x[pos : pos + take], ids)
+            self.ntotal_ += take
+            pos += take
+            if self._shard.ntotal >= self.shard_rows:
+                self._flush()
+        self.add_time_ += time.perf_counter() - start
+        return self
+
+    def merge(self) -> OnDiskIVF:
+        """Merge every shard's lists into ``merged.ivfdata``, write ``merged.index``, reopen it memory-mapped."""
+        self._check_fitted()
+        if self._merged:
+            return self
+        start = time.perf_counter()
+        self._flush()
+        index = self._new_shard()
+        merge_ondisk(index, [str(p) for p in self.shards_], str(self.folder / "merged.ivfdata"))
+        faiss.write_index(index, str(self.folder / "merged.index"))
+        del index
+        for path in self.shards_:
+            path.unlink()
+        self.index_ = open_ondisk(self.folder)
+        self._merged = True
+        self.add_time_ += time.perf_counter() - start
+        return self
+
+    # ---- search ----------------------------------------------------------------------------
+    def set_param(self, name: str, value: int) -> OnDiskIVF:
+        self.merge()
+        return super().set_param(name, value)
+
+    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        self.merge()
+        return super().search(xq, k)
+
+    def memory_bytes(self) -> int:
+        """Bytes on disk: the index file plus its inverted lists (the resident part is far smaller)."""
+        self.merge()
+        return sum((self.folder / n).stat().st_size for n in ("merged.index", "merged.ivfdata"))
+
+
+def open_ondisk(folder: str | os.PathLike):
+    """``folder/merged.index`` with its lists memory-mapped from ``merged.ivfdata`` beside it."""
+    return faiss.read_index(str(Path(folder) / "merged.index"), faiss.IO_FLAG_ONDISK_SAME_DIR)
+
+
+def build_ondisk(
+    factory: str,
+    metric: str,
+    blocks: Iterable[tuple[object, np.ndarray]] | Iterator[tuple[object, np.ndarray]],
+    train: np.ndarray,
+    folder: str | os.PathLike,
+    shard_rows: int = SHARD_ROWS,
+) -> OnDiskIVF:
+    """Train on `train`, add every block, merge: the searchable on-disk index (see `OnDiskIVF`)."""
+    index = OnDiskIVF(factory, metric, folder, shard_rows=shard_rows).fit(train)
+    for _, block in blocks:
+        index.add(block)
+    return index.merge()
+
+
+
+def build_experiment_index(cfg, data, factory: str, metric: str, folder: Path, xb: np.ndarray | None = None) -> OnDiskIVF:
+    """The on-disk index of one experiment configuration: a uniform training sample of the database
+    (``cfg.train_size``, default 100,000 rows), then the database block by block. `xb`: an
+    in-memory (adapted) database instead of the stored one."""
+    from fast_search.block import array_blocks
+    from fast_search.data import database_blocks
+
+    xb = data.database if xb is None else xb
+
+    def blocks():
+        if xb is not None:
+            return array_blocks(xb, cfg.block_size or 65536)
+        return database_blocks(cfg.sorted_sources()[0], cfg.method, cfg.features_root, cfg.block_size)
+
+    n = len(data.database_ids)
+    train = sample_rows(blocks(), n, min(n, cfg.train_size or 100_000))
+    index = OnDiskIVF(factory, metric, folder, batch_size=cfg.batch_size).fit(train)
+    del train
+    for _, block in tqdm(blocks(), desc=f"adding to {factory} (on disk)", unit="block"):
+        index.add(block)
+    return index.merge()
