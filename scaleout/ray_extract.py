@@ -110,7 +110,7 @@ def _sample_array(sample: Any) -> np.ndarray:
     return sample.numpy() if hasattr(sample, "numpy") else np.asarray(sample)
 
 
-def _probe(ext: Extractor, paths: Sequence[Path]) -> np.ndarray:
+def _probe(ext: Extractor, paths: Sequence) -> np.ndarray:
     """A zero sample shaped like `transform`'s output: the placeholder row of a skipped file."""
     try:
         return np.zeros_like(_sample_array(ext.transform(Image.linear_gradient("L").convert("RGB"))))
@@ -126,14 +126,21 @@ def _probe(ext: Extractor, paths: Sequence[Path]) -> np.ndarray:
 class _Decode:
     """CPU task: decode + transform each path; a bad file keeps its row with its reason (as locally)."""
 
-    def __init__(self, ext: Extractor, placeholder: np.ndarray) -> None:
+    def __init__(self, ext: Extractor, placeholder: np.ndarray, tars: tuple[str, ...] | None) -> None:
         self.ext = ext
         self.placeholder = placeholder
+        self.tars = tars
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        images = _Images(list(batch["path"]), self.ext)
+        if self.tars is None:
+            sources = list(batch["path"])
+        else:  # tar members: read by offset, as the single-process path reads them
+            from data_retrieval.tars import TarMembers
+
+            sources = TarMembers(self.tars, batch["tar"], batch["offset"], batch["size"], batch["member"])
+        images = _Images(sources, self.ext)
         samples, errors = [], []
-        for i in range(len(batch["path"])):
+        for i in range(len(batch["pos"])):
             _, sample, err = images[i]
             samples.append(self.placeholder if err is not None else _sample_array(sample))
             errors.append(err or "")
@@ -242,7 +249,7 @@ def extract_dataset_ray(
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
     listing = _listing(dataset, datasets_root, name)
-    paths, ids = [str(p) for p in listing.paths[:limit]], list(listing.ids[:limit])
+    paths, ids = listing.paths[:limit], list(listing.ids[:limit])  # file paths, or tar members
     n_shards = shards if shards is not None else max(1, math.ceil(len(ids) / ROWS_PER_SHARD))
     if not isinstance(n_shards, int) or not 1 <= n_shards <= max(1, len(ids)):
         raise ValueError(f"shards must be an integer in [1, {max(1, len(ids))}] (the number of images), got {shards!r}")
@@ -278,19 +285,25 @@ def _run(ray, ext, listing, paths, ids, todo, n_shards, batch_size, actors, stri
     resources = ray.cluster_resources()
     use_gpu = resources.get("GPU", 0) >= 1 and hasattr(ext, "model")
     n_actors = actors or (int(resources["GPU"]) if use_gpu else max(1, int(resources.get("CPU", 1)) // 2))
+    tars = getattr(paths, "tars", None)  # a TarImageList: rows carry (tar, offset, size, member)
     tables = []
     for k, _, start, stop in todo:
         for s in range(start, stop, batch_size * 4):  # small blocks: decode tasks spread over the cluster
             e = min(s + batch_size * 4, stop)
-            tables.append(pa.table({"shard": np.full(e - s, k, np.int64), "pos": np.arange(s, e, dtype=np.int64),
-                                    "path": pa.array(paths[s:e], pa.string())}))
+            cols = {"shard": np.full(e - s, k, np.int64), "pos": np.arange(s, e, dtype=np.int64)}
+            if tars is None:
+                cols["path"] = pa.array([str(p) for p in paths[s:e]], pa.string())
+            else:
+                cols.update(tar=paths.tar_index[s:e], offset=paths.offsets[s:e], size=paths.sizes[s:e],
+                            member=pa.array(list(paths.names[s:e]), pa.binary()))
+            tables.append(pa.table(cols))
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # rows come back in path order: shards complete one by one
     ctx.enable_progress_bars = False
     light = _transform_only(ext)
-    placeholder = _probe(light, [Path(p) for p in paths[todo[0][2] : todo[0][3]]])
+    placeholder = _probe(light, paths[todo[0][2] : todo[0][3]])
     ds = ray.data.from_arrow(tables).map_batches(  # CPU tasks (num_cpus differs: not fused into the actors)
-        _decode_batch, fn_args=(light, placeholder), batch_size=batch_size, num_cpus=0.5,
+        _decode_batch, fn_args=(light, placeholder, tars), batch_size=batch_size, num_cpus=0.5,
     )
     ds = ds.map_batches(
         _Embed, fn_constructor_args=(ext, use_gpu, os.environ.get(KILL_ONCE_ENV)), batch_size=batch_size,
@@ -312,7 +325,7 @@ def _run(ray, ext, listing, paths, ids, todo, n_shards, batch_size, actors, stri
         if len(pos) != stop - start or not np.array_equal(pos, np.arange(start, stop)):
             raise RuntimeError(f"shard {k}: rows came back out of order or incomplete ({len(pos)} of {stop - start})")
         good = np.array([not e for e in errs], dtype=bool)
-        skipped = [(paths[p], str(e)) for p, e in zip(pos, errs, strict=True) if e]
+        skipped = [(str(paths[p]), str(e)) for p, e in zip(pos, errs, strict=True) if e]
         if strict and skipped:
             raise BadImageError(f"strict mode: {skipped[0][0]}: {skipped[0][1]}")
         shard_ids = [ids[p] for p in pos[good]]
@@ -344,8 +357,9 @@ def _run(ray, ext, listing, paths, ids, todo, n_shards, batch_size, actors, stri
     return results
 
 
-def _decode_batch(batch: dict[str, np.ndarray], ext: Extractor, placeholder: np.ndarray) -> dict[str, np.ndarray]:
-    return _Decode(ext, placeholder)(batch)
+def _decode_batch(batch: dict[str, np.ndarray], ext: Extractor, placeholder: np.ndarray,
+                  tars: tuple[str, ...] | None) -> dict[str, np.ndarray]:
+    return _Decode(ext, placeholder, tars)(batch)
 
 
 def _writer_kwargs(ext: Extractor, listing: ImageList, batch_size: int) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import h5py
@@ -15,7 +14,6 @@ from extractor import (
     NeuralExtractor,
     PreprocessCfg,
     StoreError,
-    create_extractor,
     extract_dataset,
     load_features,
 )
@@ -66,7 +64,12 @@ def test_hash_shards_equal_the_single_process_ones_bitwise(folder, tmp_path):
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     for k in range(3):
         extract_dataset("dhash", folder, features_root=local, shard=(k, 3), workers=0, progress=False)
-    paths = extract_dataset_ray("dhash", folder, features_root=on_ray, shards=3, batch_size=4, progress=False)
+    import extract_features  # the command line, on the module's Ray
+
+    rc = extract_features.main(["--method", "dhash", "--folder", str(folder), "--executor", "ray", "--ray-shards", "3",
+                                "--batch-size", "4", "--features-root", str(on_ray)])
+    assert rc == 0
+    paths = sorted((on_ray / "mixed").glob("dhash.shard-*.h5"))
     assert [p.name for p in paths] == [f"dhash.shard-{k}-of-3.h5" for k in range(3)]
     for path in paths:
         _same_file(path, local / "mixed" / path.name)
@@ -82,6 +85,31 @@ def test_hash_shards_equal_the_single_process_ones_bitwise(folder, tmp_path):
         extract_dataset_ray("dhash", folder, features_root=on_ray, shards=3, limit=20, progress=False)
     with pytest.raises(StoreError, match="split otherwise"):
         extract_dataset_ray("dhash", folder, features_root=on_ray, shards=2, progress=False)
+
+
+def test_tar_shards_equal_the_single_process_store(tmp_path):
+    import io
+    import tarfile
+
+    from data_retrieval.tars import load_tar_dataset
+
+    folder = tmp_path / "tars"
+    folder.mkdir()
+    for t in range(2):
+        with tarfile.open(folder / f"{t:05d}.tar", "w") as tf:
+            for k in range(5):
+                buf = io.BytesIO()
+                synthetic_image(t * 10 + k, (40, 30)).save(buf, "JPEG", quality=90)
+                data = buf.getvalue() if (t, k) != (1, 2) else b"not a jpeg at all"  # one bad member
+                info = tarfile.TarInfo(f"{t * 10 + k}.jpg")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    listing = load_tar_dataset(folder, progress=False)
+    local = extract_dataset("dhash", listing, features_root=tmp_path / "local", workers=0, progress=False)
+    (path,) = extract_dataset_ray("dhash", listing, features_root=tmp_path / "ray", shards=1, batch_size=3,
+                                  progress=False)
+    _same_file(path, local)
+    assert len(h5py.File(path)["skipped"]) == 1
 
 
 def test_model_on_actors_matches_local_and_survives_a_killed_worker(folder, tmp_path, monkeypatch):
@@ -102,18 +130,3 @@ def test_unreachable_cluster_is_a_clear_error_and_writes_nothing(folder, tmp_pat
     with pytest.raises(RayClusterError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
         extract_dataset_ray("dhash", folder, features_root=tmp_path / "f", address="127.0.0.1:1", progress=False)
     assert not (tmp_path / "f").exists()
-
-
-def test_cli_executor_ray(folder, tmp_path):
-    import extract_features
-
-    work = tmp_path / "imgs"
-    shutil.copytree(folder, work)
-    rc = extract_features.main(["--method", "dhash", "--folder", str(work), "--executor", "ray", "--ray-shards", "2",
-                                "--features-root", str(tmp_path / "f")])
-    assert rc == 0
-    ref = extract_dataset(create_extractor("dhash"), work, features_root=tmp_path / "g", workers=0, progress=False)
-    got = load_features("imgs", "dhash", tmp_path / "f")
-    want = load_features(ref)
-    assert got.ids.tolist() == want.ids.tolist()
-    np.testing.assert_array_equal(got.features, want.features)
