@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from helpers.atomic import atomic_write
 from helpers.download import download_files
 
 log = logging.getLogger(__name__)
@@ -135,10 +136,8 @@ def convert_by_name(ckpt: TFCheckpoint, table: Table, module: torch.nn.Module, i
 def save_checkpoint(sections: dict[str, dict[str, torch.Tensor]], path: Path) -> Path:
     """torch.save a plain dict of plain dicts of tensors (loadable with weights_only=True), atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save({name: dict(section) for name, section in sections.items()}, tmp)
-    tmp.replace(path)
+    with atomic_write(path, "wb") as f:
+        torch.save({name: dict(section) for name, section in sections.items()}, f)
     log.info("wrote %s", path)
     return path
 

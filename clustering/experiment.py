@@ -32,6 +32,7 @@ from clustering.grids import cluster_grids
 from clustering.groundtruth import ClusteringData, load_clustering_data
 from clustering.metrics import clustering_scores, intersection_over_union
 from clustering.spaces import DEFAULT_EPS, check_linkage, check_metric, prepare
+from helpers.atomic import atomic_write, save_npy, write_text
 from helpers.jsonio import save_json
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
@@ -49,7 +50,7 @@ def write_csv(rows: Sequence[dict], path: str | os.PathLike) -> Path:
     fields: list[str] = []
     for r in rows:
         fields += [k for k in r if k not in fields]
-    with open(path, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
@@ -71,16 +72,16 @@ def evaluate_cut(
     if folder is None:
         return row
     folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "assignment.npy", labels.astype(np.int64))
+    save_npy(folder / "assignment.npy", labels.astype(np.int64))
     save_json(row, folder / "metrics.json")
     plots.plot_cluster_sizes(labels, folder / "sizes.png", truth=data.groups if score else None, title=title)
     if geo is not None:
-        np.save(folder / "centroids.npy", geo.centroids.astype(np.float32))
+        save_npy(folder / "centroids.npy", geo.centroids.astype(np.float32))
         write_csv(geo.table(), folder / "clusters.csv")
         plots.plot_size_vs_diameter(geo.sizes, geo.diameters, folder / "size_diameter.png", title=title)
     if score:
         iou, _, _ = intersection_over_union(labels, data.groups)
-        np.save(folder / "iou.npy", iou.astype(np.float32))
+        save_npy(folder / "iou.npy", iou.astype(np.float32))
         plots.plot_iou(iou, folder / "iou.png", title=title)
     if max_grids > 0:
         cluster_grids(Xp, labels, data.ids, folder, max_clusters=max_grids, datasets_root=datasets_root, folders=data.folders)
@@ -92,9 +93,9 @@ def _save_run(folder: Path, data: ClusteringData, config: dict, rows: list[dict]
     save_json(config, folder / "run.json")
     save_json(rows, folder / "scores.json")
     write_csv(rows, folder / "scores.csv")
-    (folder / "ids.txt").write_text("\n".join(map(str, data.ids)) + "\n")
-    (folder / "groups.txt").write_text("\n".join(map(str, data.group_names)) + "\n")
-    np.save(folder / "ground_truth.npy", data.groups)
+    write_text(folder / "ids.txt", "\n".join(map(str, data.ids)) + "\n")
+    write_text(folder / "groups.txt", "\n".join(map(str, data.group_names)) + "\n")
+    save_npy(folder / "ground_truth.npy", data.groups)
     if rows and "homogeneity" in rows[0]:
         plots.plot_scores(rows, folder / "scores.png", x=x, title=config.get("run_name", ""))
 
@@ -179,7 +180,7 @@ def cluster_experiment(
             "fit_time_s": model.fit_time_, "cuts": [r["cut"] for r in rows],
         }  # fmt: skip
         _save_run(run_dir, data, config, rows, x="n_clusters")
-        np.save(run_dir / "linkage.npy", Z)
+        save_npy(run_dir / "linkage.npy", Z)
         plots.plot_dendrogram(Z, run_dir / "dendrogram.png", title=name)
         logger.info("saved %s", run_dir)
     if verbose:

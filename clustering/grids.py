@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from data_retrieval.datasets import image_paths
+from helpers.atomic import save_image
 from helpers.images import BadImageError, load_image
 from helpers.paths import DATASETS_DIR
 
@@ -50,9 +51,7 @@ def image_grid(paths: Sequence[Path | None], out: str | os.PathLike, cols: int =
         sheet.paste(_tile(path, size), (x, y))
         if captions:
             draw.text((x + 2, y + size), captions[k][: size // 6], fill="black")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
+    out = save_image(sheet, out)
     return out
 
 

@@ -14,11 +14,13 @@ from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram
 from scipy.optimize import linear_sum_assignment
 
+from helpers.atomic import save_figure
+
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    save_figure(fig, path, dpi=100, bbox_inches="tight")
     return path
 
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from data_retrieval.attacks import apply_attack, check_attack_ids, derive_seed
 from data_retrieval.datasets import load_dataset
+from helpers.atomic import TMP_PREFIX, save_image
 from helpers.images import BadImageError, load_image
 
 # Editable defaults (each is also a command-line flag).
@@ -33,7 +34,7 @@ PNG_COMPRESS_LEVEL = 1  # lossless either way; 1 is ~3x faster to write than PIL
 JPEG_QUALITY = 95  # only when writing .jpg outputs (the demo set)
 
 log = logging.getLogger(__name__)
-TMP_MARK = ".tmp-"
+TMP_MARK = TMP_PREFIX  # helpers.atomic names its temporary files ".tmp-<name>.<random>"
 
 
 @dataclass
@@ -60,15 +61,10 @@ def output_name(stem: str, attack_id: str, ext: str = ".png") -> str:
 
 def save_atomic(img: Image.Image, path: Path, png_compress_level: int = PNG_COMPRESS_LEVEL) -> None:
     """Write `img` to a hidden temporary file next to `path`, then rename it into place."""
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
-    try:
-        if path.suffix.lower() in (".jpg", ".jpeg"):
-            img.save(tmp, format="JPEG", quality=JPEG_QUALITY)
-        else:
-            img.save(tmp, format="PNG", compress_level=png_compress_level)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        save_image(img, path, format="JPEG", quality=JPEG_QUALITY)
+    else:
+        save_image(img, path, format="PNG", compress_level=png_compress_level)
 
 
 def remove_stale_temporaries(folder: Path) -> int:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_retrieval.datasets import list_images, natural_key
+from helpers.atomic import atomic_path
 
 # Editable defaults (each is also a command-line flag).
 HEADER = True  # the Kaggle CSV starts with a header row
@@ -141,9 +142,8 @@ def extract_templates(rows: list[tuple[str, str]], images: Path, out: Path, repo
         if template in present:
             report.templates_existing += 1
             continue
-        tmp = out / f".{template}{path.suffix}.tmp"
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, out / f"{template}{path.suffix}")
+        with atomic_path(out / f"{template}{path.suffix}") as tmp:
+            shutil.copyfile(path, tmp)
         report.templates_written.append(template)
 
 

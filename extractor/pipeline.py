@@ -1,15 +1,18 @@
 """Dataset -> DataLoader workers -> batched extractor -> resumable HDF5 store.
 
-Workers decode and transform images (a bad file becomes a (path, reason) sentinel, never an
-exception in the loader); the main process runs the extractor on each batch and appends it to a
-`FeatureWriter` as one chunk. A rerun resumes after the last complete chunk; memory does not
-grow with the number of images. Skipped files land in the store's ``skipped`` dataset and in
-``<method>.errors.tsv`` beside it.
+`extract_dataset` runs four steps, each small enough to test alone: `plan_extraction` (which
+images, which store file, what produced it: an `ExtractionPlan`), `open_writer` (lock, resume or
+refuse a partial file), `feed` (DataLoader workers decode and transform; the main process runs the
+extractor on each batch and appends it as one chunk) and `publish` (errors file, rename).
+
+Workers turn an image that cannot be decoded or transformed into a (path, reason) sentinel; any
+other exception (a missing package, a programming error) stops the run with its real message. A
+rerun resumes after the last complete chunk; memory does not grow with the number of images.
+Skipped files land in the store's ``skipped`` dataset and in ``<method>.errors.tsv`` beside it.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -17,6 +20,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +32,13 @@ from tqdm.auto import tqdm
 from data_retrieval.datasets import ImageList, load_dataset, make_id
 from extractor.base import Extractor
 from extractor.registry import create_extractor
-from extractor.store import FeatureWriter, StoreError, store_path
+from extractor.store import FeatureWriter, StoreError, provenance_differences, read_attrs, store_path
+from helpers import atomic
 from helpers.images import BadImageError
 from helpers.paths import DATASETS_DIR, FEATURES_DIR
 
-#: Testing hook: the process exits (os._exit) right after writing this many chunks.
-EXIT_AFTER_ENV = "IMSIM_EXTRACT_EXIT_AFTER_CHUNKS"
+#: What a transform may raise on an odd image (a per-image skip); anything else stops the run.
+IMAGE_ERRORS = (BadImageError, ValueError, ArithmeticError, OSError)
 
 
 class _Images(Dataset):
@@ -41,7 +46,7 @@ class _Images(Dataset):
 
     def __init__(self, paths: Sequence[str | os.PathLike], extractor: Extractor) -> None:
         # one numpy block: no per-item refcounts in workers; tar members come as numpy arrays already
-        self.paths = paths if hasattr(paths, "read") else np.array([str(p) for p in paths])
+        self.paths = paths if hasattr(paths, "read") else np.array([os.fsdecode(p) for p in paths])
         self.extractor = extractor
 
     def __len__(self) -> int:
@@ -52,10 +57,11 @@ class _Images(Dataset):
         try:
             data = self.paths.read(i) if hasattr(self.paths, "read") else None  # a tar member's bytes
             image = self.extractor.decode(path, data=data)
-            return i, self.extractor.transform(image), None
         except BadImageError as e:
             return i, None, str(e).removeprefix(f"{path}: ")
-        except Exception as e:  # a transform that fails on an odd image: skip it with the reason
+        try:
+            return i, self.extractor.transform(image), None
+        except IMAGE_ERRORS as e:  # image content the transform cannot handle: skip it with the reason
             return i, None, f"transform failed ({type(e).__name__}: {e})"
 
 
@@ -101,11 +107,49 @@ def shard_bounds(n: int, shard: tuple[int, int] | None) -> tuple[int, int]:
     return k * n // n_shards, (k + 1) * n // n_shards
 
 
-def _fingerprint(ids: Sequence[str]) -> str:
+def _printable(text: str) -> str:
+    """`text` with undecodable bytes of a file name shown as backslash escapes (valid UTF-8)."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace") if isinstance(text, str) else str(text)
+
+
+def files_fingerprint(ids: Sequence[str], paths: Sequence[str | os.PathLike]) -> str:
+    """sha1 over (id, size, modification time) of each file: changes when any file is added,
+    removed, renamed, replaced or edited (``touch`` included)."""
     digest = hashlib.sha1()
-    for image_id in ids:
-        digest.update(image_id.encode() + b"\n")
+    if hasattr(paths, "tars"):  # tar members: each tar's size and mtime, then each member's place in it
+        for tar in paths.tars:
+            st = os.stat(tar)
+            digest.update(f"{_printable(tar)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        digest.update(np.ascontiguousarray(paths.offsets).tobytes() + np.ascontiguousarray(paths.sizes).tobytes())
+        for image_id in ids:
+            digest.update(f"{_printable(image_id)}\n".encode())
+        return digest.hexdigest()
+    for image_id, path in zip(ids, paths, strict=True):
+        try:
+            st = os.stat(path)
+            stamp = f"{st.st_size}\t{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        digest.update(f"{_printable(image_id)}\t{stamp}\n".encode())
     return digest.hexdigest()
+
+
+_WEIGHTS_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def weights_digest(weights: Any) -> str | None:
+    """sha256 of a weights file (cached per path, size and mtime), or None when `weights` is no file."""
+    if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(weights):
+        return None
+    st = os.stat(weights)
+    key = (os.path.realpath(weights), st.st_size, st.st_mtime_ns)
+    if key not in _WEIGHTS_HASHES:
+        digest = hashlib.sha256()
+        with open(weights, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _WEIGHTS_HASHES[key] = digest.hexdigest()
+    return _WEIGHTS_HASHES[key]
 
 
 def errors_path(store: Path) -> Path:
@@ -114,10 +158,8 @@ def errors_path(store: Path) -> Path:
 
 
 def _write_errors(path: Path, rows: Sequence[tuple[str, str]]) -> None:
-    clean = [(str(p).replace("\t", " "), " ".join(str(r).split())) for p, r in rows]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in clean), encoding="utf-8")
-    os.replace(tmp, path)
+    clean = [(_printable(str(p)).replace("\t", " "), " ".join(str(r).split())) for p, r in rows]
+    atomic.write_text(path, "path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in clean))
 
 
 def summarize_skipped(rows: Sequence[tuple[str, str]]) -> str:
@@ -126,6 +168,171 @@ def summarize_skipped(rows: Sequence[tuple[str, str]]) -> str:
         return "0 skipped"
     kinds = Counter(r.split(" (")[0].split(":")[0] for _, r in rows)
     return f"{len(rows)} skipped: " + ", ".join(f"{c} {k}" for k, c in kinds.most_common())
+
+
+@dataclass(frozen=True)
+class RunCfg:
+    """How to feed images: batch size, decoding processes, stop at the first bad file, progress bar."""
+
+    batch_size: int = 64
+    workers: int = 2
+    strict: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 0:
+            raise ValueError(f"workers must be an integer >= 0, got {self.workers!r}")
+
+    def workers_for(self, n_images: int) -> int:
+        """No more decoding processes than batches to decode (5 images never start 53 processes)."""
+        return min(self.workers, max(0, -(-n_images // self.batch_size)))
+
+
+@dataclass(frozen=True)
+class ExtractionPlan:
+    """One store to write: the selected images, the file, and the provenance it will record."""
+
+    dataset: str
+    out: Path
+    paths: Sequence[Path]  # or data_retrieval.tars.TarMembers
+    ids: list[str]
+    listing_skipped: list[tuple[str, str]] = field(default_factory=list)
+    shard: tuple[int, int] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def make_provenance(
+    ext: Extractor, listing: ImageList, paths: Sequence[Path], ids: Sequence[str], limit: int | None,
+    shard: tuple[int, int] | None,
+) -> dict[str, Any]:
+    """What produced a store (the ``provenance`` attribute; docs/extractor.md lists the keys)."""
+    params = ext.params
+    record = {
+        "folder": _printable(str(Path(listing.folder).resolve())),
+        "dataset": listing.name,
+        "n_files": len(ids),
+        "files_sha1": files_fingerprint(ids, paths),
+        "extractor": ext.name,
+        "params": params,
+        "weights_sha256": weights_digest(params.get("weights")),
+        "precision": params.get("precision"),
+        "limit": limit,
+        "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
+    }
+    return json.loads(json.dumps(record, sort_keys=True, default=str))  # as it reads back from the file
+
+
+def plan_extraction(
+    ext: Extractor,
+    dataset: str | os.PathLike | ImageList | Sequence[str | os.PathLike],
+    features_root: str | os.PathLike = FEATURES_DIR,
+    datasets_root: str | os.PathLike = DATASETS_DIR,
+    limit: int | None = None,
+    shard: tuple[int, int] | None = None,
+    name: str | None = None,
+    out: str | os.PathLike | None = None,
+) -> ExtractionPlan:
+    """List the dataset, select `limit` / `shard`, name the store file (`out` overrides it) and
+    record the provenance."""
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    listing = _listing(dataset, datasets_root, name)
+    paths, ids = listing.paths[:limit], listing.ids[:limit]
+    start, stop = shard_bounds(len(paths), shard)
+    paths, ids = paths[start:stop], list(ids[start:stop])
+    return ExtractionPlan(
+        dataset=listing.name,
+        out=store_path(listing.name, ext.name, features_root, shard) if out is None else Path(out),
+        paths=paths,
+        ids=ids,
+        listing_skipped=list(listing.skipped) if shard is None or shard[0] == 0 else [],
+        shard=shard,
+        provenance=make_provenance(ext, listing, paths, ids, limit, shard),
+    )
+
+
+def check_existing(plan: ExtractionPlan) -> bool:
+    """True when a complete store already holds exactly what `plan` would write.
+
+    Raises `StoreError` naming every difference when it was produced from other inputs or settings.
+    """
+    if not plan.out.exists():
+        return False
+    differences = provenance_differences(read_attrs(plan.out).get("provenance"), plan.provenance)
+    if differences:
+        raise StoreError(
+            f"{plan.out} was produced from other inputs or settings: {'; '.join(differences)}. "
+            "Rerun with --overwrite (overwrite=True) to extract it again"
+        )
+    return True
+
+
+def open_writer(
+    ext: Extractor, plan: ExtractionPlan, overwrite: bool = False, chunk_rows: int = 256, dtype: str | None = None
+) -> FeatureWriter:
+    """Lock the store and open (or resume) its partial file for `plan` (`dtype` "float16": half features)."""
+    return FeatureWriter(
+        plan.out,
+        method=ext.name,
+        dim=ext.dim,
+        binary=ext.binary,
+        dtype="uint8" if ext.binary else (dtype or "float32"),
+        dataset=plan.dataset,
+        params=ext.params,
+        n_total=len(plan.ids),
+        shard="" if plan.shard is None else f"{plan.shard[0]}/{plan.shard[1]}",
+        chunk_rows=chunk_rows,
+        provenance=plan.provenance,
+        overwrite=overwrite,
+        extra_attrs={"folder": plan.provenance["folder"], "inputs_sha1": plan.provenance["files_sha1"]},
+    )
+
+
+def feed(ext: Extractor, writer: FeatureWriter, plan: ExtractionPlan, run: RunCfg) -> None:
+    """Feed images from `writer.n_seen` on through the extractor into the writer, one chunk per batch."""
+    begin = writer.n_seen
+    paths, ids = plan.paths, plan.ids
+    if begin >= len(paths):
+        return
+    width = ext.dim // 8 if ext.binary else ext.dim
+    out_dtype = np.uint8 if ext.binary else np.float32
+    cuda = getattr(getattr(ext, "device", None), "type", "cpu") == "cuda"
+    workers = run.workers_for(len(paths) - begin)
+    loader = DataLoader(
+        _Images(paths[begin:], ext),
+        batch_size=run.batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_Collate(ext),
+        worker_init_fn=_worker_init if workers else None,
+        pin_memory=cuda,
+        prefetch_factor=4 if workers else None,
+    )
+    bar = tqdm(total=len(paths), initial=begin, unit="img", desc=ext.name, disable=not run.progress, smoothing=0.1)
+    try:
+        for good, batch, bad in loader:
+            bad_rows = [(_printable(str(paths[begin + i])), reason) for i, reason in bad]
+            if run.strict and bad_rows:
+                raise BadImageError(f"strict mode: {bad_rows[0][0]}: {bad_rows[0][1]}")
+            feats = ext(batch) if batch is not None else np.empty((0, width), out_dtype)
+            writer.append([ids[begin + i] for i in good], feats, skipped=bad_rows)
+            bar.update(len(good) + len(bad))
+    finally:
+        bar.close()
+
+
+def publish(writer: FeatureWriter, plan: ExtractionPlan, run: RunCfg) -> Path:
+    """Write ``<method>.errors.tsv``, mark the store complete and rename it; returns its path."""
+    skipped = plan.listing_skipped + writer.skipped()
+    _write_errors(errors_path(plan.out), skipped)
+    n_rows = writer.n_rows
+    path = writer.finish()
+    if run.progress:
+        print(f"{writer.method} on {plan.dataset}: {n_rows} features -> {path}; {summarize_skipped(skipped)}"
+              + (f" (see {errors_path(plan.out)})" if skipped else ""), file=sys.stderr)
+    return path
 
 
 def extract_dataset(
@@ -150,117 +357,23 @@ def extract_dataset(
     """Extract `ext` features of every image of `dataset` into its store; returns the .h5 path.
 
     `device`/`precision` None keep the extractor's own (cpu / auto). `limit` takes the first
-    images, `shard=(k, n)` the k-th of n contiguous parts. A finished store is returned as is
-    (unless `overwrite`); an unfinished one is resumed. `strict` raises `BadImageError` at the
-    first file that cannot be used. `out` writes to this file instead of the store's path
-    (ILIAS's ``features_<partition>.hdf5``); `dtype` ``"float16"`` stores half-precision features.
+    images, `shard=(k, n)` the k-th of n contiguous parts. A finished store produced by the same
+    inputs and settings is returned as is; one produced otherwise raises `StoreError` naming the
+    differences, unless `overwrite` (always redo) or ``if_changed="redo"`` (redo only then). An
+    unfinished one is resumed. `strict` raises `BadImageError` at the first file that cannot be
+    used. `out` writes to this file instead of the store's path (ILIAS's
+    ``features_<partition>.hdf5``); `dtype` ``"float16"`` stores half-precision features.
     """
     if isinstance(ext, str):
         ext = create_extractor(ext, device=device, precision=precision)
     elif device is not None or precision is not None:
         ext = ext.to(device, precision)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
-    listing = _listing(dataset, datasets_root, name)
-    paths, ids = listing.paths[:limit], listing.ids[:limit]
-    start, stop = shard_bounds(len(paths), shard)
-    paths, ids = paths[start:stop], ids[start:stop]
-    out = store_path(listing.name, ext.name, features_root, shard) if out is None else Path(out)
-    if out.exists():
-        if not overwrite:
-            if progress:
-                print(f"{out} is already complete; skipping (overwrite=True to redo)", file=sys.stderr)
-            return out
-        out.unlink()
-
-    fingerprint = _fingerprint(ids)
-    make_writer = functools.partial(
-        FeatureWriter,
-        out,
-        method=ext.name,
-        dim=ext.dim,
-        binary=ext.binary,
-        dtype="uint8" if ext.binary else (dtype or "float32"),
-        dataset=listing.name,
-        params=ext.params,
-        n_total=len(ids),
-        shard="" if shard is None else f"{shard[0]}/{shard[1]}",
-        chunk_rows=max(batch_size, 256),
-        extra_attrs={"folder": str(Path(listing.folder).resolve()), "inputs_sha1": fingerprint},
-    )
-    writer = make_writer()
-    counts = writer.attrs
-    if counts["n_seen"] != counts["n_rows"] + counts["n_skipped"]:  # killed between two counter updates
-        print(f"{writer.partial}: inconsistent counters after a crash; starting again", file=sys.stderr)
-        writer.close()
-        writer.partial.unlink()
-        writer = make_writer()
-    with writer:
-        if writer.attrs.get("inputs_sha1") != fingerprint:
-            raise StoreError(
-                f"{writer.partial} was started on a different list of images ({writer.attrs.get('n_total')} "
-                f"images, now {len(ids)}): delete it to start again"
-            )
-        params = json.dumps(ext.params, sort_keys=True, default=str)
-        if writer.attrs.get("params") != params:
-            raise StoreError(
-                f"{writer.partial} was started with other parameters ({writer.attrs.get('params')}, now {params}): "
-                "refusing to mix features; delete it or use the same settings"
-            )
-        _run(ext, writer, paths, ids, batch_size, workers, strict, progress)
-        listing_skips = listing.skipped if shard is None or shard[0] == 0 else []
-        skipped = list(listing_skips) + writer.skipped()
-        _write_errors(errors_path(out), skipped)
-        n_rows = writer.n_rows
-        path = writer.finish()
-    if progress:
-        print(f"{ext.name} on {listing.name}: {n_rows} features -> {path}; {summarize_skipped(skipped)}"
-              + (f" (see {errors_path(out)})" if skipped else ""), file=sys.stderr)
-    return path
-
-
-def _run(
-    ext: Extractor,
-    writer: FeatureWriter,
-    paths: Sequence[Path],
-    ids: Sequence[str],
-    batch_size: int,
-    workers: int,
-    strict: bool,
-    progress: bool,
-) -> None:
-    """Feed images from writer.n_seen on through the extractor into the writer, one chunk per batch."""
-    begin = writer.n_seen
-    if begin >= len(paths):
-        return
-    width = ext.dim // 8 if ext.binary else ext.dim
-    out_dtype = np.uint8 if ext.binary else np.float32
-    cuda = getattr(getattr(ext, "device", None), "type", "cpu") == "cuda"
-    loader = DataLoader(
-        _Images(paths[begin:], ext),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_Collate(ext),
-        worker_init_fn=_worker_init if workers else None,
-        pin_memory=cuda,
-        prefetch_factor=4 if workers else None,
-    )
-    exit_after = int(os.environ.get(EXIT_AFTER_ENV, "0") or 0)
-    bar = tqdm(total=len(paths), initial=begin, unit="img", desc=ext.name, disable=not progress, smoothing=0.1)
-    try:
-        for chunk, (good, batch, bad) in enumerate(loader, start=1):
-            bad_rows = [(str(paths[begin + i]), reason) for i, reason in bad]
-            if strict and bad_rows:
-                raise BadImageError(f"strict mode: {bad_rows[0][0]}: {bad_rows[0][1]}")
-            feats = ext(batch) if batch is not None else np.empty((0, width), out_dtype)
-            writer.append([ids[begin + i] for i in good], feats, skipped=bad_rows)
-            bar.update(len(good) + len(bad))
-            if exit_after and chunk >= exit_after:
-                os._exit(17)
-    finally:
-        bar.close()
+    run = RunCfg(batch_size=batch_size, workers=workers, strict=strict, progress=progress)
+    plan = plan_extraction(ext, dataset, features_root, datasets_root, limit=limit, shard=shard, name=name, out=out)
+    if not overwrite and check_existing(plan):
+        if progress:
+            print(f"{plan.out} is already complete; skipping (overwrite=True to redo)", file=sys.stderr)
+        return plan.out
+    with open_writer(ext, plan, overwrite=overwrite, chunk_rows=max(batch_size, 256), dtype=dtype) as writer:
+        feed(ext, writer, plan, run)
+        return publish(writer, plan, run)

@@ -8,7 +8,8 @@ File ``Features/<dataset>/<method>.h5`` (or ``<method>.shard-K-of-N.h5`` for sha
 - ``skipped``: (M, 2) UTF-8 (path, reason) of input files that could not be used;
 - attributes: ``method``, ``dataset``, ``dim`` (features, or bits), ``binary``, ``dtype``,
   ``params`` (JSON), ``versions`` (JSON), ``created``, ``n_seen`` (inputs consumed, skipped
-  included), ``n_total`` (inputs expected), ``shard`` ("K/N" or ""), ``complete``.
+  included), ``n_total`` (inputs expected), ``shard`` ("K/N" or ""), ``complete``,
+  ``provenance`` (JSON: what produced the store, see docs/extractor.md) and ``index_sha1``.
 
 Files written without these attributes (ILIAS's own ``store_features``: ``features`` and
 ``index`` only, ``.hdf5``) load too: ``dim``, ``binary`` (float features) and ``dtype`` are read
@@ -16,18 +17,24 @@ from the data, ``method`` is the one asked for (or the file's folder, ILIAS's
 ``<root>/<model>/`` layout); what cannot be inferred is asked for with a message naming
 `annotate_store`, which writes the missing attributes into the file.
 
-A writer works on ``<name>.h5.partial`` and renames it only when complete, so a file with the
-final name is always whole. Every appended chunk updates ``n_seen`` after the data is flushed; a
-resumed run truncates to it, so a kill at any moment loses at most one chunk of work.
+
+A writer holds ``<name>.h5.lock`` (helpers.lock: pid inside, stale locks taken over), works on
+``<name>.h5.partial`` and renames it only when complete, so a file with the final name is always
+whole and only the process that wrote it publishes it. Every appended chunk updates ``n_seen``
+after the data is flushed; a resumed run truncates to it, so a kill at any moment loses at most
+one chunk of work. Feature chunks carry HDF5 Fletcher-32 checksums and ``index_sha1`` hashes the
+ids: readers verify both and name the damaged file (`StoreError`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +43,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from helpers.atomic import fsync_dir
+from helpers.lock import FileLock, LockError
 from helpers.paths import FEATURES_DIR
 
 _STR = h5py.string_dtype("utf-8")
@@ -112,14 +121,101 @@ class Features:
         return len(self.ids)
 
 
+_REDO = "delete it and extract again (extract_features.py --overwrite)"
+
+
+def _damaged(path: str | os.PathLike, err: Exception) -> StoreError:
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return StoreError(f"{path} is damaged or not a feature store ({first}); {_REDO}")
+
+
+def _open(path: str | os.PathLike) -> h5py.File:
+    """Open a store for reading; a truncated, empty or foreign file becomes a `StoreError`."""
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise StoreError(f"no feature store at {path}") from None
+    except OSError as e:
+        raise _damaged(path, e) from None
+
+
+def _read(path: str | os.PathLike, dataset: h5py.Dataset, sel: Any = slice(None), strings: bool = False) -> np.ndarray:
+    """Read `dataset[sel]` (checksums verified by HDF5); any read error names the file to redo."""
+    try:
+        return dataset.asstr()[sel] if strings else dataset[sel]
+    except (OSError, KeyError, ValueError) as e:
+        raise _damaged(path, e) from None
+
+
+def _get(path: str | os.PathLike, f: h5py.File, name: str) -> h5py.Dataset:
+    if name not in f:
+        raise StoreError(f"{path} has no {name!r} dataset; {_REDO}")
+    return f[name]
+
+
+def ids_digest(ids: Sequence[str]) -> str:
+    """sha1 of the ids, one per line: the ``index_sha1`` attribute that guards the id strings."""
+    digest = hashlib.sha1()
+    for image_id in ids:
+        digest.update(str(image_id).encode("utf-8", "surrogateescape") + b"\n")
+    return digest.hexdigest()
+
+
+def _decode(attrs: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
+    for key in ("params", "versions", "provenance"):
+        if isinstance(out.get(key), (str, bytes)):
+            try:
+                out[key] = json.loads(out[key])
+            except ValueError:
+                pass
+    return out
+
+
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
-    """Attributes of one store file, JSON fields decoded."""
-    with h5py.File(path, "r") as f:
-        attrs = dict(f.attrs)
-    for key in ("params", "versions"):
-        if key in attrs:
-            attrs[key] = json.loads(attrs[key])
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
+    """Attributes of one store file, JSON fields decoded (empty for stores written without any)."""
+    with _open(path) as f:
+        try:
+            attrs = dict(f.attrs)
+        except OSError as e:
+            raise _damaged(path, e) from None
+    return _decode(attrs)
+
+
+def _check_whole(path: str | os.PathLike, f: h5py.File, ids: np.ndarray | None = None) -> None:
+    """Refuse a file marked unfinished, or whose ids do not hash to ``index_sha1``."""
+    attrs = f.attrs
+    if "complete" in attrs and not bool(attrs["complete"]):
+        raise StoreError(f"{path} is marked unfinished (complete=False); {_REDO}")
+    want = attrs.get("index_sha1")
+    if want is not None:
+        ids = ids if ids is not None else _read(path, _get(path, f, "index"), strings=True)
+        if ids_digest(ids) != want:
+            raise StoreError(f"{path}: the ids do not match their checksum (index_sha1): the file is damaged; {_REDO}")
+
+
+def read_index(path: str | os.PathLike) -> np.ndarray:
+    """The ids of one store file, checked against ``index_sha1``, without reading features."""
+    with _open(path) as f:
+        ids = _read(path, _get(path, f, "index"), strings=True)
+        _check_whole(path, f, ids)
+    return ids
+
+
+def provenance_differences(have: dict[str, Any] | None, want: dict[str, Any]) -> list[str]:
+    """Human-readable 'key: stored X, now Y' for every provenance entry that differs."""
+    if not have:
+        return ["provenance: the store does not record what produced it"]
+    out = []
+    for key in sorted(set(have) | set(want)):
+        if have.get(key) != want.get(key):
+            out.append(f"{key}: stored {_short(have.get(key))}, now {_short(want.get(key))}")
+    return out
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 #: Attributes a reader needs; `file_attrs` infers them for files written without them.
@@ -136,7 +232,7 @@ def file_attrs(path: str | os.PathLike, method: str | None = None) -> dict[str, 
     attrs = read_attrs(path)
     if all(k in attrs for k in _NEEDED):
         return attrs
-    with h5py.File(path, "r") as f:
+    with _open(path) as f:
         missing = [k for k in ("features", "index") if k not in f]
         if missing:
             raise StoreError(f"{path} has no {' or '.join(missing)} dataset: not a feature file")
@@ -214,15 +310,18 @@ def load_features(
     attrs = _check_same(paths, method)
     ids, feats = [], []
     for path in paths:
-        with h5py.File(path, "r") as f:
-            ids.append(f["index"].asstr()[:])
-            feats.append(f["features"][:])
+        with _open(path) as f:
+            ids.append(_read(path, _get(path, f, "index"), strings=True))
+            _check_whole(path, f, ids[-1])
+            feats.append(_read(path, _get(path, f, "features")))
+    features = np.concatenate(feats)
+    binary = bool(attrs.get("binary", features.dtype == np.uint8))
     return Features(
         ids=np.concatenate(ids).astype(object),
-        features=np.concatenate(feats),
-        method=attrs["method"],
-        binary=bool(attrs["binary"]),
-        dim=int(attrs["dim"]),
+        features=features,
+        method=attrs.get("method", method or Path(paths[0]).stem),
+        binary=binary,
+        dim=int(attrs.get("dim", features.shape[1] * (8 if binary else 1))),
         attrs=attrs,
     )
 
@@ -237,11 +336,13 @@ def iter_chunks(
     paths = _resolve(dataset_or_path, method, root)
     _check_same(paths, method)
     for path in paths:
-        with h5py.File(path, "r") as f:
-            n = f["features"].shape[0]
+        with _open(path) as f:
+            _check_whole(path, f)
+            index, features = _get(path, f, "index"), _get(path, f, "features")
+            n = features.shape[0]
             for start in range(0, n, chunk_size):
-                stop = min(start + chunk_size, n)
-                yield f["index"].asstr()[start:stop].astype(object), f["features"][start:stop]
+                sel = slice(start, min(start + chunk_size, n))
+                yield _read(path, index, sel, strings=True).astype(object), _read(path, features, sel)
 
 
 def store_info(
@@ -252,16 +353,21 @@ def store_info(
     attrs = _check_same(paths, method)
     n = 0
     for path in paths:
-        with h5py.File(path, "r") as f:
-            n += f["features"].shape[0]
+        with _open(path) as f:
+            if "complete" in f.attrs and not bool(f.attrs["complete"]):
+                raise StoreError(f"{path} is marked unfinished (complete=False); {_REDO}")
+            n += _get(path, f, "features").shape[0]
     return {**attrs, "n": n, "files": [str(p) for p in paths]}
 
 
 class FeatureWriter:
     """Append features chunk by chunk to ``<path>.partial``; `finish()` renames it to `path`.
 
-    Reopening an unfinished file resumes it: `n_seen` says how many inputs are done. A file
-    written for another method, dimension, dtype or kind of feature is never appended to.
+    The writer holds ``<path>.lock`` from construction to `finish`/`close`: a second writer of the
+    same store gets a `StoreError` naming the holder. Reopening an unfinished file resumes it
+    (`n_seen` says how many inputs are done) when it was written for the same method, dimension,
+    dtype, kind of feature and `provenance`; otherwise the error names what differs. A complete
+    file is never appended to: `overwrite=True` deletes it (and any partial file) first.
     """
 
     def __init__(
@@ -277,42 +383,55 @@ class FeatureWriter:
         n_total: int | None = None,
         shard: str = "",
         chunk_rows: int = 1024,
+        provenance: dict[str, Any] | None = None,
+        overwrite: bool = False,
         extra_attrs: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
-        if self.path.exists():
-            raise StoreError(f"{self.path} is already complete; delete it to extract again")
-        self.binary = binary
-        width = dim // 8 if binary else dim
         if binary and dim % 8:
             raise ValueError(f"binary features need a multiple of 8 bits, got {dim}")
+        self.binary = binary
+        self.method = method
+        self._file: h5py.File | None = None
+        self._lock = FileLock(self.path, what="feature extraction")
+        try:
+            self._lock.acquire()
+        except LockError as e:
+            raise StoreError(str(e)) from None
+        try:
+            self._open(method, dim, binary, dtype, dataset, params, n_total, shard, chunk_rows, provenance,
+                       overwrite, extra_attrs)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, method, dim, binary, dtype, dataset, params, n_total, shard, chunk_rows, provenance, overwrite,
+              extra_attrs) -> None:
+        if overwrite:
+            self.path.unlink(missing_ok=True)
+            self.partial.unlink(missing_ok=True)
+        if self.path.exists():
+            raise StoreError(f"{self.path} is already complete; delete it or pass overwrite=True to extract again")
+        width = dim // 8 if binary else dim
         want = {"method": method, "dim": int(dim), "binary": bool(binary), "dtype": "uint8" if binary else dtype}
+        params_json = json.dumps(params or {}, sort_keys=True, default=str)
+        provenance_json = json.dumps(provenance, sort_keys=True, default=str) if provenance is not None else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.partial.exists():
-            try:
-                self._file = h5py.File(self.partial, "r+")
-            except OSError:  # killed while HDF5 metadata was being written: start again
-                self.partial.unlink()
-        if self.partial.exists():
-            have = {k: self._file.attrs.get(k) for k in want}
-            have = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in have.items()}
-            if have != want:
-                self._file.close()
-                raise StoreError(f"{self.partial} holds {have}, not {want}: refusing to append; delete it")
-            self._truncate_to(int(self._file.attrs["n_rows"]))
-        else:
-            self._file = h5py.File(self.partial, "w")
-            f = self._file
+            self._resume(want, params_json, provenance)
+        if self._file is None:
+            self._file = f = h5py.File(self.partial, "w")
             f.create_dataset(
-                "features", shape=(0, width), maxshape=(None, width), dtype=want["dtype"], chunks=(chunk_rows, width)
+                "features", shape=(0, width), maxshape=(None, width), dtype=want["dtype"], chunks=(chunk_rows, width),
+                fletcher32=True,
             )
             f.create_dataset("index", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(chunk_rows,))
             f.create_dataset("skipped", shape=(0, 2), maxshape=(None, 2), dtype=_STR, chunks=(256, 2))
             f.attrs.update(want)
             f.attrs.update(
                 dataset=dataset,
-                params=json.dumps(params or {}, sort_keys=True, default=str),
+                params=params_json,
                 versions=json.dumps(_versions()),
                 created=_dt.datetime.now().isoformat(timespec="seconds"),
                 shard=shard,
@@ -322,8 +441,41 @@ class FeatureWriter:
                 n_skipped=0,
                 complete=False,
             )
+            if provenance_json is not None:
+                f.attrs["provenance"] = provenance_json
             f.attrs.update(extra_attrs or {})
             f.flush()
+
+    def _resume(self, want: dict[str, Any], params_json: str, provenance: dict[str, Any] | None) -> None:
+        """Open the partial file to append to it, or start again when it cannot be trusted."""
+        try:
+            self._file = h5py.File(self.partial, "r+")
+            attrs = _decode(dict(self._file.attrs))
+        except OSError:  # killed while HDF5 metadata was being written: start again
+            self._drop_partial("unreadable")
+            return
+        if attrs.get("n_seen") != attrs.get("n_rows", 0) + attrs.get("n_skipped", 0):
+            self._drop_partial("inconsistent counters after a crash")
+            return
+        have = {k: attrs.get(k) for k in want}
+        differences = [f"{k}: partial {have[k]!r}, now {want[k]!r}" for k in want if have[k] != want[k]]
+        if self._file.attrs.get("params") != params_json:
+            differences.append(f"params: partial {self._file.attrs.get('params')}, now {params_json}")
+        if provenance is not None:
+            differences += provenance_differences(attrs.get("provenance"), provenance)
+        if differences:
+            raise StoreError(
+                f"{self.partial} was started with other inputs or settings ({'; '.join(differences)}): refusing to append; "
+                "rerun with the same settings, or overwrite (extract_features.py --overwrite)"
+            )
+        self._truncate_to(int(self._file.attrs["n_rows"]))
+
+    def _drop_partial(self, why: str) -> None:
+        print(f"{self.partial}: {why}; starting again", file=sys.stderr)
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.partial.unlink()
 
     def _truncate_to(self, n_rows: int) -> None:
         f = self._file
@@ -370,16 +522,30 @@ class FeatureWriter:
         return [tuple(row) for row in self._file["skipped"].asstr()[:]]
 
     def finish(self) -> Path:
-        """Mark complete, close, and move the file to its final name."""
-        self._file.attrs["complete"] = True
-        self._file.close()
+        """Mark complete, sync, move the file to its final name and release the lock.
+
+        Only the lock holder gets here, so the file renamed is the one this process wrote.
+        """
+        if not self._lock.held or self._file is None:
+            raise StoreError(f"{self.partial}: this writer is closed; only an open writer publishes its file")
+        f = self._file
+        f.attrs["index_sha1"] = ids_digest(f["index"].asstr()[:])
+        f.attrs["complete"] = True
+        f.close()
+        self._file = None
+        with open(self.partial, "rb+") as raw:
+            os.fsync(raw.fileno())
         os.replace(self.partial, self.path)
+        fsync_dir(self.path.parent)
+        self._lock.release()
         return self.path
 
     def close(self) -> None:
-        """Close without finishing (the partial file stays, to resume later)."""
-        if self._file.id.valid:
+        """Close without finishing (the partial file stays, to resume later) and release the lock."""
+        if self._file is not None and self._file.id.valid:
             self._file.close()
+        self._file = None
+        self._lock.release()
 
     def __enter__(self) -> FeatureWriter:
         return self

@@ -13,10 +13,9 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import h5py
 import numpy as np
 
-from extractor.store import iter_chunks, store_info
+from extractor.store import iter_chunks, read_index, store_info
 from fast_search.groundtruth import GroundTruth, build_ground_truth
 from fast_search.index import check_finite
 from helpers.paths import FEATURES_DIR
@@ -76,6 +75,11 @@ def check_sources(
     infos = {}
     for role, names in (("database", database), ("queries", queries)):
         infos[role] = [store_info(name, method, features_root) for name in names]
+        for name, info in zip(names, infos[role], strict=True):
+            if info.get("method", method) != method:  # stores without attributes (ILIAS) are taken as named
+                raise ValueError(
+                    f"{role} {name!r}: {info['files'][0]} holds method {info['method']!r}, not {method!r} (--method)"
+                )
     first = infos["database"][0]
     for role, items in infos.items():
         for name, info in zip(database if role == "database" else queries, items, strict=False):
@@ -99,23 +103,28 @@ def check_sources(
         "n_database": int(n_database),
         "n_queries": int(n_queries),
         "database": [
-            {"dataset": n, "n": i["n"], "files": i["files"]}
+            {"dataset": n, "n": i["n"], "files": i["files"], "stamp": store_stamp(i)}
             for n, i in zip(database, infos["database"], strict=False)
         ],
         "queries": [
-            {"dataset": n, "n": i["n"], "files": i["files"]}
+            {"dataset": n, "n": i["n"], "files": i["files"], "stamp": store_stamp(i)}
             for n, i in zip(queries, infos["queries"], strict=False)
         ],
     }
 
 
+def store_stamp(info: dict) -> str:
+    """What identifies a store's content: rows, ids checksum, and each file's size and mtime."""
+    parts = [str(info["n"]), str(info.get("index_sha1", ""))]
+    for path in info["files"]:
+        st = os.stat(path)
+        parts.append(f"{os.path.basename(path)}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
 def read_ids(dataset: str, method: str, root: str | os.PathLike = FEATURES_DIR) -> np.ndarray:
     """The ids of a store (all shards, in order) without reading its features."""
-    ids = []
-    for path in store_info(dataset, method, root)["files"]:
-        with h5py.File(path, "r") as f:
-            ids.append(f["index"].asstr()[:])
-    return np.concatenate(ids).astype(object)
+    return np.concatenate([read_index(path) for path in store_info(dataset, method, root)["files"]]).astype(object)
 
 
 def _load(names: list[str], method: str, root, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -46,6 +46,7 @@ from fast_search.results import (
     save_exact,
     score,
 )
+from helpers.atomic import save_npz
 from helpers.jsonio import load_json, save_json
 from helpers.paths import FEATURES_DIR, RESULTS_DIR
 
@@ -183,6 +184,8 @@ def _validate(cfg: ExperimentConfig, overwrite: bool, resume: bool) -> Plan:
     if cfg.adaptation is not None:
         load_adaptation(cfg.adaptation)
     info = check_sources(cfg.method, *cfg.sorted_sources(), cfg.kmax, cfg.features_root)
+    if previous is not None:
+        _check_unchanged(previous, info, folder)
     if cfg.background:
         check_sources(cfg.method, cfg.background, cfg.sorted_sources()[1], cfg.snorm_n, cfg.features_root)
     for metric in cfg.metrics:
@@ -201,6 +204,22 @@ def _validate(cfg: ExperimentConfig, overwrite: bool, resume: bool) -> Plan:
                 f"{factory!r} needs at least {nlist[1]} training vectors; the database gives {train_n}"
             )
     return Plan(folder=folder, info=info, previous=previous)
+
+
+def _stamps(info: dict) -> dict[str, str]:
+    return {f"{role}/{item['dataset']}": item["stamp"] for role in ("database", "queries") for item in info[role]}
+
+
+def _check_unchanged(previous: dict, info: dict, folder: Path) -> None:
+    """Refuse to resume when a store changed since the interrupted run (its neighbours would not fit)."""
+    before, now = previous.get("stores"), _stamps(info)
+    if before is None:
+        raise ValueError(f"cannot resume {folder}: it does not record its stores; rerun with --overwrite")
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if changed:
+        raise ValueError(
+            f"cannot resume {folder}: the stores {changed} changed since the interrupted run; rerun with --overwrite"
+        )
 
 
 def _fingerprint(cfg: ExperimentConfig, info: dict, metric: str) -> str:
@@ -341,7 +360,7 @@ def _score_sweep(cfg, data, info, folder: Path, factory: str, metric: str, s: Sw
         D_exact, I_exact = exact_results(cfg, data, info, metric, kmax, folder)
         vs_exact = M.recall_vs_exact(s.I, I_exact, kmax, s.D, D_exact)
     (folder / "runs").mkdir(parents=True, exist_ok=True)
-    np.savez(folder / "runs" / _file_name(key), D=s.D, I=s.I)
+    save_npz(folder / "runs" / _file_name(key), D=s.D, I=s.I)
     search_s = s.timing["search_time_s"]
     run = {
         "key": key,
@@ -398,6 +417,7 @@ def _start(cfg: ExperimentConfig, plan: Plan, data, threads: int) -> dict:
         "threads": threads,
         "versions": library_versions(),
         "params": asdict(cfg),
+        "stores": _stamps(plan.info),
         "data": {
             "method": cfg.method,
             "dim": data.dim,
@@ -418,7 +438,7 @@ def _start(cfg: ExperimentConfig, plan: Plan, data, threads: int) -> dict:
 
 
 def _save_ids(folder: Path, data) -> None:
-    np.savez(
+    save_npz(
         folder / "ids.npz",
         query_ids=np.array(data.query_ids, dtype=str),
         database_ids=np.array(data.database_ids, dtype=str),
@@ -469,7 +489,7 @@ def run_experiment(
     faiss.omp_set_num_threads(threads)
     folder = plan.folder
     if overwrite and folder.exists():
-        for sub in ("runs", "neighbors"):
+        for sub in ("runs", "neighbors", "cache"):
             shutil.rmtree(folder / sub, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     _save_ids(folder, data)

@@ -23,6 +23,7 @@ from data_retrieval.datasets import SPECS, image_paths
 from extractor.store import store_info
 from fast_search.report import load_results
 from fast_search.results import experiment_dir
+from helpers.atomic import save_image, write_text
 from helpers.images import BadImageError, load_image
 from helpers.paths import DATASETS_DIR, RESULTS_DIR
 
@@ -123,7 +124,7 @@ def _write_html(folder: Path, entries: list[tuple[str, str, str]], title: str) -
             )
         parts.append("</div>")
     path = folder / "index.html"
-    path.write_text("\n".join(parts) + "\n")
+    write_text(path, "\n".join(parts) + "\n")
     return path
 
 
@@ -193,6 +194,6 @@ def explore_neighbors(
             original_id,
         )
         fname = f"{q:06d}_" + re.sub(r"[^A-Za-z0-9_.-]", "_", str(query_ids[q]))[-80:] + ".jpg"
-        img.save(out / group / fname, quality=85)
+        save_image(img, out / group / fname, quality=85)
         entries.append((group, f"{group}/{fname}", str(query_ids[q])))
     return _write_html(out, entries, f"{name}: {chosen['key']}, k={k}")

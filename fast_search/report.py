@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from fast_search import metrics as M
 from fast_search.results import experiment_dir
+from helpers.atomic import atomic_write, save_figure, write_text
 from helpers.jsonio import load_json
 from helpers.paths import RESULTS_DIR
 
@@ -88,9 +89,9 @@ def write_summary(name: str, results_root: str | os.PathLike = RESULTS_DIR) -> l
     folder = experiment_dir(name, results_root)
     rows = summary_rows(name, results_root)
     md = folder / "summary.md"
-    md.write_text(f"# {name}\n\n{format_table(rows)}\n")
+    write_text(md, f"# {name}\n\n{format_table(rows)}\n")
     path = folder / "summary.csv"
-    with path.open("w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=summary_columns(load_results(name, results_root)))
         writer.writeheader()
         writer.writerows(rows)
@@ -125,8 +126,8 @@ def _representative(runs: list[dict]) -> list[dict]:
 def _save(fig: Figure, folder: Path, stem: str) -> list[Path]:
     fig.tight_layout()
     out = [folder / f"{stem}.png", folder / f"{stem}.pdf"]
-    fig.savefig(out[0], dpi=120)
-    fig.savefig(out[1])
+    save_figure(fig, out[0], dpi=120)
+    save_figure(fig, out[1])
     return out
 
 

@@ -8,16 +8,21 @@ fingerprint of the inputs, reused only when it matches). Arrays are read with ``
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import re
+import zipfile
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 from fast_search import metrics as M
+from helpers.atomic import save_npz
 from helpers.paths import RESULTS_DIR
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "fast_search.results/1"
 FPRS = (0.01, 0.001)
@@ -130,7 +135,7 @@ def _clean(value):
 
 def fingerprint(method: str, database: list[str], queries: list[str], metric: str, files: list[str]) -> str:
     """What exact results depend on: method, metric, datasets and the store files' modification times."""
-    stamps = [f"{f}:{os.path.getmtime(f):.0f}" for f in files]
+    stamps = [f"{f}:{os.stat(f).st_size}:{os.stat(f).st_mtime_ns}" for f in files]
     return "|".join([method, metric, *database, *queries, *stamps])
 
 
@@ -142,13 +147,15 @@ def load_exact(path: Path, fingerprint: str, n_queries: int, k: int) -> tuple[np
     """Cached exact (D, I) cut to k columns, or None when absent, stale or too short."""
     if not Path(path).is_file():
         return None
-    with np.load(path, allow_pickle=False) as z:
-        if str(z["fingerprint"]) == fingerprint and z["I"].shape[1] >= k and z["I"].shape[0] == n_queries:
-            return z["D"][:, :k], z["I"][:, :k]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["fingerprint"]) == fingerprint and z["I"].shape[1] >= k and z["I"].shape[0] == n_queries:
+                return z["D"][:, :k], z["I"][:, :k]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # damaged: recompute it
+        log.warning("%s is damaged (%s); computing exact results again", path, e)
     return None
 
 
 def save_exact(path: Path, D: np.ndarray, I: np.ndarray, fingerprint: str) -> None:
     """Cache exact (D, I) with the fingerprint of its inputs (npz, no pickle)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, D=D, I=I, fingerprint=np.array(fingerprint))
+    save_npz(path, D=D, I=I, fingerprint=np.array(fingerprint))

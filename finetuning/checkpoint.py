@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from helpers.atomic import atomic_write
+
 FORMAT = "finetuning.simclr/1"
 _EPOCH_RE = re.compile(r"^epoch_(\d+)\.pth$")
 
@@ -64,12 +66,9 @@ def list_checkpoints(folder: str | os.PathLike) -> dict[int, Path]:
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Write atomically (temporary file then rename): a kill never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_write(path, "wb") as f:
+        torch.save({"format": FORMAT, **payload}, f)
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from finetuning.checkpoint import check_architecture, list_checkpoints, load_checkpoint
 from finetuning.training import TrainConfig, build_model
+from helpers.atomic import atomic_write, save_figure
 from helpers.jsonio import load_json, save_json
 from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
@@ -136,7 +137,7 @@ def evaluate_run(
 
 def _write_csv(rows: list[dict], path: Path) -> None:
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
@@ -163,5 +164,5 @@ def plot_evaluation(rows: list[dict], path: str | os.PathLike) -> None:
     ax2.set(xlabel="epoch", ylabel="median ratio (lower is better)", title="cluster geometry")
     ax2.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

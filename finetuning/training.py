@@ -38,6 +38,7 @@ from finetuning.lars import LARS, default_lr, param_groups
 from finetuning.losses import nt_xent
 from finetuning.model import ProjectionHead, SimCLR
 from finetuning.schedule import make_scheduler
+from helpers.atomic import atomic_write, save_figure
 from helpers.jsonio import save_json
 from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, RESULTS_DIR
 
@@ -136,7 +137,7 @@ def _seed_epoch(cfg: TrainConfig, epoch: int, rank: int) -> None:
 
 def _write_logs(history: dict[str, list], results: Path) -> None:
     results.mkdir(parents=True, exist_ok=True)
-    with open(results / "train_log.csv", "w", newline="") as f:
+    with atomic_write(results / "train_log.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "epoch", "loss", "lr"])
         w.writerows(zip(history["step"], history["epoch"], history["loss"], history["lr"], strict=True))
@@ -157,7 +158,7 @@ def plot_training(history: dict[str, list], path: str | os.PathLike) -> None:
     ax2.plot(history["step"], history["lr"], lw=1, color="tab:red")
     ax2.set(xlabel="step", ylabel="learning rate", title="learning rate")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from helpers.atomic import write_text
+
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, np.integer):
@@ -24,11 +26,7 @@ def _default(obj: Any) -> Any:
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:
     """Write `obj` atomically (temporary file then rename), so a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_default, allow_nan=True) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=2, default=_default, allow_nan=True) + "\n")
 
 
 def load_json(path: str | os.PathLike) -> Any:

@@ -27,7 +27,7 @@ from extractor import (
     shard_bounds,
     store_path,
 )
-from extractor.pipeline import EXIT_AFTER_ENV, _fingerprint, errors_path
+from extractor.pipeline import errors_path, open_writer, plan_extraction
 from helpers.images import BadImageError, load_image
 from helpers.paths import REPO_ROOT
 from tests.conftest import synthetic_image, write_bad_images
@@ -128,15 +128,15 @@ def test_refuses_to_append_to_another_method_or_image_list(image_folder, tmp_pat
                     progress=False)
     assert load_features(tmp_path / "images" / "ahash.h5").ids.shape == (5,)
     # a partial run over another list of images cannot be resumed
-    partial = store_path("images", "phash", tmp_path)
-    FeatureWriter(partial, method="phash", dim=64, binary=True, extra_attrs={"inputs_sha1": "other"}).close()
-    with pytest.raises(StoreError, match="different list of images"):
-        extract_dataset("phash", image_folder, features_root=tmp_path, workers=0, batch_size=2, progress=False)
+    phash = create_extractor("phash")
+    plan = plan_extraction(phash, image_folder, tmp_path, limit=3)
+    open_writer(phash, plan).close()
+    with pytest.raises(StoreError, match=r"n_files: stored 3, now 12"):
+        extract_dataset(phash, image_folder, features_root=tmp_path, workers=0, batch_size=2, progress=False)
     # nor one started with other parameters under the same name (e.g. another precision)
     ext = small_resnet()
-    FeatureWriter(store_path("images", "r18", tmp_path), method="r18", dim=512, params={"precision": "bf16"},
-                  extra_attrs={"inputs_sha1": _fingerprint([f"images/{i}" for i in range(12)])}).close()
-    with pytest.raises(StoreError, match="other parameters"):
+    FeatureWriter(store_path("images", "r18", tmp_path), method="r18", dim=512, params={"precision": "bf16"}).close()
+    with pytest.raises(StoreError, match="params: partial"):
         extract_dataset(ext, image_folder, features_root=tmp_path, workers=0, progress=False)
 
 
@@ -144,9 +144,7 @@ def test_inconsistent_counters_after_a_crash_restart_the_partial_file(image_fold
     ext = create_extractor("dhash")
     want = load_features(extract_dataset(ext, image_folder, features_root=tmp_path / "full", workers=0,
                                          progress=False))
-    fingerprint = _fingerprint([f"images/{i}" for i in range(12)])
-    with FeatureWriter(store_path("images", "dhash", tmp_path), method="dhash", dim=64, binary=True,
-                       params=ext.params, extra_attrs={"inputs_sha1": fingerprint}) as w:
+    with open_writer(ext, plan_extraction(ext, image_folder, tmp_path)) as w:
         w.append(["images/0"], want.features[:1])
         w._file.attrs["n_rows"] = 2  # as if killed after updating n_rows but not n_seen
     got = load_features(extract_dataset(ext, image_folder, features_root=tmp_path, workers=0, progress=False))
@@ -205,10 +203,19 @@ def test_bad_arguments_are_clear_errors(image_folder, tmp_path):
 
 
 _SCRIPT = """
-import sys, torch, torchvision
+import os, signal, sys, torch, torchvision
 sys.path.insert(0, {repo!r})
 from tests.extractor.test_pipeline import small_resnet
-from extractor import create_extractor, extract_dataset
+from extractor import FeatureWriter, create_extractor, extract_dataset
+kill_after = int(os.environ.get("KILL_AFTER_CHUNKS") or 0)
+if kill_after:  # the test's own hook: SIGKILL this process right after its n-th chunk is written
+    append = FeatureWriter.append
+    def killing_append(self, *args, **kwargs):
+        append(self, *args, **kwargs)
+        killing_append.n = getattr(killing_append, "n", 0) + 1
+        if killing_append.n >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    FeatureWriter.append = killing_append
 ext = small_resnet() if sys.argv[1] == "r18" else create_extractor(sys.argv[1])
 extract_dataset(ext, sys.argv[2], features_root=sys.argv[3], batch_size=int(sys.argv[4]), workers=int(sys.argv[5]),
                 progress=False)
@@ -216,7 +223,7 @@ extract_dataset(ext, sys.argv[2], features_root=sys.argv[3], batch_size=int(sys.
 
 
 def _run(method, folder, root, batch, workers, exit_after=None, popen=False):
-    env = {**os.environ, EXIT_AFTER_ENV: str(exit_after or "")}
+    env = {**os.environ, "KILL_AFTER_CHUNKS": str(exit_after or "")}
     args = [sys.executable, "-c", _SCRIPT.format(repo=str(REPO_ROOT)), method, str(folder), str(root), str(batch),
             str(workers)]
     if popen:
@@ -233,7 +240,7 @@ def test_kill_and_resume_equals_uninterrupted_run_bitwise(tmp_path):
     root = tmp_path / "killed"
     partial = store_path("imgs", "r18", root).with_suffix(".h5.partial")
     for k in (rng.randint(1, 2), rng.randint(1, 2)):  # killed twice at random chunk counts, then finished
-        assert _run("r18", folder, root, 3, 0, exit_after=k).returncode == 17
+        assert _run("r18", folder, root, 3, 0, exit_after=k).returncode == -signal.SIGKILL
         assert partial.exists() and not store_path("imgs", "r18", root).exists()
     extract_dataset(small_resnet(), folder, features_root=root, batch_size=3, workers=1, progress=False)
     got = load_features("imgs", "r18", root=root)

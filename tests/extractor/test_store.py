@@ -94,3 +94,75 @@ def test_complete_file_is_not_reopened_for_writing(tmp_path):
         FeatureWriter(path, method="m", dim=2)
     with pytest.raises(ValueError, match="must not contain"):
         store_path("a/b", "m", tmp_path)
+
+
+# ---- issue 12: locks, checksums, damaged files ------------------------------------------------
+
+
+def test_second_writer_of_a_store_is_refused_naming_the_holder(tmp_path):
+    path = store_path("ds", "m", tmp_path)
+    with FeatureWriter(path, method="m", dim=2) as first:
+        with pytest.raises(StoreError, match=r"being written by another feature extraction \(pid \d+"):
+            FeatureWriter(path, method="m", dim=2)
+        first.append(_ids(2), np.zeros((2, 2), np.float32))
+        first.finish()
+    assert not path.with_name("m.h5.lock").exists() and len(load_features(path)) == 2
+
+
+def test_closed_writer_cannot_publish(tmp_path):
+    w = FeatureWriter(store_path("ds", "m", tmp_path), method="m", dim=2)
+    w.close()
+    with pytest.raises(StoreError, match="closed"):
+        w.finish()
+    assert not store_path("ds", "m", tmp_path).exists()
+
+
+def _flip_byte_inside_features(path, value=1.5):
+    """Flip bytes of the stored feature data without HDF5 (a disk or copy error)."""
+    raw = bytearray(path.read_bytes())
+    needle = np.float32(value).tobytes()
+    at = raw.find(needle)
+    assert at > 0
+    raw[at] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "flipped_feature", "not_hdf5", "unfinished"])
+def test_damaged_store_gives_a_clear_error_naming_the_file(tmp_path, damage):
+    x = np.full((64, 4), 1.5, np.float32)
+    path = write_features(store_path("ds", "m", tmp_path), _ids(64), x, method="m")
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "flipped_feature":
+        _flip_byte_inside_features(path)
+    elif damage == "not_hdf5":
+        path.write_text("hello")
+    else:
+        with h5py.File(path, "r+") as f:
+            f.attrs["complete"] = False
+    with pytest.raises(StoreError, match=rf"{path}.*(damaged|unfinished)"):
+        load_features("ds", "m", tmp_path)
+    with pytest.raises(StoreError, match=str(path)):
+        list(iter_chunks("ds", "m", tmp_path))
+
+
+def test_flipped_id_bytes_are_detected(tmp_path):
+    path = write_features(store_path("ds", "m", tmp_path), ["ds/alpha", "ds/beta"], np.zeros((2, 2), "f4"),
+                          method="m")
+    raw = path.read_bytes()
+    assert raw.count(b"ds/alpha") == 1
+    path.write_bytes(raw.replace(b"ds/alpha", b"ds/alphb"))
+    with pytest.raises(StoreError, match="index_sha1"):
+        load_features(path)
+
+
+def test_store_without_attributes_is_readable(tmp_path):
+    """ILIAS-written files: datasets features and index only; reading does not need provenance."""
+    path = tmp_path / "ilias.h5"
+    with h5py.File(path, "w") as f:
+        f["features"] = np.eye(3, dtype=np.float32)
+        f["index"] = np.array(["a", "b", "c"], dtype=object).astype(h5py.string_dtype())
+    feats = load_features(path)
+    assert feats.ids.tolist() == ["a", "b", "c"] and feats.dim == 3 and not feats.binary

@@ -136,7 +136,7 @@ def test_dimension_method_and_empty_mismatch(tmp_path):
         _run(root, tmp_path)
     path.unlink()
     write_features(path, ["demo_negatives/1_a"], np.zeros((1, 16), "f4"), method="other")
-    with pytest.raises(ValueError, match="method='other'.*same method"):
+    with pytest.raises(ValueError, match="holds method 'other', not 'feat'"):
         _run(root, tmp_path)
     root2 = make_stores(tmp_path / "F2")
     for name in DATABASE:
@@ -209,19 +209,32 @@ def test_factory_vocabulary(tmp_path):
     assert res["runs"][2]["index_bytes"] < res["runs"][1]["index_bytes"]  # PQ codes are small
 
 
-def test_exact_results_are_cached(stores, tmp_path, monkeypatch):
+def test_exact_results_are_cached_and_overwrite_clears_them(stores, tmp_path, monkeypatch):
     import fast_search.experiment as E
 
-    _run(stores, tmp_path, indexes=["IVF4,Flat"], metrics=["L2"])
+    calls = []
+    real = E.block_search
+
+    def counting_block_search(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(E, "block_search", counting_block_search)
+    _run(stores, tmp_path, indexes=["IVF4,Flat", "HNSW8"], metrics=["L2"])
+    assert len(calls) == 1  # computed once, then read from the cache for the second index
     cache = tmp_path / "R" / "exp" / "cache" / "exact_L2.npz"
-    assert cache.is_file()
-
-    def no_exact_search(*args, **kwargs):
-        raise AssertionError("exact search should come from the cache")
-
-    monkeypatch.setattr(E, "block_search", no_exact_search)
+    cache.write_bytes(cache.read_bytes()[:100])  # a truncated cache (a kill before atomic writes)
     res = _run(stores, tmp_path, indexes=["IVF4,Flat"], metrics=["L2"], overwrite=True)
-    assert res["runs"][-1]["recall_vs_exact"] == pytest.approx(1.0)
+    assert len(calls) == 2 and res["runs"][-1]["recall_vs_exact"] == pytest.approx(1.0)
+    assert np.load(cache)["I"].shape[0] == 46  # cleared by --overwrite, then written whole again
+
+
+def test_damaged_exact_cache_is_recomputed(stores, tmp_path):
+    from fast_search.results import load_exact
+
+    cache = tmp_path / "exact_L2.npz"
+    cache.write_bytes(b"PK\x03\x04 truncated")
+    assert load_exact(cache, "fp", 46, 1) is None
 
 
 def test_queries_without_negatives(stores, tmp_path):
