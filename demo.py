@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     for ext in extractors:
         for dataset in DATABASE + QUERIES:
             extract_dataset(
-                ext, dataset, args.features_root, args.datasets_root, batch_size=128, progress=True
+                ext, dataset, args.features_root, args.datasets_root, batch_size=128, if_changed="redo",
+                progress=True,
             )
 
     print("[demo] 3/5 searching (exact + approximate index, with negative queries)")

@@ -350,6 +350,7 @@ def extract_dataset(
     *,
     name: str | None = None,
     overwrite: bool = False,
+    if_changed: str = "refuse",
     progress: bool = True,
     out: str | os.PathLike | None = None,
     dtype: str | None = None,
@@ -369,11 +370,20 @@ def extract_dataset(
     elif device is not None or precision is not None:
         ext = ext.to(device, precision)
     run = RunCfg(batch_size=batch_size, workers=workers, strict=strict, progress=progress)
+    if if_changed not in ("refuse", "redo"):
+        raise ValueError(f"if_changed must be 'refuse' or 'redo', got {if_changed!r}")
     plan = plan_extraction(ext, dataset, features_root, datasets_root, limit=limit, shard=shard, name=name, out=out)
-    if not overwrite and check_existing(plan):
-        if progress:
-            print(f"{plan.out} is already complete; skipping (overwrite=True to redo)", file=sys.stderr)
-        return plan.out
+    if not overwrite:
+        try:
+            if check_existing(plan):
+                if progress:
+                    print(f"{plan.out} is already complete; skipping (overwrite=True to redo)", file=sys.stderr)
+                return plan.out
+        except StoreError as e:
+            if if_changed != "redo":
+                raise
+            print(f"{e}; extracting it again", file=sys.stderr)
+            overwrite = True
     with open_writer(ext, plan, overwrite=overwrite, chunk_rows=max(batch_size, 256), dtype=dtype) as writer:
         feed(ext, writer, plan, run)
         return publish(writer, plan, run)

@@ -287,3 +287,117 @@ def test_extract_features_script(image_folder, tmp_path, capsys):
                                   str(tmp_path)]) == 1
     with pytest.raises(SystemExit):
         extract_features.main(["--shard", "2/2"])
+
+
+# ---- issue 12: a store records what produced it ---------------------------------------------
+
+
+def _dhash(folder, root, **kwargs):
+    return extract_dataset("dhash", folder, features_root=root, workers=0, progress=False, **kwargs)
+
+
+def test_same_folder_name_with_other_pictures_is_refused(tmp_path):
+    a, b = tmp_path / "a" / "images", tmp_path / "b" / "images"
+    for folder, seed in ((a, 0), (b, 50)):
+        folder.mkdir(parents=True)
+        for i in range(3):
+            synthetic_image(seed + i).save(folder / f"{i}.jpg")
+    _dhash(a, tmp_path / "F")
+    with pytest.raises(StoreError, match=r"folder: stored '.*/a/images', now '.*/b/images'.*--overwrite"):
+        _dhash(b, tmp_path / "F")
+    again = load_features(_dhash(b, tmp_path / "F", overwrite=True))
+    assert again.attrs["provenance"]["folder"] == str(b.resolve())
+
+
+@pytest.mark.parametrize("change", ["added", "removed", "edited"])
+def test_changed_files_are_noticed(image_folder, tmp_path, change):
+    _dhash(image_folder, tmp_path)
+    if change == "added":
+        synthetic_image(99).save(image_folder / "99.jpg")
+    elif change == "removed":
+        (image_folder / "3.jpg").unlink()
+    else:
+        synthetic_image(77).save(image_folder / "3.jpg")
+        os.utime(image_folder / "3.jpg", ns=(1, 10**18))
+    with pytest.raises(StoreError, match="files_sha1: stored"):
+        _dhash(image_folder, tmp_path)
+    ids = load_features(_dhash(image_folder, tmp_path, if_changed="redo")).ids
+    assert ("images/99" in ids) == (change == "added") and ("images/3" in ids) == (change != "removed")
+
+
+def test_limit_then_full_run_is_refused(image_folder, tmp_path):
+    _dhash(image_folder, tmp_path, limit=5)
+    with pytest.raises(StoreError, match=r"limit: stored 5, now null"):
+        _dhash(image_folder, tmp_path)
+
+
+def test_weights_files_with_one_name_are_told_apart_by_hash(image_folder, tmp_path):
+    from data_retrieval.datasets import load_dataset
+    from extractor.pipeline import make_provenance
+
+    class Fake(type(create_extractor("dhash"))):
+        def __init__(self, weights):
+            super().__init__()
+            self.weights = weights
+
+        @property
+        def params(self):
+            return {**super().params, "weights": str(self.weights), "precision": "fp32"}
+
+    listing = load_dataset(image_folder)
+    run_a, run_b = tmp_path / "runA" / "ckpt.pth", tmp_path / "runB" / "ckpt.pth"
+    for path, payload in ((run_a, b"A"), (run_b, b"B")):
+        path.parent.mkdir()
+        path.write_bytes(payload * 1000)
+    prov = [make_provenance(Fake(p), listing, listing.paths, listing.ids, None, None) for p in (run_a, run_b)]
+    assert prov[0]["weights_sha256"] != prov[1]["weights_sha256"] and prov[0]["weights_sha256"]
+    run_b.write_bytes(b"A" * 1000)
+    assert make_provenance(Fake(run_b), listing, listing.paths, listing.ids, None, None)["weights_sha256"] == \
+        prov[0]["weights_sha256"]
+
+
+def test_precision_change_is_named(image_folder, tmp_path):
+    ext = small_resnet()
+    extract_dataset(ext, image_folder, features_root=tmp_path, workers=0, limit=2, progress=False)
+    with pytest.raises(StoreError, match=r"precision: stored 'fp32', now 'bf16'"):
+        extract_dataset(ext.to(precision="bf16"), image_folder, features_root=tmp_path, workers=0, limit=2,
+                        progress=False)
+
+
+def test_provenance_attributes_are_recorded(image_folder, tmp_path):
+    attrs = load_features(_dhash(image_folder, tmp_path, shard=(0, 2))).attrs
+    prov = attrs["provenance"]
+    assert set(prov) == {"folder", "dataset", "n_files", "files_sha1", "extractor", "params", "weights_sha256",
+                         "precision", "limit", "shard"}
+    assert prov["n_files"] == 6 and prov["shard"] == "0/2" and prov["extractor"] == "dhash" and prov["limit"] is None
+    assert len(attrs["index_sha1"]) == 40
+
+
+def test_missing_package_stops_the_run_instead_of_skipping_every_image(image_folder, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "imagehash", None)  # import imagehash -> ImportError
+    with pytest.raises(ImportError):
+        extract_dataset("crop_resistant", image_folder, features_root=tmp_path, workers=0, progress=False)
+    assert not store_path("images", "crop_resistant", tmp_path).exists()
+
+
+def test_worker_count_is_bounded_by_the_batches():
+    from extractor.pipeline import RunCfg
+
+    assert RunCfg(batch_size=64, workers=64).workers_for(5) == 1
+    assert RunCfg(batch_size=2, workers=3).workers_for(100) == 3
+
+
+def test_two_extractions_of_one_store_at_once(tmp_path):
+    """The second writer is refused with the holder named; the first publishes a whole store."""
+    folder = _folder(tmp_path, 200, size=(24, 18))
+    root = tmp_path / "F"
+    first = _run("dhash", folder, root, 2, 0, popen=True)
+    lock = store_path("imgs", "dhash", root).with_name("dhash.h5.lock")
+    deadline = time.time() + 60
+    while not lock.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    second = _run("dhash", folder, root, 2, 0)
+    assert first.wait(timeout=120) == 0
+    if second.returncode != 0:  # normally: the first still held the lock
+        assert "being written by another feature extraction (pid" in second.stderr
+    assert len(load_features("imgs", "dhash", root=root)) == 200
