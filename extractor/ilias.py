@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from data_retrieval.datasets import DatasetError, ImageList
+from helpers.atomic import write_text
 
 PARTITIONS = ("image_queries", "positives", "text_queries", "distractors")
 #: ILIAS's image extensions for the core partitions (lower or upper case, as its glob takes them).
@@ -203,7 +204,7 @@ def _is_hash(name: str) -> bool:
 def _report_unknown(unknown: Sequence[str], n_listed: int, where: str, out: Path) -> None:
     if not unknown:
         return
-    out.write_text("".join(f"{i}\n" for i in unknown), encoding="utf-8")
+    write_text(out, "".join(f"{i}\n" for i in unknown))
     head = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
     print(f"selected ids: {len(unknown)} of {n_listed} not found in {where} ({head}); all listed in {out}",
           file=sys.stderr)
