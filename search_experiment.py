@@ -24,6 +24,8 @@ THREADS = None  # None: all cores
 BLOCK_SIZE = None  # stream the database in blocks of this many rows (bounded memory); None: load it whole
 TARGETS = []  # ["my_copies=my_originals"]: a query folder and the dataset it copies (names follow the rule)
 GROUND_TRUTH = None  # CSV of query_id,positive_id[,category] rows (several rows: several positives)
+MEMORY_BUDGET = "4GB"  # --indexes auto: the chosen index must fit this
+MAX_QUERY_MS = 10.0  # --indexes auto: nprobe / efSearch tuned to this many ms per query
 ONDISK = False  # IVF indexes built as shards merged on disk and searched memory-mapped (larger than RAM)
 
 
@@ -61,7 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--results-root", default=str(RESULTS_DIR))
     g = p.add_argument_group("search")
     g.add_argument(
-        "--indexes", nargs="+", default=INDEXES, help="faiss factory strings, e.g. Flat 'IVF64,Flat' HNSW32"
+        "--indexes", nargs="+", default=INDEXES, help="faiss factory strings, e.g. Flat 'IVF64,Flat' HNSW32, or auto "
+        "(chosen for --memory-budget, tuned to --max-query-ms)"
     )
     g.add_argument(
         "--metrics", nargs="+", default=METRICS, help="L2 cosine IP L1 (float) or hamming (binary)"
@@ -76,6 +79,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--threads", type=int, default=THREADS, help="faiss OpenMP threads (default: all cores)")
     g.add_argument(
         "--block-size", type=int, default=BLOCK_SIZE, help="stream the database in blocks of N rows"
+    )
+    g.add_argument("--memory-budget", default=MEMORY_BUDGET, help="--indexes auto: memory of the index (4GB, 500MB)")
+    g.add_argument(
+        "--max-query-ms", type=float, default=MAX_QUERY_MS, help="--indexes auto: latency budget per query (ms)"
     )
     g.add_argument(
         "--ondisk", action="store_true", default=ONDISK,
@@ -127,6 +134,8 @@ def main(argv=None) -> int:
             threads=args.threads,
             block_size=args.block_size,
             ondisk=args.ondisk,
+            memory_budget=args.memory_budget,
+            max_query_ms=args.max_query_ms,
             features_root=args.features_root,
             results_root=args.results_root,
             targets=args.targets,

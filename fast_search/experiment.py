@@ -27,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fast_search import metrics as M
+from fast_search.autoindex import AutoIndex, choose_for_experiment, tune_experiment_index
 from fast_search.block import array_blocks, block_search
 from fast_search.data import check_sources, database_blocks, load_search_data
 from fast_search.groundtruth import parse_targets
@@ -79,6 +80,8 @@ class ExperimentConfig:
         None  # rows used to train approximate indexes (None: all, or 100,000 when streaming)
     )
     ondisk: bool = False  # IVF indexes: shard indexes merged on disk, searched memory-mapped (fast_search.ondisk)
+    memory_budget: str | None = None  # indexes=["auto"]: budget of the chosen index ("4GB"; None: 4GB)
+    max_query_ms: float = 10.0  # indexes=["auto"]: nprobe / efSearch tuned to this latency per query
     features_root: str = str(FEATURES_DIR)
     results_root: str = str(RESULTS_DIR)
     targets: dict[str, str] = field(default_factory=dict)  # query dataset -> dataset it copies
@@ -131,6 +134,7 @@ class Plan:
     folder: Path
     info: dict
     previous: dict | None
+    auto: AutoIndex | None = None  # indexes=["auto"]: the chosen factory string and why (fast_search.autoindex)
 
 
 @dataclass
@@ -193,7 +197,9 @@ def _validate(cfg: ExperimentConfig, overwrite: bool, resume: bool) -> Plan:
     train_n = (
         info["n_database"] if cfg.block_size is None else min(info["n_database"], cfg.train_size or 100_000)
     )
+    auto = choose_for_experiment(cfg, info) if "auto" in cfg.indexes else None
     for factory in cfg.indexes:
+        factory = auto.factory if factory == "auto" else factory
         if cfg.ondisk and not is_exact(factory):
             check_ondisk(factory, info["binary"])
         for metric in cfg.metrics:
@@ -203,7 +209,7 @@ def _validate(cfg: ExperimentConfig, overwrite: bool, resume: bool) -> Plan:
             raise ValueError(
                 f"{factory!r} needs at least {nlist[1]} training vectors; the database gives {train_n}"
             )
-    return Plan(folder=folder, info=info, previous=previous)
+    return Plan(folder=folder, info=info, previous=previous, auto=auto)
 
 
 def _stamps(info: dict) -> dict[str, str]:
@@ -283,7 +289,7 @@ def _build(cfg, data, factory: str, metric: str, xb: np.ndarray | None = None) -
     return index
 
 
-def _search_sweeps(cfg, data, info, factory: str, metric: str, xq, xb, variant: str) -> list[Sweep]:
+def _search_sweeps(cfg, data, info, factory: str, metric: str, xq, xb, variant: str, auto=None) -> list[Sweep]:
     """Build `factory` on `xb` (None: the stored database) and search `xq` at every sweep value.
 
     With ``cfg.query_expansion`` each search is followed by an alpha-QE search (variant + "aqe").
@@ -298,6 +304,8 @@ def _search_sweeps(cfg, data, info, factory: str, metric: str, xq, xb, variant: 
     index = _build(cfg, data, factory, metric, xb)
     param = sweep_param(factory)
     values = {"nprobe": cfg.nprobes, "efSearch": cfg.efsearches}.get(param, [None])
+    if auto is not None:  # indexes=["auto"]: the one value tuned to the latency budget
+        values = [tune_experiment_index(auto, index, cfg, data, metric, width)]
     nbytes = index.memory_bytes()  # does not change with nprobe / efSearch
     sweeps = []
     for value in values:
@@ -382,11 +390,11 @@ def _score_sweep(cfg, data, info, folder: Path, factory: str, metric: str, s: Sw
     return run
 
 
-def _run_index(cfg, data, info, folder: Path, factory: str, metric: str) -> list[dict]:
+def _run_index(cfg, data, info, folder: Path, factory: str, metric: str, auto=None) -> list[dict]:
     """Every row of one (index, metric): its sweep, then each search-time improvement asked for."""
     sweeps: list[Sweep] = []
     for variant, xq, xb in _variants(cfg, data, metric):
-        sweeps += _search_sweeps(cfg, data, info, factory, metric, xq, xb, variant)
+        sweeps += _search_sweeps(cfg, data, info, factory, metric, xq, xb, variant, auto)
     plain = [s for s in sweeps if not s.variant]
     if is_exact(factory) and plain:
         save_exact(
@@ -496,12 +504,16 @@ def run_experiment(
     result = _start(cfg, plan, data, threads)
     done = {(r["index"], r["metric"]) for r in result["runs"] + result["errors"]}
     for factory in cfg.indexes:
+        auto = plan.auto if factory == "auto" else None
+        factory = auto.factory if auto is not None else factory
         for metric in cfg.metrics:
             if (factory, metric) in done:
                 log.info("%s--%s: already done, skipped (resume)", factory, metric)
                 continue
             try:
-                result["runs"].extend(_run_index(cfg, data, plan.info, folder, factory, metric))
+                result["runs"].extend(_run_index(cfg, data, plan.info, folder, factory, metric, auto))
+                if auto is not None:
+                    result.setdefault("auto_index", {})[metric] = auto.as_dict()
             except (RuntimeError, MemoryError) as err:  # faiss failure: record and go on
                 log.warning("%s--%s failed: %s", factory, metric, err)
                 result["errors"].append(
