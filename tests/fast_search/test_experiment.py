@@ -177,10 +177,10 @@ def test_resume_an_interrupted_experiment(stores, tmp_path, monkeypatch):
 
     real = E._run_index
 
-    def dies_on_l2(cfg, data, info, folder, factory, metric):
+    def dies_on_l2(cfg, data, info, folder, factory, metric, *rest):
         if metric == "L2":
             raise KeyboardInterrupt
-        return real(cfg, data, info, folder, factory, metric)
+        return real(cfg, data, info, folder, factory, metric, *rest)
 
     monkeypatch.setattr(E, "_run_index", dies_on_l2)
     with pytest.raises(KeyboardInterrupt):
