@@ -13,13 +13,12 @@ vectorised over the batch. Bits are stored packed (np.packbits, most significant
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from extractor.base import Extractor
 from helpers import images
@@ -208,18 +207,62 @@ class CropResistantHash(HashExtractor):
         return (side, side)
 
     def transform(self, image: Image.Image | np.ndarray) -> np.ndarray:
-        import imagehash
-
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image, "L")
-
-        dhash = functools.partial(imagehash.dhash, hash_size=self.hash_size)
-        multi = imagehash.crop_resistant_hash(image, hash_func=dhash, limit_segments=self.segments)
-        hashes = [h.hash.reshape(-1) for h in multi.segment_hashes]
+        grey = image.convert("L")  # imagehash's dhash converts each crop; converting once is the same
+        boxes = segment_boxes(grey, self.segmentation_size, self.segments)
+        hashes = [_dhash_bits(grey.crop(box), self.hash_size) for box in boxes]
         return np.stack([hashes[i % len(hashes)] for i in range(self.segments)])
 
     def _bits(self, pixels: np.ndarray) -> np.ndarray:
         return pixels.astype(bool)
+
+
+def _dhash_bits(image: Image.Image, hash_size: int) -> np.ndarray:
+    pixels = np.asarray(image.resize((hash_size + 1, hash_size), LANCZOS))
+    return (pixels[:, 1:] > pixels[:, :-1]).reshape(-1)
+
+
+def segment_boxes(
+    grey: Image.Image, size: int = 300, limit: int | None = None, threshold: int = 128, min_pixels: int = 500
+) -> list[tuple[float, float, float, float]]:
+    """Crop boxes of `imagehash.crop_resistant_hash`'s segments, largest first, vectorised.
+
+    imagehash grows each bright ("hill") then dark ("valley") 4-connected region pixel by pixel
+    in Python sets (~0.1 s an image); the regions are the connected components of the two masks,
+    found here with `scipy.ndimage.label`, in imagehash's discovery order (first pixel in row-major
+    order, hills first). Its quirks are kept: a one-pixel region never counts as segmented, and
+    the valley search stops once the segmented pixels plus the 4 x size border cells reach size^2.
+    """
+    from scipy import ndimage
+
+    small = grey.resize((size, size), LANCZOS).filter(ImageFilter.GaussianBlur()).filter(ImageFilter.MedianFilter())
+    hills = np.asarray(small).astype(np.float32) > threshold
+    found: list[tuple[int, int, slice, slice]] = []  # (size, discovery rank, rows, cols)
+    segmented = 4 * size  # imagehash's border cells outside the image
+    for phase, mask in enumerate((hills, ~hills)):
+        labels, n = ndimage.label(mask)
+        if n == 0:
+            continue
+        flat = labels.ravel()
+        values, first = np.unique(flat, return_index=True)
+        first = first[values > 0]  # first pixel of each label 1..n, row-major
+        counts = np.bincount(flat, minlength=n + 1)[1:]
+        objects = ndimage.find_objects(labels)
+        order = np.argsort(first, kind="stable")  # discovery order
+        for rank, k in enumerate(order):
+            if phase == 1 and segmented >= size * size:
+                break
+            segmented += int(counts[k]) if counts[k] > 1 else 0
+            if counts[k] > min_pixels:
+                found.append((int(counts[k]), phase * size * size + rank, *objects[k]))
+    if not found:  # imagehash: one segment covering the whole image
+        found = [(0, 0, slice(0, size), slice(0, size))]
+    found.sort(key=lambda f: (-f[0], f[1]))
+    width, height = grey.size
+    scale_w, scale_h = width / size, height / size
+    return [(cols.start * scale_w, rows.start * scale_h, cols.stop * scale_w, rows.stop * scale_h)
+            for _, _, rows, cols in found[:limit]]
 
 
 def crop_resistant_distance(a: np.ndarray, b: np.ndarray, segments: int = 4) -> np.ndarray:
