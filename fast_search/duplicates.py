@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.atomic import atomic_write, save_image, write_text
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 #: Default match threshold per method (Hamming bits of 64): the demo's 1 %-FPR threshold, the
@@ -116,7 +117,7 @@ class Duplicates:
             kept = self.keep(members)
             rows += [(g, len(members), self.paths[i], "keep" if i == kept else "remove") for i in members]
         _write_csv(files["groups"], ["group", "size", "path", "action"], rows)
-        files["gallery"].write_text(_gallery(self, out, gallery_groups), encoding="utf-8")
+        write_text(files["gallery"], _gallery(self, out, gallery_groups))
         return files
 
 
@@ -132,12 +133,10 @@ def _size(path: str) -> int:
 
 
 def _write_csv(path: Path, header: list[str], rows: list[tuple]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def default_max_distance(method: str, binary: bool, n_bits: int = 64) -> float:
@@ -283,7 +282,7 @@ def _thumbnail(path: str, out: Path, name: str) -> str | None:
         return None
     width, height = image.size
     image.thumbnail((200, 160))
-    image.save(out / name, quality=85)
+    save_image(image, out / name, quality=85)
     return f"{width}x{height}"
 
 
