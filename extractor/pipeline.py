@@ -269,12 +269,9 @@ def check_existing(plan: ExtractionPlan) -> bool:
     return True
 
 
-def open_writer(
-    ext: Extractor, plan: ExtractionPlan, overwrite: bool = False, chunk_rows: int = 256, dtype: str | None = None
-) -> FeatureWriter:
-    """Lock the store and open (or resume) its partial file for `plan` (`dtype` "float16": half features)."""
-    return FeatureWriter(
-        plan.out,
+def writer_kwargs(ext: Extractor, plan: ExtractionPlan, chunk_rows: int = 256, dtype: str | None = None) -> dict:
+    """The `FeatureWriter` arguments for `plan` (all but the path): every executor writes the same store."""
+    return dict(
         method=ext.name,
         dim=ext.dim,
         binary=ext.binary,
@@ -285,9 +282,15 @@ def open_writer(
         shard="" if plan.shard is None else f"{plan.shard[0]}/{plan.shard[1]}",
         chunk_rows=chunk_rows,
         provenance=plan.provenance,
-        overwrite=overwrite,
         extra_attrs={"folder": plan.provenance["folder"], "inputs_sha1": plan.provenance["files_sha1"]},
     )
+
+
+def open_writer(
+    ext: Extractor, plan: ExtractionPlan, overwrite: bool = False, chunk_rows: int = 256, dtype: str | None = None
+) -> FeatureWriter:
+    """Lock the store and open (or resume) its partial file for `plan` (`dtype` "float16": half features)."""
+    return FeatureWriter(plan.out, overwrite=overwrite, **writer_kwargs(ext, plan, chunk_rows, dtype))
 
 
 def feed(ext: Extractor, writer: FeatureWriter, plan: ExtractionPlan, run: RunCfg) -> None:

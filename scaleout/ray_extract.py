@@ -32,13 +32,16 @@ from tqdm.auto import tqdm
 from data_retrieval.datasets import ImageList
 from extractor.base import Extractor
 from extractor.pipeline import (
-    _fingerprint,
+    ExtractionPlan,
     _Images,
     _listing,
     _write_errors,
+    check_existing,
     errors_path,
+    plan_extraction,
     shard_bounds,
     summarize_skipped,
+    writer_kwargs,
 )
 from extractor.registry import create_extractor
 from extractor.store import FeatureWriter, StoreError, read_attrs, store_path
@@ -175,9 +178,8 @@ def _write_shard(out: str, writer_kwargs: dict, ids: list[str], feats: np.ndarra
     out = Path(out)
     if out.exists():  # an earlier attempt finished after all
         return {"path": str(out), "n_rows": int(read_attrs(out)["n_rows"]), "skipped": len(skipped) + len(listing_skips)}
-    partial = out.with_name(out.name + ".partial")
-    partial.unlink(missing_ok=True)  # a shard is redone whole: all its rows are here
-    with FeatureWriter(out, **writer_kwargs) as writer:
+    # a shard is redone whole (all its rows are here): overwrite drops a partial file under the store's lock
+    with FeatureWriter(out, overwrite=True, **writer_kwargs) as writer:
         writer.append(ids[:chunk_rows], feats[:chunk_rows], skipped=skipped)
         for start in range(chunk_rows, len(ids), chunk_rows):
             writer.append(ids[start : start + chunk_rows], feats[start : start + chunk_rows])
@@ -188,8 +190,10 @@ def _write_shard(out: str, writer_kwargs: dict, ids: list[str], feats: np.ndarra
 
 
 # ---- the driver ------------------------------------------------------------------------
-def _shard_plan(listing: ImageList, ids: list[str], n_shards: int, ext: Extractor, root, overwrite: bool):
-    """(k, out path, start, stop) of every shard still to do; complete shards are checked, not redone."""
+def _shard_plan(listing: ImageList, ids: list[str], n_shards: int, ext: Extractor, root, overwrite: bool,
+                limit: int | None = None) -> list[tuple[int, Path, int, int, ExtractionPlan]]:
+    """(k, out path, start, stop, plan) of every shard still to do; complete shards are checked against
+    their provenance (`extractor.pipeline.check_existing`), not redone."""
     folder = Path(root) / listing.name
     own = {store_path(listing.name, ext.name, root, None if n_shards == 1 else (k, n_shards)) for k in range(n_shards)}
     others = [p for p in folder.glob(f"{ext.name}.shard-*-of-*.h5") if p not in own]
@@ -205,16 +209,12 @@ def _shard_plan(listing: ImageList, ids: list[str], n_shards: int, ext: Extracto
     todo = []
     for k in range(n_shards):
         start, stop = shard_bounds(len(ids), None if n_shards == 1 else (k, n_shards))
-        out = store_path(listing.name, ext.name, root, None if n_shards == 1 else (k, n_shards))
-        if out.exists() and not overwrite:
-            have = read_attrs(out).get("inputs_sha1")
-            if have != _fingerprint(ids[start:stop]):
-                raise StoreError(f"{out} was extracted from other images than shard {k} of {n_shards} now lists: "
-                                 "delete it (or pass overwrite) to extract again")
+        plan = plan_extraction(ext, listing, root, limit=limit, shard=None if n_shards == 1 else (k, n_shards))
+        out = plan.out
+        if not overwrite and check_existing(plan):  # raises naming what differs when made from other inputs
             continue
-        for stale in (out, out.with_name(out.name + ".partial")):
-            stale.unlink(missing_ok=True)
-        todo.append((k, out, start, stop))
+        out.unlink(missing_ok=True)
+        todo.append((k, out, start, stop, plan))
     return todo
 
 
@@ -255,7 +255,7 @@ def extract_dataset_ray(
         raise ValueError(f"shards must be an integer in [1, {max(1, len(ids))}] (the number of images), got {shards!r}")
     if address is not None:
         _check_reachable(address)  # before touching any file
-    todo = _shard_plan(listing, ids, n_shards, ext, features_root, overwrite)
+    todo = _shard_plan(listing, ids, n_shards, ext, features_root, overwrite, limit)
     outs = [store_path(listing.name, ext.name, features_root, None if n_shards == 1 else (k, n_shards))
             for k in range(n_shards)]
     if not todo:
@@ -287,7 +287,7 @@ def _run(ray, ext, listing, paths, ids, todo, n_shards, batch_size, actors, stri
     n_actors = actors or (int(resources["GPU"]) if use_gpu else max(1, int(resources.get("CPU", 1)) // 2))
     tars = getattr(paths, "tars", None)  # a TarImageList: rows carry (tar, offset, size, member)
     tables = []
-    for k, _, start, stop in todo:
+    for k, _, start, stop, _ in todo:
         for s in range(start, stop, batch_size * 4):  # small blocks: decode tasks spread over the cluster
             e = min(s + batch_size * 4, stop)
             cols = {"shard": np.full(e - s, k, np.int64), "pos": np.arange(s, e, dtype=np.int64)}
@@ -310,15 +310,15 @@ def _run(ray, ext, listing, paths, ids, todo, n_shards, batch_size, actors, stri
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors), num_cpus=1, num_gpus=1 if use_gpu else 0,
     )
     writer = ray.remote(num_cpus=0, max_retries=3)(_write_shard)
-    kwargs = _writer_kwargs(ext, listing, batch_size)
-    plan = {k: (out, start, stop) for k, out, start, stop in todo}
+    chunk_rows = max(batch_size, 256)
+    plan = {k: (out, start, stop, p) for k, out, start, stop, p in todo}
     pending, results = [], []
     current, rows = None, []
-    total = sum(stop - start for _, _, start, stop in todo)
+    total = sum(stop - start for _, _, start, stop, _ in todo)
     bar = tqdm(total=total, unit="img", desc=f"{ext.name} on Ray", disable=not progress, smoothing=0.1)
 
     def submit(k: int, parts: list[dict]) -> None:
-        out, start, stop = plan[k]
+        out, start, stop, shard_plan = plan[k]
         pos = np.concatenate([p["pos"] for p in parts])
         errs = np.concatenate([p["error"] for p in parts])
         feats = np.concatenate([p["features"] for p in parts])
@@ -329,11 +329,9 @@ def _run(ray, ext, listing, paths, ids, todo, n_shards, batch_size, actors, stri
         if strict and skipped:
             raise BadImageError(f"strict mode: {skipped[0][0]}: {skipped[0][1]}")
         shard_ids = [ids[p] for p in pos[good]]
-        shard = None if n_shards == 1 else (k, n_shards)
-        own = {**kwargs, "n_total": stop - start, "shard": "" if shard is None else f"{k}/{n_shards}",
-               "extra_attrs": {**kwargs["extra_attrs"], "inputs_sha1": _fingerprint(ids[start:stop])}}
-        listing_skips = list(listing.skipped) if k == 0 else []
-        pending.append(writer.remote(str(out), own, shard_ids, feats[good], skipped, listing_skips, kwargs["chunk_rows"]))
+        own = writer_kwargs(ext, shard_plan, chunk_rows)
+        listing_skips = shard_plan.listing_skipped
+        pending.append(writer.remote(str(out), own, shard_ids, feats[good], skipped, listing_skips, chunk_rows))
 
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -360,20 +358,6 @@ def _run(ray, ext, listing, paths, ids, todo, n_shards, batch_size, actors, stri
 def _decode_batch(batch: dict[str, np.ndarray], ext: Extractor, placeholder: np.ndarray,
                   tars: tuple[str, ...] | None) -> dict[str, np.ndarray]:
     return _Decode(ext, placeholder, tars)(batch)
-
-
-def _writer_kwargs(ext: Extractor, listing: ImageList, batch_size: int) -> dict:
-    """The FeatureWriter arguments `extract_dataset` uses, so both paths write identical stores."""
-    return {
-        "method": ext.name,
-        "dim": ext.dim,
-        "binary": ext.binary,
-        "dtype": "uint8" if ext.binary else "float32",
-        "dataset": listing.name,
-        "params": ext.params,
-        "chunk_rows": max(batch_size, 256),
-        "extra_attrs": {"folder": str(Path(listing.folder).resolve())},
-    }
 
 
 __all__ = ["KILL_ONCE_ENV", "RayClusterError", "connect", "extract_dataset_ray", "summarize_skipped"]

@@ -81,7 +81,7 @@ def test_hash_shards_equal_the_single_process_ones_bitwise(folder, tmp_path):
     stamps = [p.stat().st_mtime_ns for p in paths]
     assert extract_dataset_ray("dhash", folder, features_root=on_ray, shards=3, progress=False) == paths
     assert [p.stat().st_mtime_ns for p in paths] == stamps
-    with pytest.raises(StoreError, match="other images"):
+    with pytest.raises(StoreError, match="other inputs or settings: .*n_files"):
         extract_dataset_ray("dhash", folder, features_root=on_ray, shards=3, limit=20, progress=False)
     with pytest.raises(StoreError, match="split otherwise"):
         extract_dataset_ray("dhash", folder, features_root=on_ray, shards=2, progress=False)
