@@ -1,9 +1,11 @@
-"""Fine-tune an encoder of the extractor registry with SimCLR (NT-Xent), one process or under torchrun.
+"""Fine-tune an encoder of the extractor registry: SimCLR (NT-Xent) or SSCD (copy detection), one process or torchrun.
 
     python finetune.py --name demo_r18 --dataset demo_distractors demo_original --encoder resnet18 \
         --policy copy --size 96 --batch-size 32 --epochs 5 --optimizer adam
     torchrun --nproc_per_node 4 finetune.py --name big --dataset Flickr500K --encoder resnet50 ...
     python finetune.py --name demo_r18 ... --resume            # continue from the latest checkpoint
+    python finetune.py --recipe sscd --name sscd_lite0 --encoder efficientnet_lite0 --weights DEFAULT \
+        --dataset Datasets/sscd_train --size 128 --batch-size 32 --epochs 4 --eval-every 1
 
 Checkpoints: Checkpoints/<name>/epoch_<e>.pth (epoch 0 = untrained); logs and figure: Results/<name>/.
 """
@@ -14,8 +16,9 @@ import argparse
 import logging
 import sys
 
-from finetuning.training import OPTIMIZERS, TrainConfig, train
-from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, RESULTS_DIR
+from finetuning.copy_policy import STEP_NAMES
+from finetuning.training import OPTIMIZERS, RECIPES, TrainConfig, train
+from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 # Editable defaults (each is also a flag).
 NAME = "finetune"
@@ -32,7 +35,8 @@ WEIGHT_DECAY = 1e-6
 MOMENTUM = 0.9
 NESTEROV = False
 WARMUP_EPOCHS = 0.0
-TEMPERATURE = 0.1
+TEMPERATURE = None  # None: 0.1 for simclr, 0.05 for sscd
+RECIPE = "simclr"
 HEAD_SIZES = None  # None: [dim, dim, 128], SimCLR v2's 3-layer head
 WORKERS = 0
 SEED = 123
@@ -66,8 +70,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="Nesterov momentum (lars, sgd); --no-nesterov to turn off")  # fmt: skip
     opt.add_argument("--scheduler", default="cosine", choices=["cosine", "constant"])
     opt.add_argument("--warmup-epochs", type=float, default=WARMUP_EPOCHS, help="linear warm-up length")
-    opt.add_argument("--temperature", type=float, default=TEMPERATURE, help="NT-Xent temperature")
+    opt.add_argument("--temperature", type=float, default=TEMPERATURE,
+                     help="NT-Xent / InfoNCE temperature (default 0.1 simclr, 0.05 sscd)")  # fmt: skip
     opt.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=True, help="SyncBatchNorm under DDP")
+    sscd = p.add_argument_group("SSCD recipe (--recipe sscd)")
+    sscd.add_argument("--recipe", default=RECIPE, choices=list(RECIPES),
+                      help="simclr: encoder + head, NT-Xent; sscd: GeM + projection + L2, InfoNCE + KoLeo")  # fmt: skip
+    sscd.add_argument("--dim", type=int, default=512, help="projection size")
+    sscd.add_argument("--gem-p", type=float, default=3.0, help="GeM exponent (1: average pooling)")
+    sscd.add_argument("--learn-p", action=argparse.BooleanOptionalAction, default=False, help="learn the GeM exponent")
+    sscd.add_argument("--entropy-weight", type=float, default=30.0, help="weight of the KoLeo term (0: none)")
+    sscd.add_argument("--mixup", type=float, default=0.0, help="probability of a mixup/cutmix positive per row")
+    sscd.add_argument("--aug-p", nargs="+", default=[], metavar="STEP=P",
+                      help=f"augmentation probabilities, e.g. paste_onto=0.2 blur=0 (steps: {', '.join(STEP_NAMES)})")  # fmt: skip
+    sscd.add_argument("--crop-scale", type=float, nargs=2, default=(0.08, 1.0), help="random resized crop area range")
+    sscd.add_argument("--train-attacks", nargs="+", default=None, help="catalogue attack ids added to the policy")
+    sscd.add_argument("--freeze", type=float, default=0.0, help="share of the backbone (input side) kept frozen")
+    sscd.add_argument("--eval-every", type=int, default=0, help="evaluate copy detection every N epochs (0: never)")
+    sscd.add_argument("--eval-size", type=int, default=None, help="evaluation resolution (default: --size)")
+    sscd.add_argument("--eval-database", nargs="+", default=["demo_original", "demo_distractors"])
+    sscd.add_argument("--eval-queries", nargs="+", default=["demo_attacks", "demo_negatives"])
+    sscd.add_argument("--eval-attacks", default="heldout", choices=["heldout", "all"],
+                      help="score queries of the attack families the policy never applies, or all")  # fmt: skip
+    sscd.add_argument("--eval-background", type=int, default=1000,
+                      help="training images used as score-normalisation background (0: none)")  # fmt: skip
+    sscd.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on CUDA")
     run = p.add_argument_group("run")
     run.add_argument("--seed", type=int, default=SEED)
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
@@ -77,6 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--datasets-root", default=str(DATASETS_DIR))
     run.add_argument("--checkpoints-root", default=str(CHECKPOINTS_DIR))
     run.add_argument("--results-root", default=str(RESULTS_DIR))
+    run.add_argument("--features-root", default=str(FEATURES_DIR), help="where per-epoch evaluation stores features")
     return p.parse_args(argv)
 
 
@@ -85,7 +113,25 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fields = set(TrainConfig.__dataclass_fields__)
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["dataset"] = list(args.dataset)
+    if values.get("temperature") is None:
+        values["temperature"] = 0.05 if args.recipe == "sscd" else 0.1
+    values["crop_scale"] = tuple(args.crop_scale)
+    values["aug_p"] = parse_probabilities(args.aug_p)
     return TrainConfig(**values)
+
+
+def parse_probabilities(items: list[str]) -> dict[str, float]:
+    """``["blur=0", "jpeg=0.5"]`` -> ``{"blur": 0.0, "jpeg": 0.5}`` (ValueError on a malformed item)."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--aug-p expects STEP=PROBABILITY items, got {item!r}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import io
 import math
+import re
 import string
 from collections.abc import Callable, Iterable
 from functools import lru_cache, partial
@@ -367,3 +368,19 @@ def split_attack_stem(stem: str) -> tuple[str, str] | None:
         if stem.endswith("_" + attack_id) and len(stem) > len(attack_id) + 1:
             return stem[: -len(attack_id) - 1], attack_id
     return None
+
+
+def attack_family(attack_id: str) -> str:
+    """The family of an attack id, its parameters dropped: 'gaussian_noise_0.01' -> 'gaussian_noise',
+    'cropping_20_and_rescaling' -> 'cropping', 'median_filter_3x3' -> 'median_filter', 'combo_...' -> 'combo'."""
+    if attack_id.startswith("combo_"):
+        return "combo"
+    stem = attack_id.removesuffix("_and_rescaling")
+    head, _, last = stem.rpartition("_")
+    if head and re.fullmatch(r"[0-9.]+(x[0-9]+)?", last):
+        return head
+    return stem
+
+
+#: The families of the 58 catalogue ids, in catalogue order.
+ATTACK_FAMILIES: list[str] = list(dict.fromkeys(attack_family(a) for a in ATTACK_IDS))

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from extractor import efficientnet_lite, hashes, simclr, torchvision_models
+from extractor import efficientnet_lite, hashes, simclr, sscd, torchvision_models
 from extractor.base import Extractor
 from extractor.neural import NeuralExtractor, PreprocessCfg
 
@@ -24,6 +24,7 @@ ENTRIES: dict[str, Callable[..., Extractor]] = {
     **torchvision_models.ENTRIES,
     **simclr.ENTRIES,
     **efficientnet_lite.ENTRIES,
+    **sscd.ENTRIES,
 }
 #: Other accepted spellings (the seed's names, e.g. "SimCLR v2 ResNet50 2x") -> registered name.
 ALIASES: dict[str, str] = {**simclr.ALIASES}

@@ -23,12 +23,16 @@ class TwoViewDataset(torch.utils.data.Dataset):
 
     `preload` (a side length) decodes every image once, shrunk so its shorter side is at most that
     many pixels, and keeps it in memory: much faster for small sets, which are read every epoch.
+    `with_index=True` appends i to each item (the instance id of SSCD's loss).
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike], views: Callable, preload: int | None = None) -> None:
+    def __init__(
+        self, paths: Sequence[str | os.PathLike], views: Callable, preload: int | None = None, with_index: bool = False
+    ) -> None:
         self.paths = [Path(p) for p in paths]
         self.views = views
         self.preload = preload
+        self.with_index = with_index
         self._bad: set[int] = set()
         self._cache: list[Image.Image | None] | None = None
         if preload:
@@ -59,8 +63,9 @@ class TwoViewDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.views(self.image(i))
+    def __getitem__(self, i: int) -> tuple:
+        views = self.views(self.image(i))
+        return (*views, i) if self.with_index else views
 
 
 def training_paths(

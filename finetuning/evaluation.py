@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from finetuning.checkpoint import check_architecture, list_checkpoints, load_checkpoint
+from finetuning.model import SimCLR
 from finetuning.training import TrainConfig, build_model
 from helpers.atomic import atomic_write, save_figure
 from helpers.jsonio import load_json, save_json
@@ -48,7 +49,8 @@ def checkpoint_encoder(
     model, preprocess = build_model(cfg, encoder, dim)
     check_architecture(ckpt, {"encoder": cfg.encoder, **model.architecture()}, path)
     model.load_state_dict(ckpt["model"])
-    return model.encoder.eval(), cfg, preprocess
+    encoder = model.encoder if isinstance(model, SimCLR) else model  # SSCD: the whole network is the descriptor
+    return encoder.eval(), cfg, preprocess
 
 
 def register_checkpoint(path: str | os.PathLike, method: str, encoder: nn.Module | None = None, dim: int | None = None):

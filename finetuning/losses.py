@@ -7,6 +7,8 @@ so the result equals one process computing the loss over the global batch.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -118,3 +120,106 @@ def symmetric_info_nce(
     pos = cols.masked_fill(~positive.T, float("-inf")).logsumexp(dim=1)
     loss_ba = (cols.logsumexp(dim=1) - pos).mean()
     return (loss_ab + loss_ba) / 2
+
+
+def koleo(z: torch.Tensor, exclude: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
+    """KoLeo entropy regulariser (Sablayrolles et al. 2019, SSCD): ``-mean_i log min_j ||z_i - z_j||``.
+
+    `z` are L2-normalised rows; the nearest neighbour of row i is taken among the rows j != i that
+    `exclude[i, j]` does not mark (SSCD excludes the other copies of the same image). Minimising it
+    spreads the descriptors over the sphere. The distance comes from the cosine
+    (``sqrt(2 - 2 cos)``, clamped at `eps`), as SSCD computes it.
+    """
+    if z.ndim != 2 or len(z) < 2:
+        raise ValueError(f"koleo needs (N >= 2, D) rows, got shape {tuple(z.shape)}")
+    sim = z @ z.T
+    mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    if exclude is not None:
+        mask = mask | exclude
+    nearest = sim.masked_fill(mask, -2.0).max(dim=1).values
+    return -(2 - 2 * nearest).clamp(min=eps).sqrt().log().mean()
+
+
+def match_matrix(labels: torch.Tensor) -> torch.Tensor:
+    """(N, N) bool: rows i and j show (some of) the same image; `labels` are instance ids (N,) or mixup weights (N, C)."""
+    if labels.ndim == 1:
+        return labels[:, None] == labels[None, :]
+    return (labels @ labels.T) > 0
+
+
+def sscd_loss(
+    z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.05, entropy_weight: float = 30.0
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """SSCD's objective: InfoNCE over every non-trivial match plus `entropy_weight` x KoLeo on the nearest non-match.
+
+    `z`: (N, D) L2-normalised descriptors of all copies; `labels`: (N,) instance ids, or (N, C)
+    mixup weights (rows sharing any image are positives). For each positive pair (i, j) the
+    probability is ``exp(s_ij/T) / (exp(s_ij/T) + sum_{k non-match} exp(s_ik/T))``; the loss is
+    ``-sum log p / N`` (mixup: the mean over each row's positives, then over rows). Returns the
+    loss and its parts as floats.
+    """
+    if z.ndim != 2 or len(labels) != len(z):
+        raise ValueError(f"z must be (N, D) with N labels, got {tuple(z.shape)} and {len(labels)} labels")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    n = len(z)
+    sim = z @ z.T
+    match = match_matrix(labels)
+    identity = torch.eye(n, dtype=torch.bool, device=z.device)
+    positives = match & ~identity
+    if not positives.any(dim=1).all():
+        raise ValueError("every row needs another copy of its image in the batch (two views per image)")
+    logits = sim / temperature
+    negatives = logits.masked_fill(match, float("-inf")).logsumexp(dim=1, keepdim=True)
+    log_p = logits - torch.logaddexp(logits, negatives)
+    per_pair = -(log_p * positives)
+    if labels.ndim == 1:
+        info_nce = per_pair.sum() / n
+    else:
+        info_nce = (per_pair.sum(dim=1) / positives.sum(dim=1)).mean()
+    loss = info_nce
+    parts = {"info_nce": float(info_nce.detach())}
+    if entropy_weight:
+        entropy = koleo(z, exclude=match)
+        loss = loss + entropy_weight * entropy
+        parts["koleo"] = float(entropy.detach())
+    with torch.no_grad():
+        parts["positive_sim"] = float(sim[positives].mean())
+        parts["nearest_negative_sim"] = float(sim.masked_fill(match, -2.0).max(dim=1).values.mean())
+    return loss, parts
+
+
+def mix_batch(
+    x: torch.Tensor, labels: torch.Tensor, p: float = 0.05, alpha: float = 2.0, cutmix_prob: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SSCD's contrastive mixup/cutmix: with probability `p` per row, mix row i with row N-1-i.
+
+    Returns the images and (N, C) label weights over the C distinct instances (one-hot for rows
+    left alone), so `sscd_loss` treats every row that shares an image as a positive. `lam` ~
+    Beta(alpha, alpha); cutmix (probability `cutmix_prob`) pastes a box of area 1 - lam instead.
+    Randomness from torch's global generator (seeded and checkpointed by the training loop).
+    """
+    uniq, inverse = torch.unique(labels, return_inverse=True)
+    weights = torch.nn.functional.one_hot(inverse, len(uniq)).float()
+    n = len(x)
+    mixed = torch.rand(n) < p
+    if not mixed.any():
+        return x, weights
+    out, new_w = x.clone(), weights.clone()
+    beta = torch.distributions.Beta(alpha, alpha)
+    h, w = x.shape[-2:]
+    for i in torch.nonzero(mixed).flatten().tolist():
+        j = n - 1 - i
+        lam = float(beta.sample())
+        if float(torch.rand(())) < cutmix_prob:
+            ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+            cy = int(torch.randint(h, ()))
+            cx = int(torch.randint(w, ()))
+            y0, y1 = max(0, cy - ch // 2), min(h, cy + ch // 2)
+            x0, x1 = max(0, cx - cw // 2), min(w, cx + cw // 2)
+            out[i, :, y0:y1, x0:x1] = x[j, :, y0:y1, x0:x1]
+            lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+        else:
+            out[i] = lam * x[i] + (1 - lam) * x[j]
+        new_w[i] = lam * weights[i] + (1 - lam) * weights[j]
+    return out, new_w

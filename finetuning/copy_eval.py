@@ -1,0 +1,251 @@
+# ruff: noqa: E741  (D, I) is faiss's fixed name for k-NN distances and ids
+"""Copy-detection evaluation of a descriptor on attacks that training never saw, with and without score normalisation.
+
+The honest split: training images are disjoint from every evaluation image (paths and contents
+checked), and the evaluation keeps only queries made by attack families that no step of the
+training policy imitates (`heldout_attack_ids`). Both are written to ``Results/<run>/split.json``.
+
+Scores (`fast_search.metrics`): recall@1, recall at 1 % FPR (negative queries are the attacked
+images whose original is not in the database) and DISC21's micro-AP. Score normalisation
+(SSCD, DISC21): a query's distances are lowered by ``beta`` x the mean distance to its ``n``
+nearest images of a background set disjoint from the database (here: training images), so a
+query lying in a dense region must be closer to be accepted. Ranking within a query is unchanged,
+so recall@1 is too; thresholds over all queries (FPR, micro-AP) change.
+TODO(helper 11): fast_search is getting a search-time score normalisation (issue 13 part 6);
+`score_normalize` should then move there.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_retrieval.attacks import ATTACK_IDS, attack_family, split_attack_stem
+from data_retrieval.datasets import load_dataset, split_id
+from helpers.jsonio import load_json, save_json
+from helpers.paths import DATASETS_DIR, FEATURES_DIR
+
+log = logging.getLogger(__name__)
+
+FPR = 0.01
+
+
+def heldout_attack_ids(covered_families: Sequence[str]) -> list[str]:
+    """Catalogue attack ids whose family no training step imitates."""
+    covered = set(covered_families)
+    return [a for a in ATTACK_IDS if attack_family(a) not in covered]
+
+
+def _sha1(path: Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def check_disjoint(train_paths: Sequence[os.PathLike], eval_paths: Sequence[os.PathLike]) -> None:
+    """Raise ValueError when a training image is also an evaluation image (same file or same bytes)."""
+    train = {Path(p).resolve() for p in train_paths}
+    shared = train & {Path(p).resolve() for p in eval_paths}
+    if shared:
+        raise ValueError(f"{len(shared)} training images are also evaluation images, e.g. {sorted(shared)[:3]}")
+    train_hashes = {_sha1(p): p for p in train}
+    same = [(train_hashes[h], p) for p in eval_paths if (h := _sha1(Path(p))) in train_hashes]
+    if same:
+        raise ValueError(f"{len(same)} training images have the same bytes as evaluation images, e.g. {same[:3]}")
+
+
+def eval_image_paths(datasets: Sequence[str], root: str | os.PathLike = DATASETS_DIR) -> list[Path]:
+    """Every image file of the evaluation datasets (registered names or folders)."""
+    paths: list[Path] = []
+    for name in datasets:
+        paths += load_dataset(name, root=root).paths
+    return paths
+
+
+def write_split(cfg: Any, train_paths: Sequence[os.PathLike], policy: Any, path: str | os.PathLike) -> dict:
+    """Check and record the honest split of an SSCD run (training images and families vs evaluation)."""
+    eval_sets = [*cfg.eval_database, *cfg.eval_queries]
+    try:
+        eval_paths = eval_image_paths(eval_sets, cfg.datasets_root)
+    except Exception as err:  # evaluation data not built yet: record the training side only
+        log.warning("split: evaluation datasets unavailable (%s); disjointness not checked", err)
+        eval_paths = None
+    if eval_paths is not None:
+        check_disjoint(train_paths, eval_paths)
+    covered = policy.covers()
+    split = {
+        "train": {
+            "datasets": cfg.dataset if isinstance(cfg.dataset, list) else [cfg.dataset],
+            "n_images": len(train_paths),
+            "paths_sha1": hashlib.sha1("\n".join(sorted(str(p) for p in train_paths)).encode()).hexdigest(),
+            "policy": policy.describe(),
+            "families": covered,
+        },
+        "eval": {
+            "database": list(cfg.eval_database),
+            "queries": list(cfg.eval_queries),
+            "n_images": None if eval_paths is None else len(eval_paths),
+            "attacks": cfg.eval_attacks,
+            "heldout_families": sorted({attack_family(a) for a in heldout_attack_ids(covered)}),
+            "heldout_attack_ids": heldout_attack_ids(covered),
+        },
+        "disjoint_images_checked": eval_paths is not None,
+    }
+    save_json(split, path)
+    return split
+
+
+def query_attack(query_id: str) -> str | None:
+    """The catalogue attack id that made a query (None when its name carries none)."""
+    found = split_attack_stem(split_id(query_id)[1].rpartition("/")[2])
+    return found[1] if found else None
+
+
+def score_normalize(D: np.ndarray, background_D: np.ndarray, beta: float = 1.0, n: int = 3) -> np.ndarray:
+    """Distances of each query lowered by `beta` x its mean distance to its `n` nearest background images."""
+    if background_D.shape[0] != D.shape[0] or background_D.shape[1] < n:
+        raise ValueError(f"need >= {n} background distances for each of {D.shape[0]} queries, got {background_D.shape}")
+    return D - beta * background_D[:, :n].mean(axis=1, keepdims=True)
+
+
+def copy_metrics(D: np.ndarray, I: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """recall@1, recall at 1 % FPR (and its threshold), micro-AP of k-NN results."""
+    from fast_search import metrics as M
+
+    recall, threshold = M.recall_at_fpr(D, I, targets, FPR)
+    return {
+        "recall@1": M.recall_at_k(I, targets, 1),
+        "recall@1%fpr": recall,
+        "threshold@1%fpr": threshold,
+        "micro_ap": M.micro_average_precision(D, I, targets),
+    }
+
+
+def evaluate_method(
+    method: str,
+    database: Sequence[str],
+    queries: Sequence[str],
+    attack_ids: Sequence[str] | None = None,
+    background: str | None = None,
+    features_root: str | os.PathLike = FEATURES_DIR,
+    k: int = 10,
+    beta: float = 1.0,
+    n_background: int = 3,
+) -> dict[str, Any]:
+    """Scores of stored features `method`: queries made by `attack_ids` only (None: all), raw and normalised.
+
+    Exact search (cosine for float features, Hamming for hashes) through `fast_search`.
+    `background` is a dataset whose stored features give the score normalisation.
+    """
+    from extractor.store import load_features
+    from fast_search.block import array_blocks, block_search
+    from fast_search.data import load_search_data
+
+    data = load_search_data(method, list(database), list(queries), features_root)
+    metric = "hamming" if data.binary else "cosine"
+    keep = np.ones(len(data.query_ids), dtype=bool)
+    if attack_ids is not None:
+        wanted = set(attack_ids)
+        keep = np.array([query_attack(q) in wanted for q in data.query_ids])
+    xq, targets = data.queries[keep], data.targets[keep]
+    if not len(xq):
+        raise ValueError(f"no query of {list(queries)} was made by the attacks {sorted(attack_ids or [])[:5]}...")
+    k = min(k, len(data.database))
+    D, I, _ = block_search(xq, array_blocks(data.database), k, metric, total=len(data.database))
+    out: dict[str, Any] = {
+        "method": method,
+        "metric": metric,
+        "n_queries": int(len(xq)),
+        "n_positive": int((targets >= 0).sum()),
+        "n_negative": int((targets < 0).sum()),
+        "n_database": int(len(data.database)),
+        "raw": copy_metrics(D, I, targets),
+    }
+    if background is not None:
+        bg = load_features(background, method, features_root).features
+        n_bg = min(n_background, len(bg))
+        bg_D, _, _ = block_search(xq, array_blocks(bg), n_bg, metric, total=len(bg))
+        out["normalized"] = copy_metrics(score_normalize(D, bg_D, beta, n_bg), I, targets)
+        out["n_background"] = int(len(bg))
+    return out
+
+
+def flat_row(result: dict[str, Any]) -> dict[str, Any]:
+    """One flat row (raw and normalised scores side by side) of an `evaluate_method` result."""
+    row = {k: v for k, v in result.items() if not isinstance(v, dict)}
+    for part in ("raw", "normalized"):
+        for key, value in result.get(part, {}).items():
+            row[f"{key}{'' if part == 'raw' else ' (norm)'}"] = value
+    return row
+
+
+def extract_for_eval(ext, cfg: Any, background_limit: int | None = None, workers: int = 0, batch_size: int = 64) -> str | None:
+    """Extract `ext` on the evaluation datasets and on the background (the first training dataset); its name."""
+    from extractor.pipeline import extract_dataset
+
+    for dataset in [*cfg.eval_database, *cfg.eval_queries]:
+        extract_dataset(ext, dataset, cfg.features_root, cfg.datasets_root, batch_size=batch_size, workers=workers)
+    limit = cfg.eval_background if background_limit is None else background_limit
+    if not limit:
+        return None
+    first = cfg.dataset if isinstance(cfg.dataset, str) else cfg.dataset[0]
+    listing = load_dataset(first, root=cfg.datasets_root) if not Path(first).is_dir() else load_dataset(first, recursive=True)
+    extract_dataset(ext, listing, cfg.features_root, cfg.datasets_root, batch_size=batch_size, workers=workers,
+                    limit=min(limit, len(listing)))  # fmt: skip
+    return listing.name
+
+
+def evaluate_epoch(cfg: Any, epoch: int, checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """Score one checkpoint of an SSCD run; appends to ``Results/<run>/copy_eval.{json,csv}`` and redraws the figure."""
+    import torch
+
+    from extractor.sscd import create_sscd
+
+    results = Path(cfg.results_root) / cfg.name
+    split = load_json(results / "split.json")
+    ext = create_sscd(checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
+    background = extract_for_eval(ext, cfg, workers=0)
+    attack_ids = split["eval"]["heldout_attack_ids"] if cfg.eval_attacks == "heldout" else None
+    res = evaluate_method(ext.name, cfg.eval_database, cfg.eval_queries, attack_ids, background, cfg.features_root)
+    row = {"epoch": epoch, **flat_row(res)}
+    path = results / "copy_eval.json"
+    rows = [r for r in (load_json(path) if path.is_file() else []) if r["epoch"] != epoch]
+    rows = sorted([*rows, row], key=lambda r: r["epoch"])
+    save_json(rows, path)
+    _write_csv(rows, results / "copy_eval.csv")
+    plot_copy_eval(rows, results / "copy_eval.png")
+    log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})
+    return row
+
+
+def _write_csv(rows: list[dict], path: Path) -> None:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def plot_copy_eval(rows: list[dict], path: str | os.PathLike) -> None:
+    """recall@1, recall at 1 % FPR and micro-AP against epoch; dashed: with score normalisation."""
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    epochs = [r["epoch"] for r in rows]
+    for key, colour in (("recall@1", "tab:blue"), ("recall@1%fpr", "tab:red"), ("micro_ap", "tab:green")):
+        ax.plot(epochs, [r.get(key, np.nan) for r in rows], marker="o", color=colour, label=key)
+        if any(f"{key} (norm)" in r for r in rows):
+            ax.plot(epochs, [r.get(f"{key} (norm)", np.nan) for r in rows], marker="o", ls="--", color=colour,
+                    label=f"{key}, score-normalised")  # fmt: skip
+    ax.set(xlabel="epoch", ylabel="score", title="copy detection on held-out attacks", ylim=(0, 1.02))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close("all")
