@@ -5,14 +5,14 @@ The honest split: training images are disjoint from every evaluation image (path
 checked), and the evaluation keeps only queries made by attack families that no step of the
 training policy imitates (`heldout_attack_ids`). Both are written to ``Results/<run>/split.json``.
 
-Scores (`fast_search.metrics`): recall@1, recall at 1 % FPR (negative queries are the attacked
-images whose original is not in the database) and DISC21's micro-AP. Score normalisation
-(SSCD, DISC21): a query's distances are lowered by ``beta`` x the mean distance to its ``n``
-nearest images of a background set disjoint from the database (here: training images), so a
-query lying in a dense region must be closer to be accepted. Ranking within a query is unchanged,
-so recall@1 is too; thresholds over all queries (FPR, micro-AP) change.
-TODO(helper 11): fast_search is getting a search-time score normalisation (issue 13 part 6);
-`score_normalize` should then move there.
+Scores (`fast_search.metrics`, ties counted the DISC21 way): recall@1, recall at 1 % FPR
+(negative queries are the attacked images whose original is not in the database) and DISC21's
+micro-AP over the first 10 results. Score normalisation (SSCD): a query's similarities are
+lowered by ``beta`` x its mean similarity to its ``n`` nearest images of a background set
+disjoint from the database (here: training images), so a query lying in a dense region must be
+closer to be accepted (`fast_search.improve.score_normalise`; for Hamming distances the same
+shift in distances). Ranking within a query is unchanged, so recall@1 is too; thresholds over
+all queries (FPR, micro-AP) change.
 """
 
 from __future__ import annotations
@@ -106,23 +106,33 @@ def query_attack(query_id: str) -> str | None:
     return found[1] if found else None
 
 
-def score_normalize(D: np.ndarray, background_D: np.ndarray, beta: float = 1.0, n: int = 3) -> np.ndarray:
-    """Distances of each query lowered by `beta` x its mean distance to its `n` nearest background images."""
+def score_normalize(
+    D: np.ndarray, background_D: np.ndarray, metric: str, beta: float = 1.0, n: int = 3
+) -> np.ndarray:
+    """SSCD's score normalisation of each query's distances from its `n` nearest background distances.
+
+    cosine / IP: `fast_search.improve.score_normalise`; Hamming (hashes): the same shift written in
+    distances, ``D - beta * mean(background D)`` (equal up to a constant, which no measure sees).
+    """
+    from fast_search.improve import SIMILARITY_METRICS, score_normalise
+
     if background_D.shape[0] != D.shape[0] or background_D.shape[1] < n:
         raise ValueError(f"need >= {n} background distances for each of {D.shape[0]} queries, got {background_D.shape}")
+    if metric in SIMILARITY_METRICS:
+        return score_normalise(D, background_D, metric, beta, n)
     return D - beta * background_D[:, :n].mean(axis=1, keepdims=True)
 
 
-def copy_metrics(D: np.ndarray, I: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """recall@1, recall at 1 % FPR (and its threshold), micro-AP of k-NN results."""
+def copy_metrics(D: np.ndarray, I: np.ndarray, positives: np.ndarray) -> dict[str, float]:
+    """recall@1, recall at 1 % FPR (and its threshold), micro-AP of k-NN results (k = width - 1)."""
     from fast_search import metrics as M
 
-    recall, threshold = M.recall_at_fpr(D, I, targets, FPR)
+    recall, threshold = M.recall_at_fpr(D, I, positives, FPR)
     return {
-        "recall@1": M.recall_at_k(I, targets, 1),
+        "recall@1": M.recall_at_k(D, I, positives, 1),
         "recall@1%fpr": recall,
         "threshold@1%fpr": threshold,
-        "micro_ap": M.micro_average_precision(D, I, targets),
+        "micro_ap": M.micro_average_precision(D, I, positives),
     }
 
 
@@ -152,25 +162,26 @@ def evaluate_method(
     if attack_ids is not None:
         wanted = set(attack_ids)
         keep = np.array([query_attack(q) in wanted for q in data.query_ids])
-    xq, targets = data.queries[keep], data.targets[keep]
+    xq, positives = data.queries[keep], data.positives[keep]
     if not len(xq):
         raise ValueError(f"no query of {list(queries)} was made by the attacks {sorted(attack_ids or [])[:5]}...")
-    k = min(k, len(data.database))
-    D, I, _ = block_search(xq, array_blocks(data.database), k, metric, total=len(data.database))
+    width = min(k + 1, len(data.database))  # one extra column: ties at the k-th are counted whole
+    D, I, _ = block_search(xq, array_blocks(data.database), width, metric, total=len(data.database))
+    is_positive = (positives >= 0).any(axis=1)
     out: dict[str, Any] = {
         "method": method,
         "metric": metric,
         "n_queries": int(len(xq)),
-        "n_positive": int((targets >= 0).sum()),
-        "n_negative": int((targets < 0).sum()),
+        "n_positive": int(is_positive.sum()),
+        "n_negative": int((~is_positive).sum()),
         "n_database": int(len(data.database)),
-        "raw": copy_metrics(D, I, targets),
+        "raw": copy_metrics(D, I, positives),
     }
     if background is not None:
         bg = load_features(background, method, features_root).features
         n_bg = min(n_background, len(bg))
         bg_D, _, _ = block_search(xq, array_blocks(bg), n_bg, metric, total=len(bg))
-        out["normalized"] = copy_metrics(score_normalize(D, bg_D, beta, n_bg), I, targets)
+        out["normalized"] = copy_metrics(score_normalize(D, bg_D, metric, beta, n_bg), I, positives)
         out["n_background"] = int(len(bg))
     return out
 

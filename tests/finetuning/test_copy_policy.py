@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from finetuning import copy_policy as P
-from tests.conftest import synthetic_image
+from helpers.synthetic import synthetic_image
 
 IMG = synthetic_image(3, (80, 60))
 CTX = P.Context(size=32)

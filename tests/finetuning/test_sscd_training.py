@@ -14,7 +14,7 @@ from data_retrieval.attacks import apply_attack
 from finetuning.checkpoint import list_checkpoints, load_checkpoint
 from finetuning.copy_eval import check_disjoint, heldout_attack_ids, score_normalize
 from finetuning.training import TrainConfig, train
-from tests.conftest import synthetic_image
+from helpers.synthetic import synthetic_image
 
 
 def tiny_trunk(seed: int = 0) -> nn.Module:
@@ -70,10 +70,12 @@ def test_split_refuses_shared_images_and_holds_out_unseen_families(tmp_path, ima
 def test_score_normalisation_shifts_each_query_by_its_background_mean():
     D = np.array([[0.1, 0.5], [0.2, 0.3]])
     bg = np.array([[0.4, 0.6, 0.8, 9.0], [0.1, 0.1, 0.1, 9.0]])
-    out = score_normalize(D, bg, beta=1.0, n=3)
-    np.testing.assert_allclose(out, [[0.1 - 0.6, 0.5 - 0.6], [0.1, 0.2]])
+    hamming = score_normalize(D, bg, "hamming", beta=1.0, n=3)
+    np.testing.assert_allclose(hamming, [[0.1 - 0.6, 0.5 - 0.6], [0.1, 0.2]])
+    cosine = score_normalize(D, bg, "cosine", beta=1.0, n=3)  # similarities: the same up to a constant
+    np.testing.assert_allclose(cosine - hamming, np.ones_like(D), rtol=1e-6)
     with pytest.raises(ValueError, match="background"):
-        score_normalize(D, bg[:, :2], n=3)
+        score_normalize(D, bg[:, :2], "cosine", n=3)
 
 
 def _mini_demo(root):
