@@ -1,7 +1,8 @@
 """Robust image decoding shared by extraction, attack generation and galleries.
 
-`load_image` turns anything PIL can open (CMYK, 16-bit, palette with alpha, EXIF-rotated,
-animated, multi-page) into a plain RGB (or L) image, and raises `BadImageError` with a readable
+`load_image` turns anything PIL can open (CMYK, 16-bit, float, palette with alpha, EXIF-rotated,
+animated, multi-page) into a plain RGB (or L) image (wide and float grey scaled by their actual
+range, `grey_range`), and raises `BadImageError` with a readable
 reason for what it cannot decode: callers log and skip, they never crash mid-run.
 """
 
@@ -35,13 +36,41 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def grey_range(arr: np.ndarray, mode: str) -> tuple[float, float]:
+    """The (black, white) values of a wide grey image, from its mode and its actual values.
+
+    16-bit: 0..65535. 32-bit integers: 0..255 if they fit, else 0..65535, else their maximum.
+    Float ("F"): 0..1 when every value lies in [0, 1] (the float-image convention), 0..255 when
+    they fit in [0, 255], else their actual minimum..maximum.
+    """
+    finite = arr[np.isfinite(arr)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if mode.startswith("I;16"):
+        return 0.0, 65535.0
+    if mode == "F":
+        if lo >= 0 and hi <= 1:
+            return 0.0, 1.0
+        if lo >= 0 and hi <= 255:
+            return 0.0, 255.0
+        return lo, hi if hi > lo else lo + 1
+    if lo >= 0 and hi <= 255:
+        return 0.0, 255.0
+    if lo >= 0 and hi <= 65535:
+        return 0.0, 65535.0
+    return min(lo, 0.0), hi
+
+
+def _wide_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
+    lo, hi = grey_range(arr, mode)
+    scaled = (np.nan_to_num(arr, nan=lo) - lo) / (hi - lo) * 255.0 + 0.5
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
 def _to_mode(img: Image.Image, mode: str) -> Image.Image:
     """Convert any PIL mode to RGB or L, compositing transparency on white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16/32-bit grey: rescale to 8 bits instead of clipping (PIL's convert clips at 255).
-        arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        # 16/32-bit and float grey: rescale to 8 bits instead of clipping (PIL's convert clips at 255)
+        img = Image.fromarray(_wide_to_uint8(np.asarray(img, dtype=np.float64), img.mode), "L")
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA"):

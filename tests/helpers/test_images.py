@@ -56,3 +56,53 @@ def test_draft_mode_downscales_jpeg_but_stays_above_request(tmp_path):
 def test_is_image_file():
     assert is_image_file("a/b.JPG") and is_image_file("x.webp")
     assert not is_image_file(".hidden.jpg") and not is_image_file("notes.txt")
+
+
+def test_float_images_are_scaled_by_their_range(tmp_path):
+    arr = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    Image.fromarray(arr, "F").save(tmp_path / "unit.tiff")
+    out = np.asarray(load_image(tmp_path / "unit.tiff", mode="L"))
+    assert out.min() == 0 and out.max() == 255  # not 0/1 (almost black)
+    Image.fromarray(arr * 255, "F").save(tmp_path / "bytes.tiff")
+    np.testing.assert_array_equal(np.asarray(load_image(tmp_path / "bytes.tiff", mode="L")), out)
+    Image.fromarray(arr * 2 - 1, "F").save(tmp_path / "signed.tiff")  # [-1, 1]: its own min..max
+    np.testing.assert_array_equal(np.asarray(load_image(tmp_path / "signed.tiff", mode="L")), out)
+
+
+def _odd_encodings(img: Image.Image, folder):
+    """The same picture as 16-bit, float, palette, CMYK, LA and EXIF-rotated files."""
+    grey = np.asarray(img.convert("L"), dtype=np.float64)
+    files = {}
+    Image.fromarray((grey * 257).astype(np.uint16)).save(folder / "g16.png")
+    files["16-bit"] = (folder / "g16.png", img.convert("L"))
+    Image.fromarray((grey / 255).astype(np.float32), "F").save(folder / "float.tiff")
+    files["float"] = (folder / "float.tiff", img.convert("L"))
+    img.convert("P", palette=Image.Palette.ADAPTIVE, colors=256).save(folder / "palette.png")
+    files["palette"] = (folder / "palette.png", img)
+    img.convert("CMYK").save(folder / "cmyk.tiff")
+    files["CMYK"] = (folder / "cmyk.tiff", img)
+    img.convert("LA").save(folder / "la.png")
+    files["LA"] = (folder / "la.png", img.convert("L"))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW on display: the stored pixels are the picture turned back
+    img.transpose(Image.Transpose.ROTATE_90).save(folder / "rotated.png", exif=exif)
+    files["EXIF-rotated"] = (folder / "rotated.png", img)
+    return files
+
+
+def test_odd_encodings_hash_like_plain_rgb(tmp_path):
+    """Each odd encoding's dHash is within 2 bits of 64 of the same picture saved as plain RGB."""
+    from extractor import create_extractor
+    from helpers.synthetic import synthetic_image
+
+    dhash = create_extractor("dhash")
+
+    def hash_of(path):
+        return np.unpackbits(dhash([dhash.transform(dhash.decode(path))])[0])
+
+    for seed in range(3):
+        img = synthetic_image(seed, (96, 72))
+        for kind, (path, plain) in _odd_encodings(img, tmp_path).items():
+            plain.convert("RGB").save(tmp_path / "plain.png")
+            differ = int((hash_of(path) != hash_of(tmp_path / "plain.png")).sum())
+            assert differ <= 2, f"{kind}: {differ} bits of 64 differ from plain RGB (seed {seed})"
