@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=parse_shard, default=None, help="K/N: extract the K-th (from 0) of N parts")
     p.add_argument("--strict", action="store_true", help="stop at the first file that cannot be used")
     p.add_argument("--weights", default=WEIGHTS, help="neural models: DEFAULT, a weights tag, a .pth path, or none")
+    p.add_argument(
+        "--init-seed",
+        type=int,
+        default=None,
+        help="with --weights none: seed of the random initialisation (default 0, recorded in the store)",
+    )
     p.add_argument("--hash-size", type=int, default=None, help="hashes: bits per side (8 -> 64 bits)")
     p.add_argument("--exact", action="store_true", help="hashes: bit-exact imagehash mode (slower decoding)")
     p.add_argument("--executor", choices=["local", "ray"], default=EXECUTOR,
@@ -84,7 +90,10 @@ def _method_kwargs(method: str, args: argparse.Namespace) -> dict:
     if method in hashes.ENTRIES:
         return {"hash_size": args.hash_size, "exact": args.exact or None}
     weights = None if str(args.weights).lower() == "none" else args.weights
-    return {"weights": weights, "device": args.device, "precision": args.precision}
+    kwargs = {"weights": weights, "device": args.device, "precision": args.precision}
+    if weights is None:
+        kwargs["init_seed"] = args.init_seed
+    return kwargs
 
 
 def _tar_source(folder: Path, args: argparse.Namespace):

@@ -55,8 +55,31 @@ def _framework_factory(name: str) -> Callable[..., Extractor] | None:
     raise ValueError(f"unknown framework {framework!r} in {name!r}; known: {FRAMEWORKS}")
 
 
+#: Random initialisation (``weights=None``) is seeded with this unless ``init_seed`` says otherwise,
+#: so two runs (database, then queries; or a resumed run) build the same network.
+RANDOM_INIT_SEED = 0
+
+
+def _seeded_build(factory: Callable[..., Extractor], kwargs: dict[str, Any], seed: int) -> Extractor:
+    """Call `factory` with torch's generator seeded (and restored afterwards); record the seed."""
+    import torch as _torch  # noqa: PLC0415  (only neural random init needs it here)
+
+    with _torch.random.fork_rng(devices=[]):
+        _torch.manual_seed(seed)
+        ext = factory(**kwargs)
+    if isinstance(ext, NeuralExtractor):
+        ext._extra_params["init_seed"] = seed
+        if seed != RANDOM_INIT_SEED:
+            ext.name = f"{ext.name}_seed{seed}"
+    return ext
+
+
 def create_extractor(name: str, **kwargs: Any) -> Extractor:
     """Build extractor `name`; kwargs go to its factory (``hash_size``, ``weights``, ``device``...).
+
+    ``weights=None`` means random initialisation, seeded by ``init_seed`` (default
+    `RANDOM_INIT_SEED`): the seed is recorded in the extractor's params (and so in the store's
+    attributes), and a seed other than the default is part of the store name (``_seed<n>``).
 
     `name` is a registered name (``dhash``, ``resnet50``, ``efficientnet_lite0``) or
     ``<framework>:<model>`` as that framework spells it (``timm:vit_small_patch16_224.augreg_in21k``).
@@ -70,9 +93,12 @@ def create_extractor(name: str, **kwargs: Any) -> Extractor:
         close = difflib.get_close_matches(name, entries, n=5, cutoff=0.5)
         rest = [n for n in sorted(entries) if n not in close]
         raise ValueError(f"unknown extractor {name!r}; close matches: {close or 'none'}; all: {', '.join(rest)}")
+    init_seed = kwargs.pop("init_seed", None)
     kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "weights"}
     factory = factory or entries[name]
     try:
+        if "weights" in kwargs and kwargs["weights"] is None:
+            return _seeded_build(factory, kwargs, RANDOM_INIT_SEED if init_seed is None else int(init_seed))
         return factory(**kwargs)
     except TypeError as e:
         if "unexpected keyword" in str(e) or "positional argument" in str(e):

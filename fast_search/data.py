@@ -9,6 +9,7 @@ refuses NaN/inf rows naming their ids, and builds the ground truth with
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,43 @@ def _as_list(value: str | Sequence[str], what: str) -> list[str]:
     return [str(v) for v in items]
 
 
+def _weights(info: dict) -> tuple[bool, object, object] | None:
+    """(has weights, weights, init_seed) from a store's ``params`` attribute; None for hashes and others."""
+    params = info.get("params")
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except ValueError:
+            return None
+    if not isinstance(params, dict) or "weights" not in params:
+        return None
+    return True, params.get("weights"), params.get("init_seed")
+
+
+def _check_same_weights(infos: dict, database: list[str], queries: list[str]) -> None:
+    """Refuse to compare stores of networks with other weights (or unseeded random ones from two runs)."""
+    named = [(n, i) for n, i in zip(database, infos["database"], strict=False)]
+    named += [(n, i) for n, i in zip(queries, infos["queries"], strict=False)]
+    seen = [(n, _weights(i), tuple(i["files"])) for n, i in named]
+    seen = [s for s in seen if s[1] is not None]
+    if not seen:
+        return
+    name0, w0, files0 = seen[0]
+    for name, w, files in seen[1:]:
+        if w != w0:
+            raise ValueError(
+                f"{name!r} was extracted with weights={w[1]!r} init_seed={w[2]!r} but {name0!r} with "
+                f"weights={w0[1]!r} init_seed={w0[2]!r}: features of different networks cannot be compared; "
+                "extract both with the same weights (and --init-seed for random weights)"
+            )
+        if w[1] is None and w[2] is None and files != files0:
+            raise ValueError(
+                f"{name!r} and {name0!r} come from unseeded random weights (a store written before seeds were "
+                "recorded): each extraction built a different network. Extract them again (--weights none "
+                "now seeds the network and records the seed)."
+            )
+
+
 def check_sources(
     method: str,
     database: str | Sequence[str],
@@ -89,6 +127,7 @@ def check_sources(
                         f"{role} {name!r} has {key}={info.get(key)!r} but database {database[0]!r} has "
                         f"{key}={first.get(key)!r}: queries and database must come from the same method"
                     )
+    _check_same_weights(infos, database, queries)
     n_database = sum(i["n"] for i in infos["database"])
     n_queries = sum(i["n"] for i in infos["queries"])
     if n_database == 0:

@@ -139,7 +139,10 @@ def test_run_experiment_on_ilias_files(ilias_files: Path, tmp_path: Path) -> Non
     assert result["data"]["n_database"] == 16 and result["data"]["dim"] == 8
     run = result["runs"][0]
     neighbours = np.load(tmp_path / "Results" / "ilias_files" / run["file"])["I"]
-    assert neighbours[:, 0].tolist() == [0, 2, 4]  # each query's own positive is its nearest
+    database_ids = np.load(tmp_path / "Results" / "ilias_files" / "ids.npz")["database_ids"]
+    positives = [str(i) for i in h5py.File(ilias_files / "features_positives.hdf5", "r")["index"].asstr()[:]]
+    # each query's own positive is its nearest (datasets are searched in sorted order: compare ids)
+    assert database_ids[neighbours[:, 0]].tolist() == [positives[i] for i in (0, 2, 4)]
 
 
 # ---- part 4 + 5: our ILIAS-mode files, read by ILIAS's logic ------------------------------------------
