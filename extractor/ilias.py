@@ -178,7 +178,10 @@ def ilias_extractor(
                 raise ValueError(f"--framework text: no text tower known for {model!r}; ILIAS maps these: "
                                  f"{', '.join(TEXT_MODELS)}")
             oc_model, tag = TEXT_MODELS[model]
-            model = oc_model if tag is None else f"{oc_model}:{tag}"
+            model = oc_model if tag is None else f"{oc_model}/{tag}"
+        elif framework == "och":  # ILIAS spells open_clip models "<model>.<pretrained tag>" (RN50.openai)
+            oc_model, _, tag = model.partition(".")
+            model = f"{oc_model}/{tag}" if tag else oc_model
         name = f"{FRAMEWORKS[framework]}:{model}"
     kwargs: dict[str, Any] = {}
     if opts.pop("comp_fp16", False) and str(device or "").startswith("cuda"):
