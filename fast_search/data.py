@@ -71,7 +71,9 @@ def _weights(info: dict) -> tuple[bool, object, object] | None:
             return None
     if not isinstance(params, dict) or "weights" not in params:
         return None
-    return True, params.get("weights"), params.get("init_seed")
+    provenance = info.get("provenance") if isinstance(info.get("provenance"), dict) else {}
+    digest = provenance.get("weights_sha256")  # the file's content, when the store records it
+    return True, digest or params.get("weights"), params.get("init_seed")
 
 
 def _check_same_weights(infos: dict, database: list[str], queries: list[str]) -> None:

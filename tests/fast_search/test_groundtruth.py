@@ -117,3 +117,27 @@ def test_search_experiment_script_targets_and_loud_message(tmp_path, capsys):
     assert "| Flat--cosine | 1.0000 |" in capsys.readouterr().out
     assert script.main([*argv, "--overwrite", "--targets", "my_copies"]) == 2
     assert "QUERY_DATASET=DATABASE_DATASET" in capsys.readouterr().err
+
+
+def test_text_queries_with_several_positives(tmp_path):
+    """Text -> image: a query store of text features (same method and dim) with a CSV ground truth."""
+    root = tmp_path / "F"
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(20, 64)).astype("f4")
+    write_features(store_path("ilias_positives", "clip", root), [f"ilias_positives/i{i}" for i in range(20)],
+                   images, method="clip")  # fmt: skip
+    # text query t<j> describes images 2j and 2j+1: its feature lies between them
+    text = (images[0::2] + images[1::2]) / 2
+    write_features(store_path("text_queries", "clip", root), [f"text_queries/t{j}" for j in range(10)], text,
+                   method="clip")  # fmt: skip
+    csv = tmp_path / "gt.csv"
+    csv.write_text(
+        "".join(f"text_queries/t{j},ilias_positives/i{2 * j + d}\n" for j in range(10) for d in (0, 1))
+    )
+    res = run_experiment(
+        "text", "clip", ["ilias_positives"], ["text_queries"], ground_truth=str(csv), indexes=["Flat"],
+        metrics=["cosine"], ks=[2], features_root=root, results_root=tmp_path / "R", threads=1,
+    )  # fmt: skip
+    run = res["runs"][0]
+    assert res["data"]["n_positive"] == 10
+    assert run["map_at_k"]["2"] > 0.9 and run["oracle_at_k"]["2"] > 0.9
