@@ -6,10 +6,14 @@ at a temporary folder; nothing else hard-codes `Datasets/`, `Features/` or `Resu
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATASETS_DIR = REPO_ROOT / "Datasets"
-FEATURES_DIR = REPO_ROOT / "Features"
-RESULTS_DIR = REPO_ROOT / "Results"
-CHECKPOINTS_DIR = REPO_ROOT / "Checkpoints"
+#: Parent of the four data folders: the repository, or ``$IMSIM_DATA_ROOT`` when set (data kept
+#: elsewhere; the tests of the README and notebooks point it at a small demo set).
+DATA_ROOT = Path(os.environ.get("IMSIM_DATA_ROOT") or REPO_ROOT)
+DATASETS_DIR = DATA_ROOT / "Datasets"
+FEATURES_DIR = DATA_ROOT / "Features"
+RESULTS_DIR = DATA_ROOT / "Results"
+CHECKPOINTS_DIR = DATA_ROOT / "Checkpoints"

@@ -77,3 +77,32 @@ def bad_image_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A folder holding good images plus every awkward or broken kind of file."""
     folder = tmp_path / "bad"
     return folder, write_bad_images(folder)
+
+
+#: The small demo set the README and notebook tests run on (the full one takes `make demo` minutes).
+SMALL_DEMO = dict(
+    n_distractors=70,  # database >= 64 rows: the README's BIVF64 trains
+    photos=["astronaut", "camera", "coffee", "rocket"],
+    attack_ids=["gaussian_noise_0.01", "jpg_compression_50", "rotation_10_and_rescaling", "text_length_20"],
+    n_synthetic_negatives=1,
+    workers=0,
+)
+DEMO_DATASETS = ["demo_original", "demo_distractors", "demo_attacks", "demo_negatives"]
+
+
+@pytest.fixture(scope="session")
+def small_demo_root(tmp_path_factory) -> Path:
+    """A data root (Datasets/, Features/, Results/) holding a small demo set with pHash and dHash extracted.
+
+    Point IMSIM_DATA_ROOT at it and the library's default paths are this folder's.
+    """
+    from data_retrieval.demo import build_demo
+    from extractor import extract_dataset
+
+    root = tmp_path_factory.mktemp("demo_root")
+    build_demo(root / "Datasets", **SMALL_DEMO)
+    for method in ("phash", "dhash"):
+        for dataset in DEMO_DATASETS:
+            extract_dataset(method, dataset, features_root=root / "Features", datasets_root=root / "Datasets",
+                            workers=0, progress=False)
+    return root
