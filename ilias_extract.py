@@ -13,8 +13,9 @@ The lines of ILIAS's ``feature_extraction/scripts/models.sh`` / ``run_slurm.sh``
 Files: ``features_<partition>.hdf5`` and ``features_distractors_<5 digits>.hdf5`` (one per
 ``--tar_batch_size`` tars). Each file is resumable: rerun the same command after a kill. Bad
 images and tar members are skipped and listed in ``*.errors.tsv`` beside the files.
-``--framework lib`` takes any name of this library's registry (``dhash``, ``efficientnet_lite0``).
-Hyphenated spellings (``--start-tar``) work too.
+``--framework lib`` takes any name of this library's registry (``dhash``, ``efficientnet_lite0``);
+``--weights none`` builds random weights (checks without the real files). Hyphenated spellings
+(``--start-tar``) work too.
 """
 
 from __future__ import annotations
@@ -97,7 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--store_fp16", type=bool_flag, default=True, help="store float16 features (ILIAS's default)")
     add("--selected_ids", default=None, help="file of ids to keep (keys or <tar>/<key>; core: relative paths)")
     add("--device", default=DEVICE, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    add("--weights", default=None, help="ours: a checkpoint file, or none for random weights (default: the "
+        "framework's pretrained weights from the local cache)")
     return p
+
+
+def _weights(text: str | None) -> dict:
+    """--weights: unset -> the framework's default, 'none' -> random init, else a path or tag."""
+    if text is None:
+        return {}
+    return {"weights": None if text.lower() == "none" else text}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         ext = ilias_extractor(
             args.framework, args.model, device=device, pooling=args.pooling, transforms=args.transforms,
             resolution=args.resolution, multiscale=args.multiscale, multirotate=args.multirotate,
-            comp_fp16=args.comp_fp16, min_size=args.min_size,
+            comp_fp16=args.comp_fp16, min_size=args.min_size, **_weights(args.weights),
         )
         files = extract_partition(
             ext, args.partition, args.dataset_dir, args.hdf5_dir, hdf5_name=args.hdf5_name,

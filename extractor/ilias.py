@@ -153,11 +153,13 @@ def ilias_extractor(
     multirotate: bool | None = None,
     comp_fp16: bool | None = None,
     min_size: int | None = None,
+    **extra: Any,
 ):
     """The extractor ILIAS's ``--framework F --model M`` (and feature flags) name, from our registry.
 
     For ILIAS's frameworks, unset flags take ILIAS's defaults (head pooling, RESIZE_LARGE at 512,
-    fp16 compute on CUDA); for ``lib`` only the flags given are passed on.
+    fp16 compute on CUDA); for ``lib`` only the flags given are passed on. `extra` (e.g.
+    ``weights=None`` for random weights, or a checkpoint path) goes to `create_extractor` as is.
     """
     from extractor.registry import create_extractor
 
@@ -195,6 +197,7 @@ def ilias_extractor(
     if framework != "lib" or not _is_hash(model):
         kwargs["device"] = device
     kwargs.update(opts)
+    kwargs.update(extra)
     return create_extractor(name, **kwargs)
 
 

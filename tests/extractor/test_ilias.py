@@ -249,3 +249,20 @@ def test_bad_command_lines(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     assert "no positives images" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         ilias_extract.main([*base, "--partition", "uned"])
+
+
+def test_models_sh_style_run_with_a_timm_model_on_tars(tmp_path: Path) -> None:
+    """A run_slurm.sh distractors line (timm, gem, resolution) on tars, random weights: ILIAS files out."""
+    pytest.importorskip("extractor.frameworks")  # the timm:<model> vocabulary with ILIAS's options
+    pytest.importorskip("timm")
+    tars = tmp_path / "yfcc"
+    make_tar(tars / "00000.tar", [(f"{k}.jpg", jpeg(k)) for k in range(3)])
+    hdf5 = tmp_path / "hdf5" / "resnet18"
+    assert ilias_extract.main([
+        "--partition", "distractors", "--dataset_dir", str(tars), "--hdf5_dir", str(hdf5), "--framework", "timm",
+        "--model", "resnet18", "--resolution", "64", "--pooling", "gem", "--start_tar", "0", "--total_tars", "10",
+        "--weights", "none", "--num_workers", "0", "--device", "cpu", "--batch_size", "2",
+    ]) == 0
+    feats, ids = ilias_load_features(str(hdf5 / "features_distractors_00000.hdf5"))
+    assert list(ids[:]) == ["00000.tar/0", "00000.tar/1", "00000.tar/2"]
+    assert feats.shape == (3, 512) and feats.dtype == np.float16 and np.isfinite(feats[:]).all()
