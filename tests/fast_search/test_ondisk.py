@@ -90,3 +90,23 @@ def test_experiment_ondisk_equals_in_memory(tmp_path):
     with pytest.raises(ValueError, match="IVF"):
         run_experiment("bad", "feat", DATABASE, QUERIES, indexes=["HNSW8"], ondisk=True, features_root=root,
                        results_root=tmp_path / "R")
+
+
+@pytest.mark.parametrize("field", ["dim", "method"])
+def test_shards_of_mixed_method_or_dimension_are_refused_before_any_work(tmp_path, field):
+    from extractor.store import StoreError, store_path, write_features
+    from fast_search import run_experiment
+    from tests.fast_search.conftest import make_stores
+
+    root = make_stores(tmp_path / "Features")
+    rng = np.random.default_rng(0)
+    big = "demo_big"
+    write_features(store_path(big, "feat", root, (0, 2)), [f"{big}/{i}" for i in range(50)],
+                   rng.normal(size=(50, 16)).astype(np.float32), method="feat")
+    other = {"dim": {"method": "feat", "width": 8}, "method": {"method": "other", "width": 16}}[field]
+    write_features(store_path(big, "feat", root, (1, 2)), [f"{big}/{i}" for i in range(50, 100)],
+                   rng.normal(size=(50, other["width"])).astype(np.float32), method=other["method"])
+    with pytest.raises(StoreError, match=field):
+        run_experiment("mixed", "feat", [big], ["demo_attacks"], indexes=["IVF4,PQ4"], ondisk=True, block_size=16,
+                       features_root=root, results_root=tmp_path / "R")
+    assert not (tmp_path / "R").exists()
