@@ -17,9 +17,9 @@ from clustering.spaces import DEFAULT_EPS, METRICS, NOISE_MODES
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 # Editable defaults (each is also a flag). EPS None = the seed's sweep for the metric (DEFAULT_EPS).
-METHOD = "simclr_v1_r50_2x"
-DATASETS = ["Kaggle_memes", "Kaggle_templates"]
-METRIC = "euclidean"
+METHOD = "dhash"  # the demo's data (`make demo`); the seed's: simclr_v1_r50_2x on Kaggle_memes Kaggle_templates
+DATASETS = ["demo_original", "demo_attacks"]
+METRIC = "hamming"
 EPS = None
 MIN_SAMPLES = 5
 HDBSCAN = False

@@ -2,6 +2,10 @@
 
 One image per query (or a random sample): the query, its true original and its k nearest
 neighbours with distances, framed green (the original) or red, sorted into correct/ and incorrect/.
+
+    python explore_neighbors.py                 # the most recent experiment under Results/
+    python explore_neighbors.py demo-dhash --k 5
+    python explore_neighbors.py --list          # the experiments, most recent first
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import sys
 
 from helpers.paths import DATASETS_DIR, RESULTS_DIR
 
-NAME = "demo"
+NAME = None  # None: the most recent experiment
 RUN = None  # a run key of results.json, e.g. "Flat--cosine"; None: the first exact run
 K = 10
 SAMPLE = 100  # queries drawn at random; 0: every query
@@ -20,7 +24,8 @@ SEED = 0
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", nargs="?", default=NAME, help="experiment name under the results root")
+    p.add_argument("name", nargs="?", default=NAME, help="experiment name under the results root (default: latest)")
+    p.add_argument("--list", action="store_true", help="list the experiments, most recent first, and exit")
     p.add_argument("--run", default=RUN, help="run key, e.g. 'IVF64,Flat--cosine--nprobe=16'")
     p.add_argument("--k", type=int, default=K, help="neighbours shown per query")
     p.add_argument("--sample", type=int, default=SAMPLE, help="random queries to draw (0: all)")
@@ -35,10 +40,18 @@ def main(argv=None) -> int:
     p.add_argument("--datasets-root", default=str(DATASETS_DIR))
     args = p.parse_args(argv)
     from fast_search import explore_neighbors  # after --help: faiss loads here
+    from fast_search.results import list_experiments, resolve_experiment
 
+    if args.list:
+        print("\n".join(list_experiments(args.results_root)) or f"no experiment under {args.results_root}")
+        return 0
     try:
+        name = resolve_experiment(args.name, args.results_root)
+        if args.name is None:
+            print(f"explore_neighbors.py: the most recent experiment, {name} (--list shows the others)",
+                  file=sys.stderr)
         page = explore_neighbors(
-            args.name,
+            name,
             run=args.run,
             k=args.k,
             sample=args.sample or None,

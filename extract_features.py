@@ -20,7 +20,7 @@ from helpers.paths import DATASETS_DIR, FEATURES_DIR
 
 # ---- editable defaults -----------------------------------------------------------------
 METHODS = ["dhash"]
-DATASETS = ["BSDS500_original", "BSDS500_attacks"]
+DATASETS = ["demo_original", "demo_distractors", "demo_attacks", "demo_negatives"]  # after `make demo`
 BATCH_SIZE = 64
 WORKERS = 2
 DEVICE = "cpu"

@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--preload", type=int, default=None, help="decode all images once, shorter side <= this")
     data.add_argument("--workers", type=int, default=WORKERS, help="DataLoader worker processes")
     model = p.add_argument_group("model")
-    model.add_argument("--encoder", default=ENCODER, help="extractor registry name (python -m extractor list)")
+    model.add_argument("--encoder", default=ENCODER, help="extractor registry name (extract_features.py --list)")
     model.add_argument("--weights", default=WEIGHTS, help="weights of the encoder (default: random init)")
     model.add_argument("--head-sizes", type=int, nargs="+", default=HEAD_SIZES, help="projection head layer sizes")
     model.add_argument("--head-mlp", action=argparse.BooleanOptionalAction, default=False,

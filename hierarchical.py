@@ -18,12 +18,12 @@ from clustering.spaces import LINKAGES, METRICS
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 # Editable defaults (each is also a flag).
-METHOD = "simclr_v1_r50_2x"
-DATASETS = ["Kaggle_memes", "Kaggle_templates"]
-METRIC = "euclidean"
-LINKAGE = "ward"
+METHOD = "dhash"  # the demo's data (`make demo`); the seed's: simclr_v1_r50_2x on Kaggle_memes Kaggle_templates
+DATASETS = ["demo_original", "demo_attacks"]
+METRIC = "hamming"
+LINKAGE = "average"
 PARTITION = "full"
-CLUSTERS = [400, 350, 300, 250, 200, 150, 100]
+CLUSTERS = [40, 30, 23, 15]
 THRESHOLD = None
 NEGATIVES = "singleton"
 MEMORY_BUDGET_GB = 4.0

@@ -1,4 +1,9 @@
-"""Figures and summary of an experiment: `python process.py NAME` -> PNG + PDF, summary.md/.csv."""
+"""Figures and summary of an experiment: `python process.py NAME` -> PNG + PDF, summary.md/.csv.
+
+    python process.py              # the most recent experiment under Results/
+    python process.py demo-dhash   # one experiment (`make demo` writes demo-<method>)
+    python process.py --list       # the experiments, most recent first
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,26 @@ import sys
 
 from helpers.paths import RESULTS_DIR
 
-NAME = "demo"
+NAME = None  # None: the most recent experiment
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("name", nargs="?", default=NAME, help="experiment name under the results root")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", nargs="?", default=NAME, help="experiment name under the results root (default: latest)")
+    p.add_argument("--list", action="store_true", help="list the experiments, most recent first, and exit")
     p.add_argument("--results-root", default=str(RESULTS_DIR))
     args = p.parse_args(argv)
     from fast_search import format_table, process_experiment, summary_rows  # after --help: faiss loads here
+    from fast_search.results import list_experiments, resolve_experiment
 
+    if args.list:
+        print("\n".join(list_experiments(args.results_root)) or f"no experiment under {args.results_root}")
+        return 0
     try:
+        name = resolve_experiment(args.name, args.results_root)
+        if args.name is None:
+            print(f"process.py: the most recent experiment, {name} (--list shows the others)", file=sys.stderr)
+        args.name = name
         paths = process_experiment(args.name, args.results_root)
     except (ValueError, FileNotFoundError) as err:
         print(f"process.py: error: {err}", file=sys.stderr)

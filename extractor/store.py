@@ -94,7 +94,8 @@ def store_files(dataset: str, method: str, root: str | os.PathLike = FEATURES_DI
             shards[(int(m[1]), int(m[2]))] = path
     if not shards:
         partial = single.with_name(single.name + ".partial")
-        hint = " (an unfinished extraction exists: rerun it to resume)" if partial.exists() else ""
+        hint = (" (an unfinished extraction exists: rerun it to resume)" if partial.exists() else
+                f"; make it with `python extract_features.py --method {method} --dataset {dataset}`")
         raise StoreError(f"no features for dataset {dataset!r}, method {method!r} at {single}{hint}")
     counts = {n for _, n in shards}
     if len(counts) != 1:

@@ -159,3 +159,21 @@ def load_exact(path: Path, fingerprint: str, n_queries: int, k: int) -> tuple[np
 def save_exact(path: Path, D: np.ndarray, I: np.ndarray, fingerprint: str) -> None:
     """Cache exact (D, I) with the fingerprint of its inputs (npz, no pickle)."""
     save_npz(path, D=D, I=I, fingerprint=np.array(fingerprint))
+
+
+def list_experiments(results_root: str | os.PathLike = RESULTS_DIR) -> list[str]:
+    """Names of the experiments under `results_root` (folders with a results.json), most recent first."""
+    root = Path(results_root)
+    found = [p.parent for p in root.glob("*/results.json")] if root.is_dir() else []
+    return [p.name for p in sorted(found, key=lambda p: (-(p / "results.json").stat().st_mtime, p.name))]
+
+
+def resolve_experiment(name: str | None, results_root: str | os.PathLike = RESULTS_DIR) -> str:
+    """`name`, or the most recent experiment when None; FileNotFoundError says how to make one."""
+    if name is not None:
+        return name
+    names = list_experiments(results_root)
+    if not names:
+        raise FileNotFoundError(f"no experiment under {results_root}: run `make demo` or "
+                                "`python search_experiment.py NAME` first")
+    return names[0]

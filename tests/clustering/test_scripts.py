@@ -39,8 +39,9 @@ def test_hierarchical_writes_outputs(feature_store, tmp_path, capsys):
 
 
 def test_hierarchical_threshold_sparse_path_without_saving(feature_store, tmp_path):
-    argv = ["--method", "m", "--datasets", "demo_original", "demo_attacks", "--threshold", "0.5", "1.0",
-            "--memory-budget-gb", "1e-6", "--no-save"] + roots(feature_store, tmp_path)  # fmt: skip
+    argv = ["--method", "m", "--metric", "euclidean", "--linkage", "ward", "--datasets", "demo_original",
+            "demo_attacks", "--threshold", "0.5", "1.0", "--memory-budget-gb", "1e-6", "--no-save",
+            ] + roots(feature_store, tmp_path)  # fmt: skip
     assert hierarchical.main(argv) == 0
     assert not (tmp_path / "Results").exists()
 
@@ -76,7 +77,7 @@ def test_hierarchical_bad_input(feature_store, tmp_path, capsys, extra, match):
 
 @pytest.mark.slow
 def test_dbscan_and_hdbscan_write_outputs(feature_store, tmp_path):
-    base = ["--method", "m", "--datasets", "demo_original", "demo_attacks", "demo_negatives", "--max-grids", "1"]
+    base = ["--method", "m", "--metric", "euclidean", "--datasets", "demo_original", "demo_attacks", "demo_negatives", "--max-grids", "1"]
     assert dbscan.main(base + ["--eps", "0.3", "0.5", "--min-samples", "3"] + roots(feature_store, tmp_path)) == 0
     run = tmp_path / "Results" / "clustering" / "demo_original+demo_attacks+demo_negatives" / "full_euclidean_DBSCAN_3-samples_m"
     assert (run / "scores.csv").is_file() and (run / "eps-0.5" / "assignment.npy").is_file()
