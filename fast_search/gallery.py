@@ -2,7 +2,10 @@
 """Neighbour galleries: for each query, the query, its true original and its k nearest neighbours.
 
 One JPEG per query under ``Results/<name>/neighbors/{correct,incorrect}/`` and an ``index.html``
-to browse them. Neighbours are framed green when they are the query's original, red otherwise.
+to browse them: the run, its threshold and headline metrics and links to the figures at the top,
+failures first, and every caption (ids, ranks, distances, the verdict) in HTML text beside the
+picture, never drawn into its pixels. Neighbours are framed green when they are the query's
+original, red otherwise; a negative query's original slot is a hatched tile.
 A positive query is *correct* when its top-1 is its original; a negative query (no original in
 the database) is correct when its top-1 distance is above the decision threshold (by default the
 run's threshold at 1 % false-positive rate), i.e. when it would be rejected.
@@ -16,7 +19,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from data_retrieval.datasets import SPECS, image_paths
@@ -28,33 +31,36 @@ from helpers.images import BadImageError, load_image
 from helpers.paths import DATASETS_DIR, RESULTS_DIR
 
 TILE = 160
-CAPTION = 30
+CAPTION = 0  # captions are HTML text in index.html, not pixels
 PER_ROW = 5
-GREEN, RED, GREY = (40, 170, 60), (210, 40, 40), (128, 128, 128)
+GREEN, RED, GREY, BLUE = (40, 170, 60), (210, 40, 40), (128, 128, 128), (60, 110, 200)
 
 
-def _tile(path: Path | None, lines: list[str], frame: tuple[int, int, int] | None) -> Image.Image:
-    """A TILE x TILE thumbnail (grey placeholder when missing or unreadable) with a caption and frame."""
-    tile = Image.new("RGB", (TILE, TILE + CAPTION), (255, 255, 255))
+def _placeholder(kind: str) -> Image.Image:
+    """Grey tile for a missing/unreadable file; hatched light tile for 'no original' (negative query)."""
+    size = TILE - 8
+    if kind == "none":
+        img = Image.new("RGB", (size, size), (245, 245, 245))
+        draw = ImageDraw.Draw(img)
+        for x in range(-size, size, 16):
+            draw.line([(x, size), (x + size, 0)], fill=(205, 205, 205), width=3)
+        return img
+    return Image.new("RGB", (size, size), GREY)
+
+
+def _tile(path: Path | None, frame: tuple[int, int, int] | None, missing: str = "missing") -> Image.Image:
+    """A TILE x TILE thumbnail (a placeholder when `path` is None or unreadable) with a coloured frame."""
+    tile = Image.new("RGB", (TILE, TILE), (255, 255, 255))
     try:
         if path is None:
-            raise BadImageError("missing")
+            raise BadImageError(missing)
         img = load_image(path, draft=(TILE, TILE))
         img.thumbnail((TILE - 8, TILE - 8))
     except (BadImageError, OSError):
-        img = Image.new("RGB", (TILE - 8, TILE - 8), GREY)
-        ImageDraw.Draw(img).text(
-            (8, 8), "image not found" if path is None else "unreadable", fill=(255, 255, 255)
-        )
+        img = _placeholder(missing if path is None else "unreadable")
     tile.paste(img, (4 + (TILE - 8 - img.width) // 2, 4 + (TILE - 8 - img.height) // 2))
-    draw = ImageDraw.Draw(tile)
     if frame is not None:
-        draw.rectangle([0, 0, TILE - 1, TILE - 1], outline=frame, width=4)
-    font = ImageFont.load_default()
-    for i, line in enumerate(lines[:2]):
-        draw.text(
-            (3, TILE + 2 + 13 * i), line if len(line) <= 26 else "…" + line[-25:], fill=(0, 0, 0), font=font
-        )
+        ImageDraw.Draw(tile).rectangle([0, 0, TILE - 1, TILE - 1], outline=frame, width=4)
     return tile
 
 
@@ -71,14 +77,43 @@ def compose(
     canvas = Image.new(
         "RGB", (PER_ROW * (TILE + gap) + gap, rows * (TILE + CAPTION + gap) + gap), (235, 235, 235)
     )
-    canvas.paste(_tile(query, ["query", query_id], None), (gap, gap))
-    label = ["original", original_id] if original_id else ["no original", "(negative query)"]
-    canvas.paste(_tile(original, label, GREEN if original_id else None), (2 * gap + TILE, gap))
-    for j, (path, image_id, dist, good) in enumerate(neighbours):
+    canvas.paste(_tile(query, BLUE), (gap, gap))
+    original_tile = _tile(original, GREEN) if original_id else _tile(None, None, missing="none")
+    canvas.paste(original_tile, (2 * gap + TILE, gap))
+    for j, (path, _, _, good) in enumerate(neighbours):
         r, c = 1 + j // PER_ROW, j % PER_ROW
-        tile = _tile(path, [f"#{j + 1} d={dist:.4g}", image_id], GREEN if good else RED)
-        canvas.paste(tile, (gap + c * (TILE + gap), gap + r * (TILE + CAPTION + gap)))
+        canvas.paste(_tile(path, GREEN if good else RED), (gap + c * (TILE + gap), gap + r * (TILE + CAPTION + gap)))
     return canvas
+
+
+def _caption(query_id: str, original_id: str | None, neighbours: list, correct: bool, threshold: float) -> str:
+    """The HTML caption of one query: the verdict, the query and original ids, the neighbours in rank order."""
+    e = html.escape
+    top1 = neighbours[0][2] if neighbours else float("inf")
+    if original_id is None:
+        verdict = ("rejected" if correct else "accepted: a false match") + f" at d = {top1:.4g}"
+        head = f"<b>negative query</b> {e(query_id)}: no original in the database; {verdict}"
+        head += f" (threshold {threshold:.4g})" if np.isfinite(threshold) else ""
+    else:
+        found = next((j + 1 for j, n in enumerate(neighbours) if n[3]), None)
+        where = f"original at rank {found}" if found else "original not in the top k"
+        head = f"<b>{e(query_id)}</b> -> original {e(original_id)}: {where}"
+    items = "".join(
+        f"<li class='{'hit' if good else 'miss'}'>#{j + 1} {e(image_id)} <span>d = {dist:.4g}</span></li>"
+        for j, (_, image_id, dist, good) in enumerate(neighbours)
+    )
+    return f"<p class='{'ok' if correct else 'bad'}'>{head}</p><ul class='nb'>{items}</ul>"
+
+
+def _metrics_line(run: dict, threshold: float) -> str:
+    recall = run.get("recall_at_k") or {}
+    parts = [f"recall@{k} {float(v):.4f}" for k, v in sorted(recall.items(), key=lambda kv: int(kv[0]))[:3]
+             if v is not None]
+    for key, label in (("recall_at_fpr_1pct", "recall at 1 % FPR"), ("micro_ap", "micro-AP")):
+        if run.get(key) is not None:
+            parts.append(f"{label} {float(run[key]):.4f}")
+    thr = f"{threshold:.4g}" if np.isfinite(threshold) else "none (no threshold reaches 1 % FPR)"
+    return f"decision threshold (1 % FPR) d &le; {thr}; " + ", ".join(parts)
 
 
 def _store_folders(res: dict) -> dict[str, str]:
@@ -108,21 +143,40 @@ def _pick_run(res: dict, run: str | None) -> dict:
     )
 
 
-def _write_html(folder: Path, entries: list[tuple[str, str, str]], title: str) -> Path:
+_CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+.q{display:flex;gap:1em;align-items:flex-start;border-top:1px solid #ddd;padding:.6em 0}
+.q img{width:440px;border:1px solid #ccc}.q div{font-size:14px;max-width:46em}
+p.bad{color:#a01818}p.ok{color:#176a2a}ul.nb{margin:.3em 0;padding-left:.4em;list-style:none}
+li.hit{color:#176a2a;font-weight:bold}li.miss{color:#333}li span{color:#666}
+.legend span{display:inline-block;padding:.1em .5em;border:3px solid;margin-right:.6em}
+"""
+
+
+def _write_html(folder: Path, entries: list[tuple[str, str, str]], title: str, summary: str = "") -> Path:
+    """index.html: title, threshold and metrics, legend, figure links, then failures first."""
+    figures = sorted(p.name for p in folder.parent.glob("*.png"))
+    links = ", ".join(f"<a href='../{html.escape(f)}'>{html.escape(f)}</a>" for f in figures)
+    counts = {g: sum(e[0] == g for e in entries) for g in ("incorrect", "correct")}
     parts = [
-        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif}img{width:420px;margin:4px;border:1px solid #ccc}</style>",
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style>",
         f"<h1>{html.escape(title)}</h1>",
+        f"<p>{summary}</p>" if summary else "",
+        f"<p>{len(entries)} queries shown: <a href='#incorrect'>{counts['incorrect']} failures</a> first, then "
+        f"<a href='#correct'>{counts['correct']} successes</a>."
+        + (f" Figures: {links}." if links else " Figures: run <code>python process.py NAME</code>.") + "</p>",
+        "<p class='legend'><span style='border-color:rgb(60,110,200)'>query</span>"
+        "<span style='border-color:rgb(40,170,60)'>its original / a correct neighbour</span>"
+        "<span style='border-color:rgb(210,40,40)'>another image</span>"
+        "<span style='border-color:#ccc;background:repeating-linear-gradient(45deg,#f5f5f5 0 6px,#ddd 6px 9px)'>"
+        "no original in the database (negative query)</span>"
+        "<span style='border-color:#888;background:#888;color:#fff'>image file not found</span></p>",
     ]
-    for group in ("correct", "incorrect"):
+    for group, heading in (("incorrect", "Failures"), ("correct", "Successes")):
         items = [e for e in entries if e[0] == group]
-        parts.append(f"<h2 id='{group}'>{group} ({len(items)})</h2><div>")
+        parts.append(f"<h2 id='{group}'>{heading} ({len(items)})</h2>")
         for _, rel, caption in items:
-            parts.append(
-                f"<a href='{html.escape(rel)}'><img loading='lazy' src='{html.escape(rel)}' "
-                f"title='{html.escape(caption)}' alt='{html.escape(caption)}'></a>"
-            )
-        parts.append("</div>")
+            parts.append(f"<div class='q'><a href='{html.escape(rel)}'><img loading='lazy' src='{html.escape(rel)}' "
+                         f"alt=''></a><div>{caption}</div></div>")
     path = folder / "index.html"
     write_text(path, "\n".join(parts) + "\n")
     return path
@@ -195,5 +249,5 @@ def explore_neighbors(
         )
         fname = f"{q:06d}_" + re.sub(r"[^A-Za-z0-9_.-]", "_", str(query_ids[q]))[-80:] + ".jpg"
         save_image(img, out / group / fname, quality=85)
-        entries.append((group, f"{group}/{fname}", str(query_ids[q])))
-    return _write_html(out, entries, f"{name}: {chosen['key']}, k={k}")
+        entries.append((group, f"{group}/{fname}", _caption(str(query_ids[q]), original_id, neigh, correct, threshold)))
+    return _write_html(out, entries, f"{name}: {chosen['key']}, k={k}", _metrics_line(chosen, threshold))

@@ -204,3 +204,15 @@ def test_figures_are_honest(experiment, monkeypatch):
     R.plot_distances(hist_res, folder, targets)
     edges = np.asarray(calls["hist"][0]["bins"])
     assert np.allclose(np.diff(edges), 1.0) and np.allclose(edges % 1, 0.5)
+
+
+def test_gallery_page_reads_like_a_report(experiment):
+    process_experiment("exp", experiment / "Results")  # figures to link to
+    page = explore_neighbors("exp", k=3, sample=None, results_root=experiment / "Results",
+                             datasets_root=experiment / "Datasets").read_text()  # fmt: skip
+    assert "decision threshold (1 % FPR)" in page and "recall@1 " in page and "micro-AP" in page
+    assert "href='../roc.png'" in page  # links to the figures
+    assert page.index("id='incorrect'") < page.index("id='correct'")  # failures first
+    assert "no original in the database (negative query)" in page  # legend
+    assert page.count("<b>negative query</b>") == 3 and "no original in the database; " in page
+    assert "d = " in page and "-> original demo_original/" in page  # captions are HTML text
