@@ -1,14 +1,18 @@
 """Resumable HTTP downloads with progress bars and size checks (used by the SimCLR download scripts).
 
 A file is streamed to `<name>.part`; an interrupted download resumes from there with an HTTP Range
-request, and the file only gets its final name once its size matches what the server announced
-(Content-Length / Content-Range). A final name on disk therefore always means a complete file.
+request, and the file only gets its final name once its size is verified: what the server
+announced (Content-Length / Content-Range), or, when a response carried no size, what a Range
+request for the bytes after the end reports (416 ``bytes */total``); and its sha256 when one is
+published (`sha256=`). A download whose size cannot be verified stays ``.part`` and fails
+(rerun to resume). A final name on disk therefore always means a complete file.
 This is the only module that touches the network, and only when a download script calls it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import re
 import time
@@ -18,6 +22,8 @@ from pathlib import Path
 import requests
 import urllib3
 from tqdm import tqdm
+
+from helpers.atomic import publish
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +86,31 @@ def _attempt(session: requests.Session, url: str, part: Path, chunk_size: int, t
     return total
 
 
+def _remote_size(session: requests.Session, url: str, have: int, timeout) -> int | None:
+    """The remote file's size, asked with a Range request for the bytes after `have` (None: unknown)."""
+    headers = {"Accept-Encoding": "identity", "Range": f"bytes={have}-"}
+    with session.get(url, stream=True, timeout=timeout, headers=headers) as resp:
+        if resp.status_code in (206, 416):
+            return _total_from_range(resp.headers.get("Content-Range"))[1]
+        length = resp.headers.get("Content-Length")
+        return int(length) if resp.status_code == 200 and length is not None else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def download_file(url: str, dest: str | Path, *, session: requests.Session | None = None,
                   chunk_size: int = CHUNK_SIZE, timeout=TIMEOUT, retries: int | None = None,
-                  backoff: float | None = None, progress: bool = True) -> Path:
+                  backoff: float | None = None, progress: bool = True, sha256: str | None = None) -> Path:
     """Download `url` to `dest` (skipped if `dest` exists), resuming cut transfers; returns `dest`.
+
+    `dest` gets its name only once the size is verified (and `sha256`, when given, matches); a
+    checksum mismatch discards the partial file and downloads again.
 
     Raises DownloadError naming the URL when the server answers an HTTP error (404, ...), when it
     cannot be reached (offline), or when the size never matches its Content-Length after `retries`
@@ -105,12 +132,23 @@ def download_file(url: str, dest: str | Path, *, session: requests.Session | Non
         try:
             total = _attempt(session, url, part, chunk_size, timeout, progress)
             size = part.stat().st_size if part.exists() else 0
-            if total is None or size == total:
-                part.replace(dest)
-                return dest
-            if size > total:
+            if total is None:  # no size announced: a cut body looks like a short file; ask for the rest
+                total = _remote_size(session, url, size, timeout)
+            if total is not None and size == total:
+                if sha256 is None or _sha256(part) == sha256.lower():
+                    publish(part, dest)
+                    return dest
                 part.unlink()
-            last_error = f"size mismatch: {size} bytes received, the server announced {total}"
+                raise requests.ConnectionError(f"sha256 mismatch after {size} bytes; downloading again")
+            if total is None and sha256 is not None and size and _sha256(part) == sha256.lower():
+                publish(part, dest)  # no size to check, but the published checksum matches
+                return dest
+            if total is None:
+                last_error = f"the server gives no size: {size} bytes received cannot be verified as complete"
+            else:
+                last_error = f"size mismatch: {size} bytes received, the server announced {total}"
+                if size > total:
+                    part.unlink()
         except (requests.RequestException, urllib3.exceptions.HTTPError) as err:
             last_error = f"{type(err).__name__}: {err}"
         after = part.stat().st_size if part.exists() else 0

@@ -36,6 +36,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error(503, "Service Unavailable")
             return
         name = "good.bin" if name == "flaky.bin" else name
+        if name in ("nolen.bin", "nosize.bin") and (name == "nosize.bin" or not self.headers.get("Range")):
+            self.send_response(200)  # no Content-Length: the body ends when the connection closes
+            self.end_headers()
+            self.wfile.write(PAYLOAD if name == "nosize.bin" else PAYLOAD[: len(PAYLOAD) // 2])  # nolen: cut
+            return
+        name = "good.bin" if name == "nolen.bin" else name
         if name not in ("good.bin", "cut.bin", "liar.bin") and not name.startswith(("checkpoint", "model.ckpt")):
             self.send_error(404, "Not Found")
             return
@@ -196,3 +202,29 @@ def test_download_py_runs_as_a_script_from_its_folder(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path("download.py", run_name="__main__")
     assert exit_info.value.code == 0 and "--no-ema" in capsys.readouterr().out
+
+
+def test_cut_body_without_content_length_is_not_taken_as_complete(server, tmp_path):
+    """Issue 12: a server that sends no Content-Length and cuts the body; the rest is fetched by Range."""
+    httpd, url = server
+    dest = download_file(url + "nolen.bin", tmp_path / "nolen.bin", **FAST)
+    assert dest.read_bytes() == PAYLOAD
+    assert any(r == f"bytes={len(PAYLOAD) // 2}-" for _, r in httpd.requests)
+
+
+def test_unverifiable_size_stays_partial(server, tmp_path):
+    _, url = server
+    with pytest.raises(DownloadError, match="cannot be verified"):
+        download_file(url + "nosize.bin", tmp_path / "nosize.bin", **FAST)
+    assert not (tmp_path / "nosize.bin").exists() and (tmp_path / "nosize.bin.part").exists()
+
+
+def test_published_checksum_is_verified(server, tmp_path):
+    import hashlib
+
+    _, url = server
+    good = hashlib.sha256(PAYLOAD).hexdigest()
+    assert download_file(url + "nosize.bin", tmp_path / "a.bin", sha256=good, **FAST).read_bytes() == PAYLOAD
+    with pytest.raises(DownloadError, match="sha256 mismatch"):
+        download_file(url + "good.bin", tmp_path / "b.bin", sha256="0" * 64, **FAST)
+    assert not (tmp_path / "b.bin").exists()
