@@ -22,8 +22,26 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 )
 
-#: Refuse images with more pixels than this (decompression bombs). 16k x 16k by default.
-MAX_PIXELS = 16384 * 16384
+#: The one pixel limit: images with more pixels are skipped as possible decompression bombs.
+#: 16384 x 16384 by default; `set_max_pixels` (``--max-pixels`` of extract_features.py) changes it
+#: for this process and the processes it starts (environment variable ``IMSIM_MAX_PIXELS``).
+DEFAULT_MAX_PIXELS = 16384 * 16384
+MAX_PIXELS_ENV = "IMSIM_MAX_PIXELS"
+MAX_PIXELS = DEFAULT_MAX_PIXELS
+
+
+def set_max_pixels(n: int) -> None:
+    """Set the pixel limit here, in Pillow (whose own check would otherwise fire at 89 Mpixels) and
+    in child processes."""
+    global MAX_PIXELS
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the pixel limit must be a positive integer, got {n!r}")
+    MAX_PIXELS = n
+    Image.MAX_IMAGE_PIXELS = n  # Pillow warns above it and raises above twice it; we refuse above it
+    os.environ[MAX_PIXELS_ENV] = str(n)
+
+
+set_max_pixels(int(os.environ.get(MAX_PIXELS_ENV) or DEFAULT_MAX_PIXELS))
 
 
 class BadImageError(ValueError):
@@ -83,7 +101,7 @@ def _to_mode(img: Image.Image, mode: str) -> Image.Image:
 def load_image(
     path: str | os.PathLike,
     mode: str = "RGB",
-    max_pixels: int = MAX_PIXELS,
+    max_pixels: int | None = None,
     draft: tuple[int, int] | None = None,
     data: bytes | None = None,
 ) -> Image.Image:
@@ -91,19 +109,23 @@ def load_image(
 
     `draft=(w, h)` lets JPEG decoding downscale by 1/2, 1/4 or 1/8 while staying at least that
     size, which makes hashing several times faster. `data` decodes these bytes instead of reading
-    `path` (a tar member; `path` then only names it in messages). Raises `BadImageError` on
-    anything unreadable.
+    `path` (a tar member; `path` then only names it in messages). `max_pixels` None: the limit
+    `MAX_PIXELS`. Raises `BadImageError` on anything unreadable.
     """
     path = Path(path)
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     try:
         if (path.stat().st_size if data is None else len(data)) == 0:
             raise BadImageError(f"{path}: empty file (0 bytes)")
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
             with Image.open(path if data is None else io.BytesIO(data)) as img:
                 width, height = img.size
                 if width * height > max_pixels:
-                    raise BadImageError(f"{path}: {width}x{height} exceeds the {max_pixels} pixel limit")
+                    raise BadImageError(
+                        f"{path}: decompression bomb? {width}x{height} exceeds the {max_pixels} pixel limit "
+                        "(raise it with --max-pixels)"
+                    )
                 if width < 1 or height < 1:
                     raise BadImageError(f"{path}: empty image {width}x{height}")
                 img.seek(0)

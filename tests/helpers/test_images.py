@@ -106,3 +106,22 @@ def test_odd_encodings_hash_like_plain_rgb(tmp_path):
             plain.convert("RGB").save(tmp_path / "plain.png")
             differ = int((hash_of(path) != hash_of(tmp_path / "plain.png")).sum())
             assert differ <= 2, f"{kind}: {differ} bits of 64 differ from plain RGB (seed {seed})"
+
+
+def test_ten_thousand_square_jpeg_is_under_the_documented_limit(tmp_path):
+    """Issue 12: Pillow's own warning (89 Mpixels) was raised as an error below our 268 Mpixel limit."""
+    from helpers import images
+
+    path = tmp_path / "big.jpg"
+    Image.new("L", (10_000, 10_000), 128).save(path, quality=50)
+    img = images.load_image(path, draft=(64, 64))  # draft: the test decodes at 1/8 scale
+    assert min(img.size) >= 64
+    old = images.MAX_PIXELS
+    try:
+        images.set_max_pixels(50_000_000)
+        with pytest.raises(BadImageError, match="exceeds the 50000000 pixel limit .*--max-pixels"):
+            images.load_image(path, draft=(64, 64))
+    finally:
+        images.set_max_pixels(old)
+    with pytest.raises(ValueError, match="positive integer"):
+        images.set_max_pixels(0)
