@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from clustering.spaces import DEFAULT_EPS, METRICS, NOISE_MODES
+from helpers import cli
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 # Editable defaults (each is also a flag). EPS None = the seed's sweep for the metric (DEFAULT_EPS).
@@ -35,27 +37,27 @@ SAVE = True
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", default=METHOD, help="feature method (store name), default %(default)s")
     p.add_argument("--datasets", nargs="+", default=DATASETS)
     p.add_argument("--metric", choices=METRICS, default=METRIC)
-    p.add_argument("--eps", nargs="+", type=float, default=EPS, help=f"eps sweep (default per metric: {DEFAULT_EPS})")
-    p.add_argument("--min-samples", type=int, default=MIN_SAMPLES)
+    p.add_argument("--eps", nargs="+", type=cli.float_in(0, lo_open=True), default=EPS, help=f"eps sweep (default per metric: {DEFAULT_EPS})")
+    p.add_argument("--min-samples", type=cli.int_in(1), default=MIN_SAMPLES)
     p.add_argument("--hdbscan", action=argparse.BooleanOptionalAction, default=HDBSCAN, help="HDBSCAN instead of DBSCAN")
-    p.add_argument("--min-cluster-size", type=int, default=MIN_CLUSTER_SIZE, help="HDBSCAN only")
+    p.add_argument("--min-cluster-size", type=cli.int_in(2), default=MIN_CLUSTER_SIZE, help="HDBSCAN only")
     p.add_argument("--graph", choices=["range", "knn"], default=GRAPH, help="range search within eps, or kNN")
-    p.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS, help="k for --graph knn")
+    p.add_argument("--n-neighbors", type=cli.int_in(1), default=N_NEIGHBORS, help="k for --graph knn")
     p.add_argument("--noise", choices=NOISE_MODES, default=NOISE, help="how noise points count in the scores")
     p.add_argument("--partition", choices=["full", "clean"], default=PARTITION)
     p.add_argument("--negatives", choices=["singleton", "exclude"], default=NEGATIVES)
-    p.add_argument("--memory-budget-gb", type=float, default=MEMORY_BUDGET_GB, help="cap on the range graph")
-    p.add_argument("--max-grids", type=int, default=MAX_GRIDS)
+    p.add_argument("--memory-budget-gb", type=cli.float_in(0, lo_open=True), default=MEMORY_BUDGET_GB, help="cap on the range graph")
+    p.add_argument("--max-grids", type=cli.int_in(0), default=MAX_GRIDS)
     p.add_argument("--no-metrics", action="store_true", help="no ground truth needed: skip the scores")
     p.add_argument("--save", action=argparse.BooleanOptionalAction, default=SAVE)
-    p.add_argument("--run-name", default=None)
-    p.add_argument("--features-root", default=FEATURES_DIR)
-    p.add_argument("--datasets-root", default=DATASETS_DIR)
-    p.add_argument("--results-root", default=RESULTS_DIR)
+    p.add_argument("--run-name", type=cli.name, default=None)
+    p.add_argument("--features-root", type=cli.folder, default=FEATURES_DIR)
+    p.add_argument("--datasets-root", type=cli.folder, default=DATASETS_DIR)
+    p.add_argument("--results-root", type=cli.folder, default=RESULTS_DIR)
     return p.parse_args(argv)
 
 
@@ -74,10 +76,10 @@ def main(argv=None) -> int:
             datasets_root=args.datasets_root, results_root=args.results_root,
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{Path(__file__).name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -12,12 +12,11 @@ Edit the defaults below or pass flags (`python demo.py --help`).
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
+from helpers import cli
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 DISTRACTORS = 5000
@@ -44,13 +43,14 @@ def _neural_extractors(names: list[str]) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--distractors", type=int, default=DISTRACTORS, help="procedural distractor images")
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--distractors", type=cli.int_in(0, 10_000_000), default=DISTRACTORS,
+                        help="procedural distractor images")
     parser.add_argument("--methods", nargs="+", default=HASHES, help="hash (or any extractor) names")
     parser.add_argument("--neural", nargs="*", default=NEURAL, help="neural extractors, used if weights exist")
-    parser.add_argument("--datasets-root", type=Path, default=DATASETS_DIR)
-    parser.add_argument("--features-root", type=Path, default=FEATURES_DIR)
-    parser.add_argument("--results-root", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--datasets-root", type=lambda t: Path(cli.folder(t)), default=DATASETS_DIR)
+    parser.add_argument("--features-root", type=lambda t: Path(cli.folder(t)), default=FEATURES_DIR)
+    parser.add_argument("--results-root", type=lambda t: Path(cli.folder(t)), default=RESULTS_DIR)
     parser.add_argument("--no-cluster", action="store_true", help="skip the clustering step")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -144,4 +144,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 
+from helpers import cli
 from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 # Editable defaults (each is also a flag).
@@ -27,22 +28,22 @@ WORKERS = 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--name", default=NAME, help="run name given to finetune.py")
-    p.add_argument("--epochs", type=int, nargs="+", default=EPOCHS, help="epochs to evaluate (default: all)")
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--name", type=cli.name, default=NAME, help="run name given to finetune.py")
+    p.add_argument("--epochs", type=cli.int_in(1), nargs="+", default=EPOCHS, help="epochs to evaluate (default: all)")
     p.add_argument("--database", nargs="+", default=DATABASE, help="database datasets")
     p.add_argument("--queries", nargs="+", default=QUERIES, help="query datasets")
     p.add_argument("--cluster-datasets", nargs="+", default=None,
                    help="datasets whose ground-truth groups get the geometry (default: queries + database)")  # fmt: skip
-    p.add_argument("-k", "--ks", type=int, nargs="+", default=KS, help="recall@k values")
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="extraction batch size")
-    p.add_argument("--workers", type=int, default=WORKERS, help="extraction worker processes")
+    p.add_argument("-k", "--ks", type=cli.int_in(1), nargs="+", default=KS, help="recall@k values")
+    p.add_argument("--batch-size", type=cli.int_in(1), default=BATCH_SIZE, help="extraction batch size")
+    p.add_argument("--workers", type=cli.workers, default=WORKERS, help="extraction worker processes")
     p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
                    help="extract again even if the features exist")  # fmt: skip
-    p.add_argument("--checkpoints-root", default=str(CHECKPOINTS_DIR))
-    p.add_argument("--features-root", default=str(FEATURES_DIR))
-    p.add_argument("--datasets-root", default=str(DATASETS_DIR))
-    p.add_argument("--results-root", default=str(RESULTS_DIR))
+    p.add_argument("--checkpoints-root", type=cli.folder, default=str(CHECKPOINTS_DIR))
+    p.add_argument("--features-root", type=cli.folder, default=str(FEATURES_DIR))
+    p.add_argument("--datasets-root", type=cli.folder, default=str(DATASETS_DIR))
+    p.add_argument("--results-root", type=cli.folder, default=str(RESULTS_DIR))
     return p.parse_args(argv)
 
 
@@ -71,4 +72,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run(main)

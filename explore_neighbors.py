@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from helpers import cli
 from helpers.paths import DATASETS_DIR, RESULTS_DIR
 
 NAME = None  # None: the most recent experiment
@@ -23,21 +24,22 @@ SEED = 0
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", nargs="?", default=NAME, help="experiment name under the results root (default: latest)")
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", nargs="?", type=cli.name, default=NAME,
+                   help="experiment name under the results root (default: latest)")
     p.add_argument("--list", action="store_true", help="list the experiments, most recent first, and exit")
     p.add_argument("--run", default=RUN, help="run key, e.g. 'IVF64,Flat--cosine--nprobe=16'")
-    p.add_argument("--k", type=int, default=K, help="neighbours shown per query")
-    p.add_argument("--sample", type=int, default=SAMPLE, help="random queries to draw (0: all)")
+    p.add_argument("--k", type=cli.int_in(1), default=K, help="neighbours shown per query")
+    p.add_argument("--sample", type=cli.int_in(0), default=SAMPLE, help="random queries to draw (0: all)")
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument(
         "--threshold",
-        type=float,
+        type=cli.float_in(),
         default=None,
         help="distance under which a negative query counts as a false match (default: 1%% FPR threshold)",
     )
-    p.add_argument("--results-root", default=str(RESULTS_DIR))
-    p.add_argument("--datasets-root", default=str(DATASETS_DIR))
+    p.add_argument("--results-root", type=cli.existing_folder, default=str(RESULTS_DIR))
+    p.add_argument("--datasets-root", type=cli.folder, default=str(DATASETS_DIR))
     args = p.parse_args(argv)
     from fast_search import explore_neighbors  # after --help: faiss loads here
     from fast_search.results import list_experiments, resolve_experiment
@@ -68,4 +70,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run(main)

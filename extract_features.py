@@ -5,7 +5,6 @@
     python extract_features.py --method dhash --dataset Flickr500K --shard 3/8   # slurm array task 3
     python extract_features.py --method dhash --tars path/to/tars --start-tar 0 --total-tars 10 \
         --selected-ids ids.txt    # webdataset-style tars; ids <tar basename>/<key>
-=======
     python extract_features.py --method resnet50 --dataset Flickr500K --executor ray --ray-shards 16 \
         [--ray-address head:6379]                                               # on Ray (local without address)
 """
@@ -16,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from helpers import cli
+from helpers.images import DEFAULT_MAX_PIXELS
 from helpers.paths import DATASETS_DIR, FEATURES_DIR
 
 # ---- editable defaults -----------------------------------------------------------------
@@ -32,6 +33,7 @@ RAY_ADDRESS = None  # None: start a local Ray; "host:port" / "ray://host:port" /
 RAY_SHARDS = None  # output shard files on Ray (None: one per 50,000 images)
 FEATURES_ROOT = FEATURES_DIR
 DATASETS_ROOT = DATASETS_DIR
+MAX_PIXELS = DEFAULT_MAX_PIXELS  # larger images are skipped as possible decompression bombs
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -41,45 +43,54 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     try:
         k, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard expects K/N with 0 <= K < N, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}") from None
     if not 0 <= k < n:
-        raise argparse.ArgumentTypeError(f"--shard expects K/N with 0 <= K < N, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}")
     return k, n
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", nargs="+", default=METHODS, help="extractor names (see --list), e.g. dhash phash resnet50")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--dataset", nargs="+", default=None, help=f"registered dataset names (default {DATASETS})")
-    src.add_argument("--folder", nargs="+", type=Path, help="image folders (named after the folder)")
-    src.add_argument("--tars", nargs="+", type=Path, help="folders of webdataset-style .tar files (sorted by name)")
-    p.add_argument("--start-tar", type=int, default=0, help="--tars: index of the first tar to take")
-    p.add_argument("--total-tars", type=int, default=None, help="--tars: how many tars to take (default all)")
-    p.add_argument("--selected-ids", type=Path, default=None,
+    src.add_argument("--folder", nargs="+", type=cli.existing_folder, help="image folders (named after the folder)")
+    src.add_argument("--tars", nargs="+", type=cli.existing_folder,
+                     help="folders of webdataset-style .tar files (sorted by name)")
+    p.add_argument("--start-tar", type=cli.int_in(0), default=0, help="--tars: index of the first tar to take")
+    p.add_argument("--total-tars", type=cli.int_in(1), default=None, help="--tars: how many tars to take (default all)")
+    p.add_argument("--selected-ids", type=cli.existing_file, default=None,
                    help="--tars: file of ids to keep, one a line (<tar basename>/<key> or bare keys)")
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    p.add_argument("--workers", type=int, default=WORKERS, help="DataLoader decoding processes")
-    p.add_argument("--device", default=DEVICE, help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--batch-size", type=cli.int_in(1, 1 << 16), default=BATCH_SIZE)
+    p.add_argument("--workers", type=cli.workers, default=WORKERS, help="DataLoader decoding processes")
+    p.add_argument("--device", type=cli.concrete_device, default=DEVICE, help="cpu, cuda, cuda:1 ...")
     p.add_argument("--precision", default=PRECISION, choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--limit", type=int, default=LIMIT, help="only the first N images (quick checks)")
+    p.add_argument("--limit", type=cli.int_in(1), default=LIMIT, help="only the first N images (quick checks)")
     p.add_argument("--shard", type=parse_shard, default=None, help="K/N: extract the K-th (from 0) of N parts")
     p.add_argument("--strict", action="store_true", help="stop at the first file that cannot be used")
-    p.add_argument("--weights", default=WEIGHTS, help="neural models: DEFAULT, a weights tag, a .pth path, or none")
+    p.add_argument("--weights", type=cli.weights, default=WEIGHTS,
+                   help="neural models: DEFAULT, a weights tag, a .pth path, or none")
     p.add_argument(
         "--init-seed",
-        type=int,
+        type=cli.int_in(0, 2**63 - 1),
         default=None,
         help="with --weights none: seed of the random initialisation (default 0, recorded in the store)",
     )
-    p.add_argument("--hash-size", type=int, default=None, help="hashes: bits per side (8 -> 64 bits)")
+    p.add_argument("--hash-size", type=cli.int_in(2, 256), default=None, help="hashes: bits per side (8 -> 64 bits)")
     p.add_argument("--exact", action="store_true", help="hashes: bit-exact imagehash mode (slower decoding)")
     p.add_argument("--executor", choices=["local", "ray"], default=EXECUTOR,
                    help="local (this process) or ray (Ray Data: decode tasks, model actors, one write task per shard)")
     p.add_argument("--ray-address", default=RAY_ADDRESS, help="Ray cluster to join (default: start a local Ray)")
-    p.add_argument("--ray-shards", type=int, default=RAY_SHARDS, help="--executor ray: number of output shard files")
-    p.add_argument("--features-root", type=Path, default=FEATURES_ROOT)
-    p.add_argument("--datasets-root", type=Path, default=DATASETS_ROOT)
+    p.add_argument("--ray-shards", type=cli.int_in(1), default=RAY_SHARDS,
+                   help="--executor ray: number of output shard files")
+    p.add_argument("--features-root", type=cli.folder, default=FEATURES_ROOT)
+    p.add_argument("--datasets-root", type=cli.folder, default=DATASETS_ROOT)
+    p.add_argument("--overwrite", action="store_true",
+                   help="extract again even if a complete store exists (a store made from other inputs or "
+                        "settings is refused without it, naming what differs)")
+    p.add_argument("--max-pixels", type=cli.int_in(1), default=MAX_PIXELS,
+                   help="skip images with more pixels than this as possible decompression bombs "
+                        f"(default {MAX_PIXELS:,} = 16384 x 16384)")
     p.add_argument("--list", action="store_true", help="list the extractor names and exit")
     return p
 
@@ -113,12 +124,14 @@ def _extract_ray(ext, source, args: argparse.Namespace) -> int:
     from scaleout import RayClusterError, extract_dataset_ray
 
     if args.shard is not None:
-        print("error: --shard is for one process per shard (slurm); on Ray use --ray-shards N", file=sys.stderr)
-        return 1
+        print("extract_features.py: error: argument --shard: for one process per shard (slurm); on Ray use "
+              "--ray-shards N", file=sys.stderr)
+        return 2
     try:
         paths = extract_dataset_ray(
             ext, source, features_root=args.features_root, datasets_root=args.datasets_root, shards=args.ray_shards,
             address=args.ray_address, batch_size=args.batch_size, limit=args.limit, strict=args.strict,
+            overwrite=args.overwrite,
         )
     except (ValueError, FileNotFoundError, RayClusterError) as e:
         print(f"error: {ext.name} on {getattr(source, 'name', source)}: {e}", file=sys.stderr)
@@ -131,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from extractor import create_extractor, extract_dataset, list_extractors  # after --help: torch loads here
     from extractor.pipeline import errors_path
+    from helpers.images import set_max_pixels
+
+    set_max_pixels(args.max_pixels)
 
     if args.list:
         print("\n".join(list_extractors()))
@@ -139,16 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.tars:
         try:
             sources = [_tar_source(folder, args) for folder in args.tars]
-        except (ValueError, FileNotFoundError) as e:  # DatasetError too
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-    failed = 0
+        except (ValueError, FileNotFoundError) as e:  # DatasetError too: bad --tars / --start-tar / --total-tars
+            print(f"extract_features.py: error: argument --tars: {' '.join(str(e).split())}", file=sys.stderr)
+            return 2
+    failed = bad_args = 0
     for method in args.method:
         try:
             ext = create_extractor(method, **_method_kwargs(method, args))
-        except (ValueError, TypeError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            failed += 1
+        except (ValueError, TypeError, FileNotFoundError) as e:  # a bad --method / --weights / --hash-size
+            print(f"extract_features.py: error: argument --method {method}: {' '.join(str(e).split())}",
+                  file=sys.stderr)
+            bad_args += 1
             continue
         for source in sources:
             if args.executor == "ray":
@@ -158,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 path = extract_dataset(
                     ext, source, features_root=args.features_root, datasets_root=args.datasets_root,
                     batch_size=args.batch_size, workers=args.workers, limit=args.limit, shard=args.shard,
-                    strict=args.strict,
+                    strict=args.strict, overwrite=args.overwrite,
                 )
             except (ValueError, FileNotFoundError) as e:  # DatasetError, StoreError, BadImageError
                 print(f"error: {ext.name} on {getattr(source, 'name', source)}: {e}", file=sys.stderr)
@@ -167,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             errors = errors_path(path)
             n_skipped = max(0, len(errors.read_text().splitlines()) - 1) if errors.exists() else 0
             print(f"{ext.name} {getattr(source, 'name', source)}: {path}" + (f"  ({n_skipped} skipped, see {errors})" if n_skipped else ""))
-    return 1 if failed else 0
+    return 2 if bad_args else (1 if failed else 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

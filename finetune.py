@@ -18,6 +18,7 @@ import sys
 
 from finetuning.copy_policy import STEP_NAMES
 from finetuning.training import OPTIMIZERS, RECIPES, TrainConfig, train
+from helpers import cli
 from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 # Editable defaults (each is also a flag).
@@ -43,68 +44,70 @@ SEED = 123
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = p.add_argument_group("data")
-    data.add_argument("--name", default=NAME, help="run name: Checkpoints/<name>/, Results/<name>/")
+    data.add_argument("--name", type=cli.name, default=NAME, help="run name: Checkpoints/<name>/, Results/<name>/")
     data.add_argument("--dataset", nargs="+", default=DATASETS, help="registered dataset names or image folders")
     data.add_argument("--policy", default=POLICY, choices=["simclr", "copy"], help="augmentation policy")
     data.add_argument("--attacks", nargs="+", default=None, help="attack ids of the copy policy (default: all 58)")
-    data.add_argument("--size", type=int, default=SIZE, help="training crop size in pixels")
-    data.add_argument("--preload", type=int, default=None, help="decode all images once, shorter side <= this")
-    data.add_argument("--workers", type=int, default=WORKERS, help="DataLoader worker processes")
+    data.add_argument("--size", type=cli.int_in(8, 4096), default=SIZE, help="training crop size in pixels")
+    data.add_argument("--preload", type=cli.int_in(8), default=None, help="decode all images once, shorter side <= this")
+    data.add_argument("--workers", type=cli.workers, default=WORKERS, help="DataLoader worker processes")
     model = p.add_argument_group("model")
     model.add_argument("--encoder", default=ENCODER, help="extractor registry name (extract_features.py --list)")
-    model.add_argument("--weights", default=WEIGHTS, help="weights of the encoder (default: random init)")
-    model.add_argument("--head-sizes", type=int, nargs="+", default=HEAD_SIZES, help="projection head layer sizes")
+    model.add_argument("--weights", type=cli.weights, default=WEIGHTS, help="weights of the encoder (default: random init)")
+    model.add_argument("--head-sizes", type=cli.int_in(1), nargs="+", default=HEAD_SIZES,
+                       help="projection head layer sizes")
     model.add_argument("--head-mlp", action=argparse.BooleanOptionalAction, default=False,
                        help="plain MLP head (bias, no BN) instead of SimCLR v2's")  # fmt: skip
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per process and step")
-    opt.add_argument("--epochs", type=int, default=EPOCHS)
-    opt.add_argument("--steps-per-epoch", type=int, default=None, help="cap on steps per epoch (quick runs)")
+    opt.add_argument("--batch-size", type=cli.int_in(2), default=BATCH_SIZE, help="images per process and step")
+    opt.add_argument("--epochs", type=cli.int_in(1), default=EPOCHS)
+    opt.add_argument("--steps-per-epoch", type=cli.int_in(1), default=None, help="cap on steps per epoch (quick runs)")
     opt.add_argument("--optimizer", default=OPTIMIZER, choices=OPTIMIZERS)
-    opt.add_argument("--lr", type=float, default=LR, help="base lr (default: the optimiser's rule)")
-    opt.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY, help="not applied to biases and BN")
-    opt.add_argument("--momentum", type=float, default=MOMENTUM)
+    opt.add_argument("--lr", type=cli.float_in(0, lo_open=True), default=LR, help="base lr (default: the optimiser's rule)")
+    opt.add_argument("--weight-decay", type=cli.float_in(0), default=WEIGHT_DECAY, help="not applied to biases and BN")
+    opt.add_argument("--momentum", type=cli.float_in(0, 1), default=MOMENTUM)
     opt.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=NESTEROV,
                      help="Nesterov momentum (lars, sgd); --no-nesterov to turn off")  # fmt: skip
     opt.add_argument("--scheduler", default="cosine", choices=["cosine", "constant"])
-    opt.add_argument("--warmup-epochs", type=float, default=WARMUP_EPOCHS, help="linear warm-up length")
-    opt.add_argument("--temperature", type=float, default=TEMPERATURE,
+    opt.add_argument("--warmup-epochs", type=cli.float_in(0), default=WARMUP_EPOCHS, help="linear warm-up length")
+    opt.add_argument("--temperature", type=cli.float_in(0, lo_open=True), default=TEMPERATURE,
                      help="NT-Xent / InfoNCE temperature (default 0.1 simclr, 0.05 sscd)")  # fmt: skip
     opt.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=True, help="SyncBatchNorm under DDP")
     sscd = p.add_argument_group("SSCD recipe (--recipe sscd)")
     sscd.add_argument("--recipe", default=RECIPE, choices=list(RECIPES),
                       help="simclr: encoder + head, NT-Xent; sscd: GeM + projection + L2, InfoNCE + KoLeo")  # fmt: skip
-    sscd.add_argument("--dim", type=int, default=512, help="projection size")
-    sscd.add_argument("--gem-p", type=float, default=3.0, help="GeM exponent (1: average pooling)")
+    sscd.add_argument("--dim", type=cli.int_in(1), default=512, help="projection size")
+    sscd.add_argument("--gem-p", type=cli.float_in(0, lo_open=True), default=3.0, help="GeM exponent (1: average pooling)")
     sscd.add_argument("--learn-p", action=argparse.BooleanOptionalAction, default=False, help="learn the GeM exponent")
-    sscd.add_argument("--entropy-weight", type=float, default=30.0, help="weight of the KoLeo term (0: none)")
-    sscd.add_argument("--mixup", type=float, default=0.0, help="probability of a mixup/cutmix positive per row")
+    sscd.add_argument("--entropy-weight", type=cli.float_in(0), default=30.0, help="weight of the KoLeo term (0: none)")
+    sscd.add_argument("--mixup", type=cli.float_in(0, 1), default=0.0, help="probability of a mixup/cutmix positive per row")
     sscd.add_argument("--aug-p", nargs="+", default=[], metavar="STEP=P",
                       help=f"augmentation probabilities, e.g. paste_onto=0.2 blur=0 (steps: {', '.join(STEP_NAMES)})")  # fmt: skip
-    sscd.add_argument("--crop-scale", type=float, nargs=2, default=(0.08, 1.0), help="random resized crop area range")
+    sscd.add_argument("--crop-scale", type=cli.float_in(0, 1, lo_open=True), nargs=2, default=(0.08, 1.0), help="random resized crop area range")
     sscd.add_argument("--train-attacks", nargs="+", default=None, help="catalogue attack ids added to the policy")
-    sscd.add_argument("--freeze", type=float, default=0.0, help="share of the backbone (input side) kept frozen")
-    sscd.add_argument("--eval-every", type=int, default=0, help="evaluate copy detection every N epochs (0: never)")
-    sscd.add_argument("--eval-size", type=int, default=None, help="evaluation resolution (default: --size)")
+    sscd.add_argument("--freeze", type=cli.float_in(0, 1), default=0.0, help="share of the backbone (input side) kept frozen")
+    sscd.add_argument("--eval-every", type=cli.int_in(0), default=0, help="evaluate copy detection every N epochs (0: never)")
+    sscd.add_argument("--eval-size", type=cli.int_in(8), default=None, help="evaluation resolution (default: --size)")
     sscd.add_argument("--eval-database", nargs="+", default=["demo_original", "demo_distractors"])
     sscd.add_argument("--eval-queries", nargs="+", default=["demo_attacks", "demo_negatives"])
     sscd.add_argument("--eval-attacks", default="heldout", choices=["heldout", "all"],
                       help="score queries of the attack families the policy never applies, or all")  # fmt: skip
-    sscd.add_argument("--eval-background", type=int, default=1000,
+    sscd.add_argument("--eval-background", type=cli.int_in(0), default=1000,
                       help="training images used as score-normalisation background (0: none)")  # fmt: skip
     sscd.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on CUDA")
     run = p.add_argument_group("run")
-    run.add_argument("--seed", type=int, default=SEED)
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    run.add_argument("--seed", type=cli.int_in(0, 2**63 - 1), default=SEED)
+    run.add_argument("--device", type=cli.device, default="auto", help="auto, cpu, cuda, cuda:1 ...")
     run.add_argument("--resume", nargs="?", const="latest", default=None,
                      help="continue from the latest checkpoint of --name, or from the given file")  # fmt: skip
-    run.add_argument("--stop-after", type=int, default=None, help="stop after this epoch (resume later)")
-    run.add_argument("--datasets-root", default=str(DATASETS_DIR))
-    run.add_argument("--checkpoints-root", default=str(CHECKPOINTS_DIR))
-    run.add_argument("--results-root", default=str(RESULTS_DIR))
-    run.add_argument("--features-root", default=str(FEATURES_DIR), help="where per-epoch evaluation stores features")
+    run.add_argument("--stop-after", type=cli.int_in(1), default=None, help="stop after this epoch (resume later)")
+    run.add_argument("--datasets-root", type=cli.folder, default=str(DATASETS_DIR))
+    run.add_argument("--checkpoints-root", type=cli.folder, default=str(CHECKPOINTS_DIR))
+    run.add_argument("--results-root", type=cli.folder, default=str(RESULTS_DIR))
+    run.add_argument("--features-root", type=cli.folder, default=str(FEATURES_DIR),
+                     help="where per-epoch evaluation stores features")
     return p.parse_args(argv)
 
 
@@ -149,4 +152,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run(main)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from clustering.spaces import LINKAGES, METRICS
+from helpers import cli
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 # Editable defaults (each is also a flag).
@@ -33,26 +35,26 @@ SAVE = True
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", default=METHOD, help="feature method (store name), default %(default)s")
     p.add_argument("--datasets", nargs="+", default=DATASETS, help="datasets whose features are clustered together")
     p.add_argument("--metric", choices=METRICS, default=METRIC)
     p.add_argument("--linkage", choices=LINKAGES, default=LINKAGE)
     p.add_argument("--partition", choices=["full", "clean"], default=PARTITION, help="clean drops the noisy meme templates")
     cut = p.add_mutually_exclusive_group()
-    cut.add_argument("--clusters", nargs="+", type=int, default=None, help=f"numbers of clusters (default {CLUSTERS})")
-    cut.add_argument("--threshold", nargs="+", type=float, default=THRESHOLD, help="cut at these distances instead")
+    cut.add_argument("--clusters", nargs="+", type=cli.int_in(1), default=None, help=f"numbers of clusters (default {CLUSTERS})")
+    cut.add_argument("--threshold", nargs="+", type=cli.float_in(0), default=THRESHOLD, help="cut at these distances instead")
     p.add_argument("--negatives", choices=["singleton", "exclude"], default=NEGATIVES,
                    help="distractors and negative queries: own group, or left out")  # fmt: skip
-    p.add_argument("--memory-budget-gb", type=float, default=MEMORY_BUDGET_GB, help="dense path only below this")
-    p.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS, help="k of the kNN graph of the sparse path")
-    p.add_argument("--max-grids", type=int, default=MAX_GRIDS, help="image grids for this many largest clusters")
+    p.add_argument("--memory-budget-gb", type=cli.float_in(0, lo_open=True), default=MEMORY_BUDGET_GB, help="dense path only below this")
+    p.add_argument("--n-neighbors", type=cli.int_in(1), default=N_NEIGHBORS, help="k of the kNN graph of the sparse path")
+    p.add_argument("--max-grids", type=cli.int_in(0), default=MAX_GRIDS, help="image grids for this many largest clusters")
     p.add_argument("--no-metrics", action="store_true", help="no ground truth needed: skip the scores")
     p.add_argument("--save", action=argparse.BooleanOptionalAction, default=SAVE, help="write assignments and figures")
-    p.add_argument("--run-name", default=None)
-    p.add_argument("--features-root", default=FEATURES_DIR)
-    p.add_argument("--datasets-root", default=DATASETS_DIR)
-    p.add_argument("--results-root", default=RESULTS_DIR)
+    p.add_argument("--run-name", type=cli.name, default=None)
+    p.add_argument("--features-root", type=cli.folder, default=FEATURES_DIR)
+    p.add_argument("--datasets-root", type=cli.folder, default=DATASETS_DIR)
+    p.add_argument("--results-root", type=cli.folder, default=RESULTS_DIR)
     args = p.parse_args(argv)
     if args.clusters is None and args.threshold is None:
         args.clusters = CLUSTERS
@@ -73,10 +75,10 @@ def main(argv=None) -> int:
             datasets_root=args.datasets_root, results_root=args.results_root,
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{Path(__file__).name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

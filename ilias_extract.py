@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from helpers import cli
+
 # ---- editable defaults (ILIAS's extract.py defaults) ------------------------------------
 PARTITION = "image_queries"
 FRAMEWORK = "timm"
@@ -65,16 +67,16 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def add(flag: str, **kw) -> None:
         names = [flag] + ([flag.replace("_", "-")] if "_" in flag else [])
         p.add_argument(*names, **kw)
 
-    add("--dataset_dir", required=True, help="folder of the ILIAS core images, or of the distractor tars")
+    add("--dataset_dir", type=cli.existing_folder, required=True, help="folder of the ILIAS core images, or of the distractor tars")
     add("--partition", default=PARTITION, choices=PARTITIONS)
-    add("--hdf5_dir", required=True, help="folder of the feature files")
-    add("--hdf5_name", default=HDF5_NAME, help="file name prefix")
+    add("--hdf5_dir", type=cli.folder, required=True, help="folder of the feature files")
+    add("--hdf5_name", type=cli.name, default=HDF5_NAME, help="file name prefix")
     add("--hdf5_compression", type=_nonneg, default=0, help="accepted for compatibility; files are not gzipped")
     add("--overwrite", type=bool_flag, default=False, help="redo finished files")
     add("--framework", default=FRAMEWORK, choices=FRAMEWORK_CHOICES,
@@ -94,12 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--start_tar", type=_nonneg, default=0, help="distractors: index of the first tar")
     add("--total_tars", type=_positive, default=None, help="distractors: how many tars (default all)")
     add("--tar_batch_size", type=_positive, default=TAR_BATCH_SIZE, help="tars per distractor file")
-    add("--num_workers", type=_nonneg, default=NUM_WORKERS, help="decoding processes")
+    add("--num_workers", type=cli.workers, default=NUM_WORKERS, help="decoding processes")
     add("--store_fp16", type=bool_flag, default=True, help="store float16 features (ILIAS's default)")
-    add("--selected_ids", default=None, help="file of ids to keep (keys or <tar>/<key>; core: relative paths)")
-    add("--device", default=DEVICE, help="cpu, cuda, cuda:1 (default: cuda when available)")
-    add("--weights", default=None, help="ours: a checkpoint file, or none for random weights (default: the "
-        "framework's pretrained weights from the local cache)")
+    add("--selected_ids", type=cli.existing_file, default=None,
+        help="file of ids to keep (keys or <tar>/<key>; core: relative paths)")
+    add("--device", type=cli.concrete_device, default=DEVICE, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    add("--weights", type=cli.weights, default=None, help="ours: a checkpoint file, or none for random weights "
+        "(default: the framework's pretrained weights from the local cache)")
     return p
 
 
@@ -155,4 +158,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

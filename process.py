@@ -10,16 +10,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from helpers import cli
 from helpers.paths import RESULTS_DIR
 
 NAME = None  # None: the most recent experiment
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", nargs="?", default=NAME, help="experiment name under the results root (default: latest)")
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", nargs="?", type=cli.name, default=NAME,
+                   help="experiment name under the results root (default: latest)")
     p.add_argument("--list", action="store_true", help="list the experiments, most recent first, and exit")
-    p.add_argument("--results-root", default=str(RESULTS_DIR))
+    p.add_argument("--results-root", type=cli.folder, default=str(RESULTS_DIR))
     args = p.parse_args(argv)
     from fast_search import format_table, process_experiment, summary_rows  # after --help: faiss loads here
     from fast_search.results import list_experiments, resolve_experiment
@@ -43,4 +45,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run(main)

@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from helpers import cli
 from helpers.paths import FEATURES_DIR, RESULTS_DIR
 
 METHOD = "dhash"
@@ -29,16 +30,9 @@ MAX_QUERY_MS = 10.0  # --indexes auto: nprobe / efSearch tuned to this many ms p
 ONDISK = False  # IVF indexes built as shards merged on disk and searched memory-mapped (larger than RAM)
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", help="experiment name (a folder under the results root; no '/')")
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", type=cli.name, help="experiment name (a folder under the results root; no '/')")
     g = p.add_argument_group("data")
     g.add_argument("--method", default=METHOD, help="feature method (store file name)")
     g.add_argument(
@@ -55,12 +49,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     g.add_argument(
         "--ground-truth",
+        type=cli.existing_file,
         default=GROUND_TRUTH,
         metavar="CSV",
         help="ground truth for names that follow no rule: rows query_id,positive_id[,category]",
     )
-    g.add_argument("--features-root", default=str(FEATURES_DIR))
-    g.add_argument("--results-root", default=str(RESULTS_DIR))
+    g.add_argument("--features-root", type=cli.folder, default=str(FEATURES_DIR))
+    g.add_argument("--results-root", type=cli.folder, default=str(RESULTS_DIR))
     g = p.add_argument_group("search")
     g.add_argument(
         "--indexes", nargs="+", default=INDEXES, help="faiss factory strings, e.g. Flat 'IVF64,Flat' HNSW32, or auto "
@@ -69,30 +64,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument(
         "--metrics", nargs="+", default=METRICS, help="L2 cosine IP L1 (float) or hamming (binary)"
     )
-    g.add_argument("--k", type=_ints, default=KS, dest="ks", help="comma-separated k values, e.g. 1,5,10")
+    g.add_argument("--k", type=cli.int_list(1), default=KS, dest="ks", help="comma-separated k values, e.g. 1,5,10")
     g.add_argument(
-        "--nprobe", type=_ints, default=NPROBES, dest="nprobes", help="IVF nprobe sweep, e.g. 1,4,16"
+        "--nprobe", type=cli.int_list(1), default=NPROBES, dest="nprobes", help="IVF nprobe sweep, e.g. 1,4,16"
     )
     g.add_argument(
-        "--efsearch", type=_ints, default=EFSEARCHES, dest="efsearches", help="HNSW efSearch sweep"
+        "--efsearch", type=cli.int_list(1), default=EFSEARCHES, dest="efsearches", help="HNSW efSearch sweep"
     )
-    g.add_argument("--threads", type=int, default=THREADS, help="faiss OpenMP threads (default: all cores)")
+    g.add_argument("--threads", type=cli.threads, default=THREADS, help="faiss OpenMP threads (default: all cores)")
     g.add_argument(
-        "--block-size", type=int, default=BLOCK_SIZE, help="stream the database in blocks of N rows"
+        "--block-size", type=cli.int_in(1), default=BLOCK_SIZE, help="stream the database in blocks of N rows"
     )
     g.add_argument("--memory-budget", default=MEMORY_BUDGET, help="--indexes auto: memory of the index (4GB, 500MB)")
     g.add_argument(
-        "--max-query-ms", type=float, default=MAX_QUERY_MS, help="--indexes auto: latency budget per query (ms)"
+        "--max-query-ms", type=cli.float_in(0, lo_open=True), default=MAX_QUERY_MS, help="--indexes auto: latency budget per query (ms)"
     )
     g.add_argument(
         "--ondisk", action="store_true", default=ONDISK,
         help="IVF indexes: add block by block to shard indexes, merge on disk, search memory-mapped",
     )
     g = p.add_argument_group("search-time improvements (each reported as its own rows)")
-    g.add_argument("--query-expansion", type=int, default=0, metavar="N", help="alpha-QE over N neighbours")
-    g.add_argument("--qe-alpha", type=float, default=3.0, help="alpha of alpha-QE and DBA (default 3)")
+    g.add_argument("--query-expansion", type=cli.int_in(0), default=0, metavar="N", help="alpha-QE over N neighbours")
+    g.add_argument("--qe-alpha", type=cli.float_in(0), default=3.0, help="alpha of alpha-QE and DBA (default 3)")
     g.add_argument(
-        "--dba", type=int, default=0, metavar="N", help="database-side augmentation over N neighbours"
+        "--dba", type=cli.int_in(0), default=0, metavar="N", help="database-side augmentation over N neighbours"
     )
     g.add_argument(
         "--background",
@@ -101,10 +96,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="datasets for SSCD score normalisation (score - beta x "
         "mean similarity to the query's n nearest background images)",
     )
-    g.add_argument("--snorm-beta", type=float, default=1.0, help="beta of score normalisation (SSCD: 1)")
-    g.add_argument("--snorm-n", type=int, default=3, help="background neighbours averaged (SSCD: 3)")
+    g.add_argument("--snorm-beta", type=cli.float_in(), default=1.0, help="beta of score normalisation (SSCD: 1)")
+    g.add_argument("--snorm-n", type=cli.int_in(1), default=3, help="background neighbours averaged (SSCD: 3)")
     g.add_argument(
-        "--adaptation", default=None, metavar="FILE", help="linear adaptation .npy (W) or .npz (weight, bias)"
+        "--adaptation", type=cli.existing_file, default=None, metavar="FILE", help="linear adaptation .npy (W) or .npz (weight, bias)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing Results/NAME")
     p.add_argument(
@@ -136,17 +131,17 @@ def main(argv=None) -> int:
             ondisk=args.ondisk,
             memory_budget=args.memory_budget,
             max_query_ms=args.max_query_ms,
-            features_root=args.features_root,
-            results_root=args.results_root,
+            features_root=str(args.features_root),
+            results_root=str(args.results_root),
             targets=args.targets,
-            ground_truth=args.ground_truth,
+            ground_truth=None if args.ground_truth is None else str(args.ground_truth),
             query_expansion=args.query_expansion,
             qe_alpha=args.qe_alpha,
             dba=args.dba,
             background=args.background,
             snorm_beta=args.snorm_beta,
             snorm_n=args.snorm_n,
-            adaptation=args.adaptation,
+            adaptation=None if args.adaptation is None else str(args.adaptation),
         )
     except (
         ValueError,
@@ -172,4 +167,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run(main)

@@ -20,6 +20,7 @@ import numpy as np
 from data_retrieval.datasets import SPECS
 from finetuning.adapt_store import adapted_method, load_pairs, write_adapted
 from finetuning.adaptation import MODELS, AdaptationTrainer, cross_validate
+from helpers import cli
 from helpers.jsonio import save_json
 from helpers.paths import FEATURES_DIR, RESULTS_DIR
 
@@ -39,26 +40,26 @@ LR = 1e-3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-d", "--queries", default=QUERIES, help="query dataset (copies of the originals)")
     p.add_argument("--database", default=DATABASE, help="dataset holding the originals")
     p.add_argument("--method", default=METHOD, help="feature method in the store")
     p.add_argument("--model", default=MODEL, choices=MODELS, help="adaptation module")
-    p.add_argument("--out-dim", type=int, default=None, help="output size (default: input size; 1024 for original)")
-    p.add_argument("-e", "--epochs", type=int, default=EPOCHS)
-    p.add_argument("-r", "--runs", type=int, default=RUNS, help="held-out runs (one split each)")
-    p.add_argument("-t", "--temperature", type=float, default=TEMPERATURE, help="InfoNCE temperature")
-    p.add_argument("--test-split", type=float, default=TEST_SPLIT, help="share of ORIGINALS held out per run")
-    p.add_argument("-k", "--topk", type=int, nargs="+", default=TOPK, help="top-k accuracies to report")
-    p.add_argument("--pca", type=int, default=PCA, help="PCA size, fitted on the training split only")
-    p.add_argument("-b", "--batch-size", type=int, default=BATCH_SIZE, help="pairs per step (default: all)")
-    p.add_argument("--lr", type=float, default=LR)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--out-dim", type=cli.int_in(1), default=None, help="output size (default: input size; 1024 for original)")
+    p.add_argument("-e", "--epochs", type=cli.int_in(1), default=EPOCHS)
+    p.add_argument("-r", "--runs", type=cli.int_in(1), default=RUNS, help="held-out runs (one split each)")
+    p.add_argument("-t", "--temperature", type=cli.float_in(0, lo_open=True), default=TEMPERATURE, help="InfoNCE temperature")
+    p.add_argument("--test-split", type=cli.float_in(0, 1, lo_open=True), default=TEST_SPLIT, help="share of ORIGINALS held out per run")
+    p.add_argument("-k", "--topk", type=cli.int_in(1), nargs="+", default=TOPK, help="top-k accuracies to report")
+    p.add_argument("--pca", type=cli.int_in(1), default=PCA, help="PCA size, fitted on the training split only")
+    p.add_argument("-b", "--batch-size", type=cli.int_in(2), default=BATCH_SIZE, help="pairs per step (default: all)")
+    p.add_argument("--lr", type=cli.float_in(0, lo_open=True), default=LR)
+    p.add_argument("--device", type=cli.concrete_device, default="cpu")
     p.add_argument("--write", nargs="*", default=None,
                    help="datasets to write adapted features for (default: queries and database; none: nothing)")  # fmt: skip
-    p.add_argument("--name", default=None, help="results folder (default: adaptation_<method>)")
-    p.add_argument("--features-root", default=str(FEATURES_DIR))
-    p.add_argument("--results-root", default=str(RESULTS_DIR))
+    p.add_argument("--name", type=cli.name, default=None, help="results folder (default: adaptation_<method>)")
+    p.add_argument("--features-root", type=cli.folder, default=str(FEATURES_DIR))
+    p.add_argument("--results-root", type=cli.folder, default=str(RESULTS_DIR))
     return p.parse_args(argv)
 
 
@@ -114,4 +115,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run(main)

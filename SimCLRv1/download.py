@@ -18,6 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python3 download.py` from inside SimCLRv1/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from helpers import cli  # noqa: E402
 from helpers.download import add_checkpoint_flags  # noqa: E402
 from SimCLRv1.resnet_wider import MODELS, parse_model_name  # noqa: E402
 
@@ -68,7 +69,7 @@ def download_and_convert(model: str = MODEL, category: str = CATEGORY, keep_tf: 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=MODEL, choices=MODELS)
     parser.add_argument("--simclr_category", default=CATEGORY, choices=list(STEPS))
     add_checkpoint_flags(parser, KEEP_TF, ROOT)
@@ -85,10 +86,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    from helpers.download import DownloadError
-    from SimCLRv2.tf_checkpoint import ConversionError
-
-    try:
-        main()
-    except (DownloadError, ConversionError, FileNotFoundError, ImportError) as err:
-        sys.exit(f"error: {err}")
+    cli.run(main)  # DownloadError, ConversionError, a missing file or package: one line, exit 2

@@ -9,11 +9,9 @@ images are logged and skipped with the reason. A fixed ``--seed`` gives identica
 
 from __future__ import annotations
 
-import argparse
 import logging
 import multiprocessing
 import os
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from tqdm import tqdm
 
 from data_retrieval.attacks import apply_attack, check_attack_ids, derive_seed
 from data_retrieval.datasets import load_dataset
+from helpers import cli
 from helpers.atomic import TMP_PREFIX, save_image
 from helpers.images import BadImageError, load_image
 
@@ -175,14 +174,15 @@ def generate_attacks(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("input", help="folder of original images")
-    parser.add_argument("output", help="folder for the attacked images (created)")
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("input", type=cli.existing_folder, help="folder of original images")
+    parser.add_argument("output", type=cli.folder, help="folder for the attacked images (created)")
     parser.add_argument(
         "--attacks", nargs="+", default=ATTACKS, help="attack ids (default: the 58 of the catalogue)"
     )
     parser.add_argument("--seed", type=int, default=SEED, help="random seed (same seed, same bytes)")
-    parser.add_argument("--workers", type=int, default=WORKERS, help="processes (default: every core)")
+    parser.add_argument("--workers", type=cli.int_in(1, cli.PER_CORE * (os.cpu_count() or 1)), default=WORKERS,
+                        help="processes (default: every core)")
     parser.add_argument(
         "--jpeg", action="store_true", help=f"write JPEG (quality {JPEG_QUALITY}) instead of PNG"
     )
@@ -201,4 +201,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

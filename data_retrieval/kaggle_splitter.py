@@ -13,16 +13,15 @@ bad-luck-brian and ``EQKrGAq`` never becomes a template.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import os
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_retrieval.datasets import list_images, natural_key
+from helpers import cli
 from helpers.atomic import atomic_path
 
 # Editable defaults (each is also a command-line flag).
@@ -48,6 +47,7 @@ class SplitReport:
     templates_written: list[str] = field(default_factory=list)
     templates_existing: int = 0
     unmatched: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
@@ -55,6 +55,7 @@ class SplitReport:
             f"{len(self.missing)} CSV stems without a file, {self.relabelled} relabelled; "
             f"{len(self.templates_written)} templates written ({self.templates_existing} already there); "
             f"{len(self.unmatched)} images not named after a CSV template"
+            + (f"; {len(self.refused)} CSV rows refused (names that are not plain file names)" if self.refused else "")
         )
 
 
@@ -83,6 +84,27 @@ def read_rows(csv_path: Path, header: bool = HEADER) -> list[tuple[str, str]]:
                 continue
             rows.append((line[STEM_COLUMN].replace("?", ""), line[TEMPLATE_COLUMN]))
     return rows
+
+
+def _is_plain(name: str) -> bool:
+    try:
+        cli.check_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+def plain_rows(rows: list[tuple[str, str]], report: SplitReport) -> list[tuple[str, str]]:
+    """The rows whose stem and template are plain file names: '../x', '/abs' or 'a/b' would move
+    images outside the folder, so they are refused (logged and counted), never followed."""
+    kept = []
+    for stem, template in rows:
+        if _is_plain(stem) and _is_plain(clean(template)) and _is_plain(f"{clean(template)}_{clean(stem)}"):
+            kept.append((stem, template))
+        else:
+            log.warning("refusing CSV row (%r, %r): not a plain file name", stem, template)
+            report.refused.append(f"{stem},{template}")
+    return kept
 
 
 def rename_images(rows: list[tuple[str, str]], images: Path, report: SplitReport) -> None:
@@ -165,16 +187,17 @@ def split_kaggle(
             f"{csv_path} has no data rows with a stem (column {STEM_COLUMN}) and a template (column {TEMPLATE_COLUMN})"
         )
     report = SplitReport()
+    rows = plain_rows(rows, report)
     rename_images(rows, images, report)
     extract_templates(rows, images, templates, report)
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("csv", help="reddit_posts.csv of the Kaggle archive")
-    parser.add_argument("images", help="folder of the archive's images (renamed in place)")
-    parser.add_argument("templates", help="folder for one template image per class (created)")
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("csv", type=cli.existing_file, help="reddit_posts.csv of the Kaggle archive")
+    parser.add_argument("images", type=cli.existing_folder, help="folder of the archive's images (renamed in place)")
+    parser.add_argument("templates", type=cli.folder, help="folder for one template image per class (created)")
     parser.add_argument("--no-header", dest="header", action="store_false", help="the CSV has no header row")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -187,4 +210,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -73,10 +73,15 @@ def sweep_param(factory: str) -> str | None:
     return None
 
 
+_ZERO_SIZE = re.compile(r"(?<![\d.])0+(?![\d.])")
+
+
 def make_index(factory: str, dim: int, metric: str, binary: bool):
     """Build an empty faiss index; an unknown or unsuitable factory string raises ValueError first."""
     if not isinstance(factory, str) or not factory.strip():
         raise ValueError(f"factory string must be a non-empty str, got {factory!r}")
+    if _ZERO_SIZE.search(factory):  # faiss builds IVF0 / BIVF0 / HNSW0 and fails later, or never
+        raise ValueError(f"{factory!r}: every size in a factory string must be positive (e.g. IVF64,Flat, BIVF64)")
     check_metric(metric, binary)
     if binary:
         if not factory.startswith("B"):

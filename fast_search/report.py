@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fast_search import metrics as M
-from fast_search.results import experiment_dir
+from fast_search.results import SCHEMA, experiment_dir
 from helpers.atomic import atomic_write, save_figure, write_text
 from helpers.jsonio import load_json
 from helpers.paths import RESULTS_DIR
@@ -28,7 +28,17 @@ def load_results(name: str, results_root: str | os.PathLike = RESULTS_DIR) -> di
     path = experiment_dir(name, results_root) / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"no results at {path}; run `python search_experiment.py {name}` first")
-    return load_json(path)
+    try:
+        res = load_json(path)
+    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path} is not valid JSON ({e}); rerun search_experiment.py {name} --overwrite") from None
+    missing = [k for k in ("schema", "params", "data", "runs") if not isinstance(res, dict) or k not in res]
+    if missing:
+        raise ValueError(f"{path} is not a search experiment's results (missing {missing}); rerun "
+                         f"search_experiment.py {name} --overwrite")
+    if res["schema"] != SCHEMA:
+        raise ValueError(f"{path} has schema {res['schema']!r}, this version reads {SCHEMA!r}")
+    return res
 
 
 def _fmt(value, digits: int = 4) -> str:

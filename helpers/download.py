@@ -23,6 +23,7 @@ import requests
 import urllib3
 from tqdm import tqdm
 
+from helpers import cli
 from helpers.atomic import publish
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ def add_checkpoint_flags(parser: argparse.ArgumentParser, keep_tf: bool, root: P
                           help="keep the downloaded TensorFlow files (default)")
     tf_files.add_argument("--remove-tf", dest="keep_tf", action="store_false",
                           help="delete the TensorFlow files after a successful conversion")
-    parser.add_argument("--root", type=Path, default=root, help="folder for tf_checkpoints/ and torch_checkpoints/")
+    parser.add_argument("--root", type=lambda t: Path(cli.folder(t)), default=root, help="folder for tf_checkpoints/ and torch_checkpoints/")
     parser.add_argument("--force", action="store_true", help="convert again even if the .pth exists")
     parser.add_argument("--all-files", action="store_true", help="also fetch graph.pbtxt and the .meta graph")
     parser.add_argument("--ignore-tf", action="append", default=[], metavar="PATTERN",

@@ -1,0 +1,154 @@
+"""Every root script over a table of bad command lines: exit status 2, one line naming the flag, no traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    """Paths the table refers to: a plain file, a folder, a text file named .pth, stores, a bad results.json."""
+    from extractor.store import store_path, write_features
+
+    tmp = tmp_path_factory.mktemp("badargs")
+    (tmp / "file.txt").write_text("not a folder")
+    (tmp / "fake.pth").write_text("not a torch file")
+    (tmp / "dir").mkdir()
+    (tmp / "R" / "empty").mkdir(parents=True)
+    (tmp / "R" / "empty" / "results.json").write_text("{}")
+    rng = np.random.default_rng(0)
+    for name in ("db", "q"):
+        write_features(store_path(name, "feat", tmp / "F"), [f"{name}/{i}" for i in range(8)],
+                       rng.normal(size=(8, 4)).astype("f4"), method="feat")
+        write_features(store_path(name, "bits", tmp / "F"), [f"{name}/{i}" for i in range(8)],
+                       rng.integers(0, 255, (8, 8)).astype("u1"), method="bits", binary=True)
+    return {"file": str(tmp / "file.txt"), "dir": str(tmp / "dir"), "fake": str(tmp / "fake.pth"),
+            "F": str(tmp / "F"), "R": str(tmp / "R"), "tmp": str(tmp)}
+
+
+SEARCH = ["--database", "db", "--queries", "q", "--k", "1"]
+
+#: (script, argv with {placeholders}, text the message must contain)
+CASES = [
+    ("extract_features.py", ["--batch-size", "0"], "--batch-size"),
+    ("extract_features.py", ["--workers", "100000"], "--workers"),
+    ("extract_features.py", ["--workers", "-1"], "--workers"),
+    ("extract_features.py", ["--limit", "-1"], "--limit"),
+    ("extract_features.py", ["--shard", "2/2"], "--shard"),
+    ("extract_features.py", ["--device", "garbage"], "--device"),
+    ("extract_features.py", ["--device", "cuda:0"], "--device"),  # no GPU here (skipped where there is one)
+    ("extract_features.py", ["--weights", "{fake}"], "not a torch checkpoint"),
+    ("extract_features.py", ["--weights", "{tmp}/runA/missing.pth"], "--weights"),
+    ("extract_features.py", ["--folder", "{file}"], "--folder"),
+    ("extract_features.py", ["--features-root", "{file}"], "--features-root"),
+    ("extract_features.py", ["--hash-size", "1"], "--hash-size"),
+    ("extract_features.py", ["--max-pixels", "0"], "--max-pixels"),
+    ("extract_features.py", ["--method", "nope", "--folder", "{dir}", "--features-root", "{F}"], "--method"),
+    ("search_experiment.py", ["x", "--threads", "100000"], "--threads"),
+    ("search_experiment.py", ["x", "--threads", "-1"], "--threads"),
+    ("search_experiment.py", ["x", "--k", "0"], "--k"),
+    ("search_experiment.py", ["x", "--nprobe", "0,4"], "--nprobe"),
+    ("search_experiment.py", ["x", "--block-size", "0"], "--block-size"),
+    ("search_experiment.py", [".."], "name"),
+    ("search_experiment.py", ["a/b"], "name"),
+    ("search_experiment.py", ["x", "--results-root", "{file}"], "--results-root"),
+    ("search_experiment.py", ["x", "--features-root", "{file}"], "--features-root"),
+    ("search_experiment.py", ["x", "--ground-truth", "{dir}"], "--ground-truth"),
+    ("search_experiment.py", ["x", *SEARCH, "--method", "feat", "--indexes", "IVF0,Flat", "--metrics", "L2",
+                              "--features-root", "{F}", "--results-root", "{R}"], "IVF0,Flat"),
+    ("search_experiment.py", ["x", *SEARCH, "--method", "bits", "--indexes", "BIVF0", "--metrics", "hamming",
+                              "--features-root", "{F}", "--results-root", "{R}"], "BIVF0"),
+    ("process.py", ["empty", "--results-root", "{R}"], "not a search experiment's results"),
+    ("process.py", ["a/b"], "name"),
+    ("process.py", ["x", "--results-root", "{file}"], "--results-root"),
+    ("explore_neighbors.py", ["x", "--sample", "-1"], "--sample"),
+    ("explore_neighbors.py", ["x", "--k", "0"], "--k"),
+    ("explore_neighbors.py", ["x", "--results-root", "{file}"], "--results-root"),
+    ("hierarchical.py", ["--max-grids", "-1"], "--max-grids"),
+    ("hierarchical.py", ["--clusters", "0"], "--clusters"),
+    ("hierarchical.py", ["--results-root", "{file}"], "--results-root"),
+    ("hierarchical.py", ["--run-name", "../up"], "--run-name"),
+    ("dbscan.py", ["--max-grids", "-1"], "--max-grids"),
+    ("dbscan.py", ["--eps", "0"], "--eps"),
+    ("dbscan.py", ["--min-samples", "0"], "--min-samples"),
+    ("finetune.py", ["--name", ".."], "--name"),
+    ("finetune.py", ["--name", "a/b"], "--name"),
+    ("finetune.py", ["--epochs", "-1"], "--epochs"),
+    ("finetune.py", ["--steps-per-epoch", "0"], "--steps-per-epoch"),
+    ("finetune.py", ["--checkpoints-root", "{file}"], "--checkpoints-root"),
+    ("finetune.py", ["--device", "garbage"], "--device"),
+    ("finetune.py", ["--weights", "{fake}"], "--weights"),
+    ("evaluate_finetuning.py", ["-k", "0"], "-k"),
+    ("evaluate_finetuning.py", ["--name", "a/b"], "--name"),
+    ("evaluate_finetuning.py", ["--checkpoints-root", "{file}"], "--checkpoints-root"),
+    ("train_adaptation.py", ["-r", "0"], "-r"),
+    ("train_adaptation.py", ["-e", "-1"], "-e"),
+    ("train_adaptation.py", ["--test-split", "1.5"], "--test-split"),
+    ("train_adaptation.py", ["--device", "auto"], "--device"),
+    ("train_adaptation.py", ["--name", "a/b"], "--name"),
+    ("demo.py", ["--distractors", "-1"], "--distractors"),
+    ("demo.py", ["--results-root", "{file}"], "--results-root"),
+    ("ilias_extract.py", ["--dataset_dir", "{file}", "--hdf5_dir", "{dir}"], "--dataset_dir"),
+    ("ilias_extract.py", ["--dataset_dir", "{dir}", "--hdf5_dir", "{file}"], "--hdf5_dir"),
+    ("ilias_extract.py", ["--dataset_dir", "{dir}", "--hdf5_dir", "{dir}", "--hdf5_name", "a/b"], "--hdf5_name"),
+    ("data_retrieval/kaggle_splitter.py", ["{file}", "{file}", "{dir}"], "images"),
+    ("data_retrieval/kaggle_splitter.py", ["{file}", "{dir}", "{file}"], "templates"),
+    ("data_retrieval/generate_attacks.py", ["{dir}", "{file}"], "output"),
+    ("data_retrieval/generate_attacks.py", ["{dir}", "{tmp}/out", "--workers", "0"], "--workers"),
+    ("SimCLRv1/download.py", ["--root", "{file}"], "--root"),
+    ("SimCLRv2/download.py", ["--root", "{file}"], "--root"),
+]
+
+
+def _run_in_process(script: str, argv: list[str]) -> tuple[int, str]:
+    """Run a script as __main__ here (fast); an uncaught exception fails the test with its traceback."""
+    err = io.StringIO()
+    old_argv = sys.argv
+    sys.argv = [str(ROOT / script), *argv]
+    code = None
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            runpy.run_path(str(ROOT / script), run_name="__main__")
+    except SystemExit as e:
+        code = e.code
+    finally:
+        sys.argv = old_argv
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize(("script", "argv", "names"), CASES, ids=[f"{c[0]}:{' '.join(c[1])}" for c in CASES])
+def test_bad_argument_exits_2_with_one_line(env, script, argv, names):
+    if "cuda" in " ".join(argv):
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+    argv = [a.format(**env) for a in argv]
+    code, err = _run_in_process(script, argv)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, (code, err)
+    assert len(lines) == 1, err
+    assert names in lines[0] and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("script", "argv"),
+    [("extract_features.py", ["--batch-size", "0"]), ("search_experiment.py", ["x", "--threads", "100000"]),
+     ("finetune.py", ["--name", ".."])],
+)
+def test_real_processes_exit_2_without_traceback(script, argv):
+    out = subprocess.run([sys.executable, script, *argv], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
