@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         names = [flag] + ([flag.replace("_", "-")] if "_" in flag else [])
         p.add_argument(*names, **kw)
 
-    add("--dataset_dir", type=cli.existing_folder, required=True, help="folder of the ILIAS core images, or of the distractor tars")
+    add("--dataset_dir", type=cli.folder, required=True, help="folder of the ILIAS core images, or of the distractor tars")
     add("--partition", default=PARTITION, choices=PARTITIONS)
     add("--hdf5_dir", type=cli.folder, required=True, help="folder of the feature files")
     add("--hdf5_name", type=cli.name, default=HDF5_NAME, help="file name prefix")
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tar_batch_size", type=_positive, default=TAR_BATCH_SIZE, help="tars per distractor file")
     add("--num_workers", type=cli.workers, default=NUM_WORKERS, help="decoding processes")
     add("--store_fp16", type=bool_flag, default=True, help="store float16 features (ILIAS's default)")
-    add("--selected_ids", type=cli.existing_file, default=None,
+    add("--selected_ids", default=None,
         help="file of ids to keep (keys or <tar>/<key>; core: relative paths)")
     add("--device", type=cli.concrete_device, default=DEVICE, help="cpu, cuda, cuda:1 (default: cuda when available)")
     add("--weights", type=cli.weights, default=None, help="ours: a checkpoint file, or none for random weights "

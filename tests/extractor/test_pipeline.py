@@ -373,11 +373,18 @@ def test_provenance_attributes_are_recorded(image_folder, tmp_path):
     assert len(attrs["index_sha1"]) == 40
 
 
-def test_missing_package_stops_the_run_instead_of_skipping_every_image(image_folder, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "imagehash", None)  # import imagehash -> ImportError
-    with pytest.raises(ImportError):
-        extract_dataset("crop_resistant", image_folder, features_root=tmp_path, workers=0, progress=False)
-    assert not store_path("images", "crop_resistant", tmp_path).exists()
+@pytest.mark.parametrize("error", [ModuleNotFoundError("No module named 'imagehash'"), NameError("name 'x'")])
+def test_missing_package_or_bug_stops_the_run_instead_of_skipping_every_image(image_folder, tmp_path, error):
+    """Only decoding and image-content errors are per-image skips (issue 12: `except Exception` in the worker)."""
+    dhash = create_extractor("dhash")
+
+    class Broken(type(dhash)):
+        def transform(self, image):
+            raise error
+
+    with pytest.raises(type(error), match=str(error.args[0])[:10]):
+        extract_dataset(Broken(), image_folder, features_root=tmp_path, workers=0, progress=False)
+    assert not store_path("images", "dhash", tmp_path).exists()
 
 
 def test_worker_count_is_bounded_by_the_batches():
