@@ -38,7 +38,7 @@ def main(argv=None) -> int:
         default=None,
         help="distance under which a negative query counts as a false match (default: 1%% FPR threshold)",
     )
-    p.add_argument("--results-root", type=cli.existing_folder, default=str(RESULTS_DIR))
+    p.add_argument("--results-root", type=cli.folder, default=str(RESULTS_DIR))
     p.add_argument("--datasets-root", type=cli.folder, default=str(DATASETS_DIR))
     args = p.parse_args(argv)
     from fast_search import explore_neighbors  # after --help: faiss loads here
