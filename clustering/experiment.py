@@ -14,7 +14,6 @@ A run writes under ``<results_root>/clustering/<run name>/`` (never pickle):
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import re
@@ -32,29 +31,16 @@ from clustering.grids import cluster_grids
 from clustering.groundtruth import ClusteringData, load_clustering_data
 from clustering.metrics import clustering_scores, intersection_over_union
 from clustering.spaces import DEFAULT_EPS, check_linkage, check_metric, prepare
-from helpers.atomic import atomic_write, save_npy, write_text
+from helpers.atomic import save_npy, write_text
 from helpers.jsonio import save_json
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
+from helpers.tables import write_csv
 
 logger = logging.getLogger(__name__)
 
 def safe_name(text: str) -> str:
     """`text` usable as one path component (spaces and odd characters become '-')."""
     return re.sub(r"[^A-Za-z0-9._+=-]+", "-", str(text)).strip("-") or "run"
-
-
-def write_csv(rows: Sequence[dict], path: str | os.PathLike) -> Path:
-    """Rows of dicts as CSV, columns in first-seen order."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fields: list[str] = []
-    for r in rows:
-        fields += [k for k in r if k not in fields]
-    with atomic_write(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def evaluate_cut(

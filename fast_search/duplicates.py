@@ -23,7 +23,6 @@ copy; edits and crops match fewer), ties broken by the larger file, then path or
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import html
 import math
@@ -34,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.atomic import atomic_write, save_image, write_text
+from helpers.atomic import save_image, write_text
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
+from helpers.tables import write_csv
 
 #: Default match threshold per method (Hamming bits of 64): the demo's 1 %-FPR threshold, the
 #: largest top-1 distance at which at most 1 % of its 580 negative queries (copies whose original
@@ -110,13 +110,14 @@ class Duplicates:
         out.mkdir(parents=True, exist_ok=True)
         group_of = {i: g for g, members in enumerate(self.groups) for i in members}
         files = {"pairs": out / "pairs.csv", "groups": out / "groups.csv", "gallery": out / "index.html"}
-        _write_csv(files["pairs"], ["path_a", "path_b", "distance", "group"],
-                   [(self.paths[i], self.paths[j], _fmt(d), group_of[i]) for i, j, d in self.pairs])
+        write_csv([{"path_a": self.paths[i], "path_b": self.paths[j], "distance": _fmt(d), "group": group_of[i]}
+                   for i, j, d in self.pairs], files["pairs"], ["path_a", "path_b", "distance", "group"])
         rows = []
         for g, members in enumerate(self.groups):
             kept = self.keep(members)
-            rows += [(g, len(members), self.paths[i], "keep" if i == kept else "remove") for i in members]
-        _write_csv(files["groups"], ["group", "size", "path", "action"], rows)
+            rows += [{"group": g, "size": len(members), "path": self.paths[i], "action": "keep" if i == kept else "remove"}
+                     for i in members]
+        write_csv(rows, files["groups"], ["group", "size", "path", "action"])
         write_text(files["gallery"], _gallery(self, out, gallery_groups))
         return files
 
@@ -130,13 +131,6 @@ def _size(path: str) -> int:
         return os.path.getsize(path)
     except OSError:
         return -1
-
-
-def _write_csv(path: Path, header: list[str], rows: list[tuple]) -> None:
-    with atomic_write(path, newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 def default_max_distance(method: str, binary: bool, n_bits: int = 64) -> float:

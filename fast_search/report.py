@@ -7,7 +7,6 @@ folder. The curves are recomputed from each run's ``runs/<key>.npz`` (D, I) and 
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -16,9 +15,10 @@ from matplotlib.figure import Figure
 
 from fast_search import metrics as M
 from fast_search.results import SCHEMA, experiment_dir
-from helpers.atomic import atomic_write, save_figure, write_text
+from helpers.atomic import save_figure, write_text
 from helpers.jsonio import load_json
 from helpers.paths import RESULTS_DIR
+from helpers.tables import markdown_table, write_csv
 
 _MARKERS = {"cosine": "*", "L2": "o", "L1": "x", "IP": "s", "hamming": "*"}
 
@@ -83,15 +83,7 @@ def format_table(rows: list[dict]) -> str:
     """A Markdown table of `summary_rows` (readable in a terminal too); columns are the rows' keys."""
     if not rows:
         return "(no runs)"
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [
-            _fmt(row.get(c), 0) if c == "queries/s" and row.get(c) is not None else _fmt(row.get(c))
-            for c in columns
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(rows, list(rows[0]), lambda c, v: _fmt(v, 0) if c == "queries/s" and v is not None else _fmt(v))
 
 
 def write_summary(name: str, results_root: str | os.PathLike = RESULTS_DIR) -> list[Path]:
@@ -100,11 +92,7 @@ def write_summary(name: str, results_root: str | os.PathLike = RESULTS_DIR) -> l
     rows = summary_rows(name, results_root)
     md = folder / "summary.md"
     write_text(md, f"# {name}\n\n{format_table(rows)}\n")
-    path = folder / "summary.csv"
-    with atomic_write(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=summary_columns(load_results(name, results_root)))
-        writer.writeheader()
-        writer.writerows(rows)
+    path = write_csv(rows, folder / "summary.csv", summary_columns(load_results(name, results_root)))
     return [md, path]
 
 

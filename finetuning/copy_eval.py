@@ -17,7 +17,6 @@ all queries (FPR, micro-AP) change.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import os
@@ -29,8 +28,10 @@ import numpy as np
 
 from data_retrieval.attacks import ATTACK_IDS, attack_family, split_attack_stem
 from data_retrieval.datasets import load_dataset, split_id
+from helpers.atomic import save_figure
 from helpers.jsonio import load_json, save_json
 from helpers.paths import DATASETS_DIR, FEATURES_DIR
+from helpers.tables import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -228,24 +229,15 @@ def evaluate_epoch(cfg: Any, epoch: int, checkpoint: str | os.PathLike) -> dict[
     rows = [r for r in (load_json(path) if path.is_file() else []) if r["epoch"] != epoch]
     rows = sorted([*rows, row], key=lambda r: r["epoch"])
     save_json(rows, path)
-    _write_csv(rows, results / "copy_eval.csv")
+    write_csv(rows, results / "copy_eval.csv")
     plot_copy_eval(rows, results / "copy_eval.png")
     log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})
     return row
 
 
-def _write_csv(rows: list[dict], path: Path) -> None:
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-
-
 def plot_copy_eval(rows: list[dict], path: str | os.PathLike) -> None:
     """recall@1, recall at 1 % FPR and micro-AP against epoch; dashed: with score normalisation."""
-    import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # the object API: no backend, no global pyplot state
 
     fig = Figure(figsize=(6, 3.5))
     ax = fig.subplots()
@@ -258,5 +250,4 @@ def plot_copy_eval(rows: list[dict], path: str | os.PathLike) -> None:
     ax.set(xlabel="epoch", ylabel="score", title="copy detection on held-out attacks", ylim=(0, 1.02))
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close("all")
+    save_figure(fig, path, dpi=100)

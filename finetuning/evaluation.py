@@ -8,7 +8,6 @@ get the seed's geometry (diameter, dispersion, SNR ratios). Epoch 0 is the untra
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections.abc import Sequence
@@ -22,9 +21,10 @@ from tqdm.auto import tqdm
 from finetuning.checkpoint import check_architecture, list_checkpoints, load_checkpoint
 from finetuning.model import SimCLR
 from finetuning.training import TrainConfig, build_model
-from helpers.atomic import atomic_write, save_figure
+from helpers.atomic import save_figure
 from helpers.jsonio import load_json, save_json
 from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
+from helpers.tables import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -132,28 +132,18 @@ def evaluate_run(
         row.update(geometry_summary(method, cluster_datasets or [*queries, *database], features_root, datasets_root))
         rows = sorted([*rows, row], key=lambda r: r["epoch"])
         save_json(rows, out / "evaluation.json")
-    _write_csv(rows, out / "evaluation.csv")
+    write_csv(rows, out / "evaluation.csv")
     plot_evaluation(rows, out / "evaluation.png")
     return rows
 
 
-def _write_csv(rows: list[dict], path: Path) -> None:
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with atomic_write(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-
-
 def plot_evaluation(rows: list[dict], path: str | os.PathLike) -> None:
     """Retrieval (recall@k, micro-AP) and geometry (SNR ratios) against epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no backend, no global pyplot state
 
     epochs = [r["epoch"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    ax1, ax2 = fig.subplots(1, 2)
     for key in [k for k in rows[0] if k.startswith("recall@")] + ["micro_ap"]:
         ax1.plot(epochs, [r[key] for r in rows], marker="o", label=key)
     ax1.set(xlabel="epoch", ylabel="score", title="retrieval of copies")
@@ -167,4 +157,3 @@ def plot_evaluation(rows: list[dict], path: str | os.PathLike) -> None:
     ax2.legend()
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
-    plt.close(fig)

@@ -7,7 +7,6 @@ same parameters as an uninterrupted one (bitwise on CPU with ``workers=0``).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import math
@@ -40,9 +39,10 @@ from finetuning.lars import LARS, default_lr, param_groups
 from finetuning.losses import mix_batch, nt_xent, sscd_loss
 from finetuning.model import ProjectionHead, SimCLR
 from finetuning.schedule import make_scheduler
-from helpers.atomic import atomic_write, save_figure
+from helpers.atomic import save_figure
 from helpers.jsonio import save_json
 from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
+from helpers.tables import write_csv
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("lars", "adam", "adamw", "sgd")
@@ -189,29 +189,25 @@ def _seed_epoch(cfg: TrainConfig, epoch: int, rank: int) -> None:
 
 def _write_logs(history: dict[str, list], results: Path) -> None:
     results.mkdir(parents=True, exist_ok=True)
-    with atomic_write(results / "train_log.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["step", "epoch", "loss", "lr"])
-        w.writerows(zip(history["step"], history["epoch"], history["loss"], history["lr"], strict=True))
+    columns = ["step", "epoch", "loss", "lr"]
+    rows = [dict(zip(columns, r, strict=True)) for r in zip(*(history[c] for c in columns), strict=True)]
+    write_csv(rows, results / "train_log.csv", columns)
     save_json(history["epochs"], results / "train_history.json")
     plot_training(history, results / "training.png")
 
 
 def plot_training(history: dict[str, list], path: str | os.PathLike) -> None:
-    """Loss and learning rate against step, one figure with two panels (matplotlib Agg)."""
-    import matplotlib
+    """Loss and learning rate against step, one figure with two panels."""
+    from matplotlib.figure import Figure  # the object API: no backend, no global pyplot state
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(history["step"], history["loss"], lw=1)
     ax1.set(xlabel="step", ylabel="NT-Xent loss", title="training loss")
     ax2.plot(history["step"], history["lr"], lw=1, color="tab:red")
     ax2.set(xlabel="step", ylabel="learning rate", title="learning rate")
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
-    plt.close(fig)
 
 
 def _empty_history() -> dict[str, list]:
