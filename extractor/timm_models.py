@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from extractor.frameworks import make_extractor, safe_name
 from extractor.neural import NeuralExtractor, PreprocessCfg
+from extractor.pooling import Backbone, tokens_to_map
 
 FRAMEWORK = "timm"
 
@@ -130,12 +131,38 @@ def create_timm_model(name: str, weights: Any = "DEFAULT", **model_kwargs: Any) 
 
 def _store_name(name: str, weights: Any, source: str | None) -> str:
     """Filename-safe store name: 'timm-<name>' plus '_random' or the weights file's stem when not default."""
-    base = "timm-" + re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+    base = "timm-" + safe_name(name)
     if weights is None:
         return base + "_random"
     if str(weights) == "DEFAULT" or isinstance(weights, dict):
         return base
-    return base + "_" + re.sub(r"[^A-Za-z0-9._-]+", "-", Path(str(source)).stem)
+    return base + "_" + safe_name(Path(str(source)).stem)
+
+
+class TimmBackbone(Backbone):
+    """A timm model: head = its pooled (pre-logits) output; map = `forward_features` (ViT tokens on their grid)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+        self.patch = int(patch[0]) if isinstance(patch, (tuple, list)) else (int(patch) if patch else None)
+        self.multiple = self.patch if getattr(model, "dynamic_img_size", False) else None
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def forward_map(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        feats = self.model.forward_features(x)
+        if feats.ndim == 4:
+            if getattr(self.model, "output_fmt", "NCHW") == "NHWC":
+                feats = feats.permute(0, 3, 1, 2)
+            return None, feats
+        prefix = int(getattr(self.model, "num_prefix_tokens", 0))
+        has_cls = getattr(self.model, "cls_token", None) is not None
+        cls = feats[:, 0] if has_cls else None
+        grid = (x.shape[-2] // self.patch, x.shape[-1] // self.patch) if self.patch else None
+        return cls, tokens_to_map(feats[:, prefix:], grid)
 
 
 def create_timm(
@@ -144,12 +171,21 @@ def create_timm(
     normalize: bool = False,
     device: str = "cpu",
     precision: str = "auto",
-    **model_kwargs: Any,
+    **options: Any,
 ) -> NeuralExtractor:
-    """timm model `name` (e.g. 'resnet50.a1_in1k') as an extractor of its pre-logits features."""
-    model, source = create_timm_model(name, weights, **model_kwargs)
+    """timm model `name` (e.g. 'resnet50.a1_in1k') as an extractor; `options` as in `frameworks.make_extractor`.
+
+    ViTs are built with ``dynamic_img_size=True`` (inputs padded to a multiple of the patch size), so
+    aspect-keeping transforms work; CLIP-style towers keep their projection head, as ILIAS does.
+    """
+    model_kwargs: dict[str, Any] = {"num_classes": None if "clip" in name else 0}
+    try:
+        model, source = create_timm_model(name, weights, dynamic_img_size=True, **model_kwargs)
+    except TypeError:  # not a ViT-style model
+        model, source = create_timm_model(name, weights, **model_kwargs)
     return wrap_timm(model, _store_name(name, weights, source), normalize=normalize, device=device,
-                     precision=precision, params={"model": name, "weights": source})
+                     precision=precision, params={"model": name, "weights": source}, keep_head="clip" in name,
+                     **options)
 
 
 def wrap_timm(
@@ -159,11 +195,13 @@ def wrap_timm(
     device: str = "cpu",
     precision: str = "auto",
     params: dict[str, Any] | None = None,
+    keep_head: bool = False,
+    **options: Any,
 ) -> NeuralExtractor:
-    """A built timm model as an extractor: classifier removed, preprocessing from its pretrained_cfg."""
-    model.reset_classifier(0)
+    """A built timm model as an extractor: classifier removed (`keep_head` keeps a CLIP projection)."""
+    if not keep_head:
+        model.reset_classifier(0)
     data_cfg = _timm().data.resolve_data_config({}, model=model)
-    return NeuralExtractor(
-        f"{store_name}{'_l2' if normalize else ''}", model, preprocess_from_timm(data_cfg), normalize=normalize,
-        device=device, precision=precision, params={"framework": FRAMEWORK, **(params or {})},
-    )
+    return make_extractor(store_name, TimmBackbone(model.eval()), preprocess_from_timm(data_cfg),
+                          normalize=normalize, device=device, precision=precision,
+                          params={"framework": FRAMEWORK, **(params or {})}, **options)

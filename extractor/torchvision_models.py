@@ -132,8 +132,18 @@ def create_torchvision(
     normalize: bool = False,
     device: str = "cpu",
     precision: str = "auto",
+    **options: Any,
 ) -> NeuralExtractor:
-    """Build torchvision model `arch` as a feature extractor (classifier removed, eval mode)."""
+    """Build torchvision model `arch` as a feature extractor (classifier removed, eval mode).
+
+    `options` (pooling, transforms, resolution, multiscale...) as in `frameworks.make_extractor`;
+    map poolings use the input of the model's `avgpool` (ResNets, EfficientNets, ConvNeXts, VGG...).
+    """
+    if arch not in ENTRIES:
+        import difflib
+
+        close = difflib.get_close_matches(arch, ENTRIES, n=8, cutoff=0.6)
+        raise ValueError(f"unknown torchvision model {arch!r}; close names: {close or 'none'}")
     enum, path = _resolve_weights(arch, weights)
     try:
         default = get_model_weights(arch).DEFAULT
@@ -155,6 +165,17 @@ def create_torchvision(
     preprocess = PreprocessCfg.from_torchvision(source.transforms()) if source is not None else PreprocessCfg()
     dim = strip_classifier(model)
     params = {"arch": arch, "weights": str(path) if path else (enum.name if enum else None)}
+    from extractor.frameworks import OPTIONS
+
+    if set(options) - set(OPTIONS):
+        raise TypeError(f"create_torchvision() got an unexpected keyword argument {sorted(set(options) - set(OPTIONS))}")
+    if any(v not in (None, False, 0, "head") for v in options.values()):
+        from extractor.frameworks import make_extractor
+        from extractor.pooling import AvgpoolHookBackbone
+
+        return make_extractor(f"{arch}{suffix}", AvgpoolHookBackbone(model), preprocess, normalize=normalize,
+                              device=device, precision=precision, params={"framework": "torchvision", **params},
+                              **options)
     name = f"{arch}{suffix}{'_l2' if normalize else ''}"
     return NeuralExtractor(
         name, model, preprocess, normalize=normalize, device=device, precision=precision, dim=dim, params=params

@@ -1,0 +1,243 @@
+"""Local (patch token) features: a variable number of (dim,) tokens per image, streamed to one HDF5 file.
+
+File ``Features/<dataset>/<method>.tokens.h5``:
+
+- ``tokens``: (T, D) float32/float16, every image's tokens one after the other;
+- ``offsets``: (N + 1,) int64, image i owns ``tokens[offsets[i]:offsets[i + 1]]``;
+- ``index``: (N,) UTF-8 ids; ``skipped``: (M, 2) (path, reason);
+- attributes ``method``, ``dataset``, ``dim``, ``dtype``, ``params`` (JSON), ``inputs_sha1``,
+  ``n_seen`` (inputs consumed), ``n_total``, ``complete``.
+
+Each batch is appended and flushed, so memory does not grow with the number of images or tokens;
+the writer works on ``.partial`` and resumes after the last complete batch (a rerun equals an
+uninterrupted run). `LocalFeatures` reads any image's tokens back without loading the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from extractor.store import StoreError
+from helpers.paths import DATASETS_DIR, FEATURES_DIR
+
+_STR = h5py.string_dtype("utf-8")
+SUFFIX = ".tokens.h5"
+
+
+def tokens_path(dataset: str, method: str, root: str | os.PathLike = FEATURES_DIR) -> Path:
+    """``<root>/<dataset>/<method>.tokens.h5``."""
+    if "/" in dataset or "/" in method:
+        raise ValueError(f"dataset {dataset!r} and method {method!r} must not contain '/'")
+    return Path(root) / dataset / f"{method}{SUFFIX}"
+
+
+class LocalWriter:
+    """Append (id, tokens) per image to a ``.partial`` file; `finish` renames it when complete."""
+
+    def __init__(self, path: str | os.PathLike, *, method: str, dim: int, dtype: str = "float32",
+                 dataset: str = "", params: dict[str, Any] | None = None, n_total: int = 0,
+                 inputs_sha1: str = "", chunk_tokens: int = 4096) -> None:
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        attrs = {"method": method, "dataset": dataset, "dim": int(dim), "dtype": dtype, "local": True,
+                 "params": json.dumps(params or {}, sort_keys=True, default=str), "inputs_sha1": inputs_sha1,
+                 "n_total": int(n_total)}
+        if self.partial.exists():
+            self.file = h5py.File(self.partial, "a")
+            for key in ("method", "dim", "dtype", "params", "inputs_sha1"):
+                if self.file.attrs.get(key) != attrs[key]:
+                    self.file.close()
+                    raise StoreError(f"{self.partial} was started with another {key} (other images or settings); "
+                                     "delete it to start again")
+            self._truncate()
+        else:
+            self.file = h5py.File(self.partial, "w")
+            self.file.attrs.update({**attrs, "committed": "[0, 0, 0]", "complete": False})
+            self.file.create_dataset("tokens", (0, dim), dtype=dtype, maxshape=(None, dim),
+                                     chunks=(max(1, chunk_tokens), dim))
+            self.file.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(4096,))
+            self.file.create_dataset("index", (0,), dtype=_STR, maxshape=(None,), chunks=(4096,))
+            self.file.create_dataset("skipped", (0, 2), dtype=_STR, maxshape=(None, 2), chunks=(256, 2))
+
+    def _committed(self) -> tuple[int, int, int]:
+        """(inputs consumed, images, skipped) as of the last complete batch (one attribute, written last)."""
+        seen, images, skipped = json.loads(self.file.attrs["committed"])
+        return int(seen), int(images), int(skipped)
+
+    def _truncate(self) -> None:
+        """Drop anything written after the last committed batch (a kill between two writes)."""
+        _, n, m = self._committed()
+        offsets = self.file["offsets"]
+        self.file["index"].resize((n,))
+        offsets.resize((n + 1,))
+        self.file["tokens"].resize((int(offsets[n]), self.file["tokens"].shape[1]))
+        self.file["skipped"].resize((m, 2))
+
+    @property
+    def n_images(self) -> int:
+        return self._committed()[1]
+
+    @property
+    def n_seen(self) -> int:
+        return self._committed()[0]
+
+    def append(self, ids: Sequence[str], tokens: Sequence[np.ndarray],
+               skipped: Sequence[tuple[str, str]] = ()) -> None:
+        """One batch: ids, one (n_i, dim) array per id, and the (path, reason) rows of skipped inputs."""
+        if len(ids) != len(tokens):
+            raise ValueError(f"{len(ids)} ids for {len(tokens)} token arrays")
+        ds, offsets, index = self.file["tokens"], self.file["offsets"], self.file["index"]
+        seen, n, m = self._committed()
+        start = int(offsets[n])
+        counts = np.array([len(t) for t in tokens], np.int64)
+        if len(ids):
+            block = np.concatenate([np.asarray(t, dtype=ds.dtype).reshape(-1, ds.shape[1]) for t in tokens])
+            ds.resize((start + len(block), ds.shape[1]))
+            ds[start:] = block
+            index.resize((n + len(ids),))
+            index[n:] = list(ids)
+            offsets.resize((n + len(ids) + 1,))
+            offsets[n + 1:] = start + np.cumsum(counts)
+        if skipped:
+            sk = self.file["skipped"]
+            sk.resize((m + len(skipped), 2))
+            sk[m:] = np.array([[str(p), str(r)] for p, r in skipped], dtype=object)
+        self.file.flush()
+        seen, n, m = seen + len(ids) + len(skipped), n + len(ids), m + len(skipped)
+        self.file.attrs["committed"] = json.dumps([seen, n, m])
+        self.file.attrs["n_seen"] = seen
+        self.file.flush()
+
+    def skipped(self) -> list[tuple[str, str]]:
+        return [(p.decode() if isinstance(p, bytes) else p, r.decode() if isinstance(r, bytes) else r)
+                for p, r in self.file["skipped"][:]]
+
+    def finish(self) -> Path:
+        self.file.attrs["complete"] = True
+        self.file.close()
+        os.replace(self.partial, self.path)
+        return self.path
+
+    def close(self) -> None:
+        if self.file.id.valid:
+            self.file.close()
+
+    def __enter__(self) -> LocalWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class LocalFeatures:
+    """Read-only view of a tokens file: `ids`, `len`, `tokens(i or id)`, `iter_tokens()` (streamed)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.file = h5py.File(self.path, "r")
+        if "offsets" not in self.file or "tokens" not in self.file:
+            self.file.close()
+            raise StoreError(f"{self.path} is not a local-features file (no 'tokens'/'offsets')")
+        self.offsets = self.file["offsets"][:]
+        self.ids = np.array([i.decode() if isinstance(i, bytes) else i for i in self.file["index"][:]], dtype=object)
+        self._row = {image_id: i for i, image_id in enumerate(self.ids)}
+        self.attrs = dict(self.file.attrs)
+        self.dim = int(self.attrs.get("dim", self.file["tokens"].shape[1]))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def counts(self) -> np.ndarray:
+        """Number of tokens of each image."""
+        return np.diff(self.offsets)
+
+    def tokens(self, key: int | str) -> np.ndarray:
+        """(n_i, dim) tokens of image `key` (row number or id)."""
+        i = self._row[key] if isinstance(key, str) else int(key)
+        return self.file["tokens"][self.offsets[i]:self.offsets[i + 1]]
+
+    def iter_tokens(self, block_tokens: int = 1 << 20) -> Iterator[tuple[str, np.ndarray]]:
+        """(id, tokens) for every image in order, reading about `block_tokens` tokens at a time."""
+        i, n = 0, len(self.ids)
+        while i < n:
+            j = i + 1
+            while j < n and self.offsets[j + 1] - self.offsets[i] <= block_tokens:
+                j += 1
+            block = self.file["tokens"][self.offsets[i]:self.offsets[j]]
+            for k in range(i, j):
+                yield self.ids[k], block[self.offsets[k] - self.offsets[i]:self.offsets[k + 1] - self.offsets[i]]
+            i = j
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> LocalFeatures:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def extract_local(
+    ext,
+    dataset,
+    features_root: str | os.PathLike = FEATURES_DIR,
+    datasets_root: str | os.PathLike = DATASETS_DIR,
+    batch_size: int = 32,
+    workers: int = 2,
+    limit: int | None = None,
+    *,
+    name: str | None = None,
+    dtype: str = "float32",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Patch tokens (`pooling='local'` extractor) of every image of `dataset` -> ``<method>.tokens.h5``.
+
+    Resumable like `extract_dataset`; bad files are skipped and recorded. `dtype="float16"` halves the file.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from extractor.pipeline import _Collate, _fingerprint, _Images, _listing, _worker_init
+
+    if not getattr(ext, "local", False):
+        raise ValueError(f"{ext.name} gives global features; create it with pooling='local'")
+    listing = _listing(dataset, datasets_root, name)
+    paths, ids = listing.paths[:limit], listing.ids[:limit]
+    out = tokens_path(listing.name, ext.name, features_root)
+    if out.exists():
+        if not overwrite:
+            return out
+        out.unlink()
+    with LocalWriter(out, method=ext.name, dim=ext.dim, dtype=dtype, dataset=listing.name, params=ext.params,
+                     n_total=len(ids), inputs_sha1=_fingerprint(ids)) as writer:
+        begin = writer.n_seen
+        if begin < len(paths):
+            loader = DataLoader(_Images(paths[begin:], ext), batch_size=batch_size, shuffle=False,
+                                num_workers=workers, collate_fn=_Collate(ext),
+                                worker_init_fn=_worker_init if workers else None,
+                                pin_memory=getattr(ext.device, "type", "cpu") == "cuda")
+            bar = tqdm(total=len(paths), initial=begin, unit="img", desc=f"{ext.name} tokens", disable=not progress)
+            with torch.inference_mode():
+                for good, batch, bad in loader:
+                    tokens = ext.tokens(batch) if batch is not None else []
+                    writer.append([ids[begin + i] for i in good], tokens,
+                                  skipped=[(str(paths[begin + i]), reason) for i, reason in bad])
+                    bar.update(len(good) + len(bad))
+            bar.close()
+        n_skipped = len(writer.skipped())
+        path = writer.finish()
+    if progress:
+        print(f"{ext.name} tokens on {listing.name}: -> {path}; {n_skipped} skipped", file=sys.stderr)
+    return path
