@@ -39,13 +39,17 @@ def _open_clip():
 
 
 def split_name(name: str) -> tuple[str, str | None]:
-    """'ViT-B-32/openai' or 'ViT-B-32:openai' -> ('ViT-B-32', 'openai'); schema names have no tag."""
+    """'ViT-B-32/openai', 'ViT-B-32:openai' or ILIAS's 'RN50.openai' -> (model, tag); schema names have no tag."""
     if name.startswith(SCHEMAS):
         return name, None
     for sep in ("/", ":"):
         if sep in name:
             model, tag = name.split(sep, 1)
             return model, tag or None
+    if "." in name and name not in _open_clip().list_models():
+        model, tag = name.rsplit(".", 1)
+        if model in _open_clip().list_models():
+            return model, tag
     return name, None
 
 
