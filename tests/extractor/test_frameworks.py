@@ -80,7 +80,7 @@ def test_local_tokens_vary_per_image_and_batch_equals_single():
     counts = [len(t) for t in tokens]
     assert counts[0] == counts[1] == counts[2] and counts[3] < counts[0]  # 100x40 has fewer patches
     assert all(t.shape[1] == ext.dim == 64 for t in tokens)
-    for img, t in zip(images, tokens):
+    for img, t in zip(images, tokens, strict=True):
         np.testing.assert_allclose(ext.local_features([img])[0], t, rtol=1e-4, atol=1e-5)
     with pytest.raises(TypeError, match="tokens"):
         ext.features(images)

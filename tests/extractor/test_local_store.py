@@ -37,7 +37,7 @@ def test_writer_round_trip_streaming_and_resume(tmp_path):
             np.testing.assert_array_equal(lf.tokens(k), tokens)
         streamed = list(lf.iter_tokens(block_tokens=10))  # small blocks: never the whole file at once
         assert [i for i, _ in streamed] == list(lf.ids)
-        for (_, got), (_, want) in zip(streamed, rows):
+        for (_, got), (_, want) in zip(streamed, rows, strict=True):
             np.testing.assert_array_equal(got, want)
     with h5py.File(out) as f:
         assert f["offsets"][0] == 0 and f["offsets"][-1] == f["tokens"].shape[0] and f.attrs["complete"]
