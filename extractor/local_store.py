@@ -15,6 +15,7 @@ uninterrupted run). `LocalFeatures` reads any image's tokens back without loadin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -187,6 +188,14 @@ class LocalFeatures:
         self.close()
 
 
+def ids_fingerprint(ids: Sequence[str]) -> str:
+    """sha1 of the id list: a partial file is only resumed on the same inputs."""
+    digest = hashlib.sha1()
+    for image_id in ids:
+        digest.update(str(image_id).encode() + b"\n")
+    return digest.hexdigest()
+
+
 def extract_local(
     ext,
     dataset,
@@ -209,7 +218,7 @@ def extract_local(
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from extractor.pipeline import _Collate, _fingerprint, _Images, _listing, _worker_init
+    from extractor.pipeline import _Collate, _Images, _listing, _worker_init
 
     if not getattr(ext, "local", False):
         raise ValueError(f"{ext.name} gives global features; create it with pooling='local'")
@@ -221,7 +230,7 @@ def extract_local(
             return out
         out.unlink()
     with LocalWriter(out, method=ext.name, dim=ext.dim, dtype=dtype, dataset=listing.name, params=ext.params,
-                     n_total=len(ids), inputs_sha1=_fingerprint(ids)) as writer:
+                     n_total=len(ids), inputs_sha1=ids_fingerprint(ids)) as writer:
         begin = writer.n_seen
         if begin < len(paths):
             loader = DataLoader(_Images(paths[begin:], ext), batch_size=batch_size, shuffle=False,
