@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.images import is_image_file
+from helpers.images import IMAGE_EXTENSIONS, is_image_file
 from helpers.paths import DATASETS_DIR
 
 
@@ -154,10 +154,33 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> tuple[lis
     return found, skipped
 
 
-def make_id(dataset: str, folder: Path, path: Path) -> str:
-    """The dataset-qualified id of `path`: '<dataset>/<relative path without extension>'."""
-    rel = path.relative_to(folder).with_suffix("").as_posix()
-    return f"{dataset}/{rel}"
+def make_id(dataset: str, folder: Path, path: Path, keep_extension: bool = False) -> str:
+    """The dataset-qualified id of `path`: '<dataset>/<relative path without extension>'
+    (with it when `keep_extension`: files that share a stem, see `unique_ids`)."""
+    rel = path.relative_to(folder)
+    return f"{dataset}/{(rel if keep_extension else rel.with_suffix('')).as_posix()}"
+
+
+def unique_ids(dataset: str, folder: Path, paths: Sequence[Path]) -> list[str]:
+    """Ids of `paths`, never two alike: '<dataset>/<stem>', and for files sharing a stem
+    (``photo.bmp``, ``photo.webp``) each keeps its extension (``photo.bmp``), as ILIAS does.
+
+    An id only changes when a file with the same stem is added or removed (the store's provenance
+    notices that); the ground-truth rules read stems with the extension stripped (`id_stem`).
+    """
+    stems = [make_id(dataset, folder, p) for p in paths]
+    counts: dict[str, int] = {}
+    for image_id in stems:
+        counts[image_id] = counts.get(image_id, 0) + 1
+    return [make_id(dataset, folder, p, keep_extension=True) if counts[i] > 1 else i for p, i in zip(paths, stems,
+                                                                                                      strict=True)]
+
+
+def id_stem(image_id: str) -> str:
+    """`image_id` without an image extension (``orig/photo.bmp`` -> ``orig/photo``): the name the
+    ground-truth rules compare."""
+    head, dot, ext = image_id.rpartition(".")
+    return head if dot and "/" not in ext and f".{ext.lower()}" in IMAGE_EXTENSIONS else image_id
 
 
 def split_id(image_id: str) -> tuple[str, str]:
@@ -195,7 +218,8 @@ def load_dataset(
 ) -> ImageList:
     """List a registered dataset by name, or any folder (named after it unless `name` is given).
 
-    Duplicate ids (``a.jpg`` and ``a.png``) keep the first file and skip the others with a reason.
+    Files sharing a stem (``a.jpg`` and ``a.png``) keep their extensions in their ids
+    (`unique_ids`); file names that are not valid UTF-8 are skipped with their reason.
     """
     key = str(name_or_folder)
     if key in SPECS:
@@ -214,15 +238,16 @@ def load_dataset(
     if "/" in name:
         raise ValueError(f"dataset name {name!r} must not contain '/'")
     paths, skipped = list_images(folder, recursive=recursive)
-    ids, kept, seen = [], [], set()
+    kept = []
     for path in paths:
-        image_id = make_id(name, folder, path)
-        if image_id in seen:
-            skipped.append((str(path), f"duplicate id {image_id}"))
+        try:
+            path.relative_to(folder).as_posix().encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes in the name: an id must be valid UTF-8 (HDF5, JSON)
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+            skipped.append((shown, "file name is not valid UTF-8 (rename the file)"))
             continue
-        seen.add(image_id)
-        ids.append(image_id)
         kept.append(path)
+    ids = unique_ids(name, folder, kept)
     if not kept:
         raise DatasetError(f"dataset {name!r}: no image files in {folder} ({len(skipped)} other files skipped)")
     return ImageList(name=name, folder=folder, paths=kept, ids=ids, skipped=skipped, targets=targets)
@@ -230,7 +255,7 @@ def load_dataset(
 
 def original_candidates(query_id: str, targets: str) -> list[str]:
     """Possible original ids of a query, longest first: every prefix of its stem ending before a '_'."""
-    _, key = split_id(query_id)
+    _, key = split_id(id_stem(query_id))
     head, _, stem = key.rpartition("/")
     cuts = [i for i, ch in enumerate(stem) if ch == "_"]
     return [f"{targets}/{stem[:i]}" for i in reversed(cuts)]
@@ -246,6 +271,8 @@ def find_originals(
     target are all negatives.
     """
     position = {image_id: i for i, image_id in enumerate(database_ids)}
+    for i, image_id in enumerate(database_ids):  # 'orig/photo.bmp' (a stem shared by two files) is 'orig/photo' too
+        position.setdefault(id_stem(image_id), i)
     mapping = {n: s.targets for n, s in SPECS.items() if s.targets}
     mapping.update(targets or {})
     out = np.full(len(query_ids), -1, dtype=np.int64)

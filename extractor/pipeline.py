@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from data_retrieval.datasets import ImageList, load_dataset, make_id
+from data_retrieval.datasets import ImageList, load_dataset, unique_ids
 from extractor.base import Extractor
 from extractor.registry import create_extractor
 from extractor.store import FeatureWriter, StoreError, provenance_differences, read_attrs, store_path
@@ -90,9 +90,9 @@ def _listing(dataset: Any, datasets_root: str | os.PathLike, name: str | None) -
         paths = [Path(p) for p in dataset]
         folder = Path(os.path.commonpath([p.resolve().parent for p in paths]))
         name = name or folder.name or "files"
-        ids = [make_id(name, folder, p.resolve()) for p in paths]
+        ids = unique_ids(name, folder, [p.resolve() for p in paths])
         if len(set(ids)) != len(ids):
-            raise ValueError(f"file list gives duplicate ids (same name, different extension?) under {folder}")
+            raise ValueError(f"the file list names one file twice under {folder}")
         return ImageList(name=name, folder=folder, paths=paths, ids=ids)
     raise TypeError(f"dataset must be a dataset name, a folder, an ImageList or a list of paths; got {dataset!r}")
 

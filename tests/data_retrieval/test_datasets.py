@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -60,11 +61,11 @@ def test_hidden_non_image_and_duplicate_files_are_skipped_with_reasons(tmp_path)
     (folder / "notes.txt").write_text("x")
     (folder / "subdir").mkdir()
     listing = ds.load_dataset(folder, name="f", recursive=True)
-    assert listing.ids == ["f/a", "f/b"]
+    assert listing.ids == ["f/a.jpg", "f/a.png", "f/b"]  # a shared stem keeps the extensions: both are searched
     reasons = {Path(p).name: r for p, r in listing.skipped}
     assert reasons["notes.txt"] == "not an image extension"
     assert reasons[".hidden.jpg"] == "hidden file"
-    assert "duplicate id f/a" in reasons["a.png"]
+    assert "a.png" not in reasons
     assert "x.jpg" not in reasons  # hidden folders are not walked
 
 
@@ -177,3 +178,27 @@ def test_image_paths_registered_and_plain_folders(tmp_path):
         None,
         tmp_path / "plain" / "x.jpg",
     ]
+
+
+# ---- issue 12: unique ids, non-UTF-8 names -----------------------------------------------
+
+
+def test_files_sharing_a_stem_get_distinct_ids_and_ground_truth_still_works(tmp_path):
+    touch_images(tmp_path / "orig", ["photo.bmp", "photo.webp", "cat.jpg"])
+    touch_images(tmp_path / "copies", ["photo_blur.png", "cat_crop.jpg", "dog_x.jpg"])
+    orig = ds.load_dataset(tmp_path / "orig", name="orig")
+    assert orig.ids == ["orig/cat", "orig/photo.bmp", "orig/photo.webp"] and len(set(orig.ids)) == 3
+    queries = ds.load_dataset(tmp_path / "copies", name="copies")
+    found = ds.find_originals(queries.ids, orig.ids, {"copies": "orig"})
+    assert found.tolist() == [0, -1, 1]  # cat_crop -> cat, dog_x: negative, photo_blur -> the first 'photo'
+    assert ds.id_stem("orig/photo.bmp") == "orig/photo" and ds.id_stem("orig/v1.2") == "orig/v1.2"
+
+
+def test_name_that_is_not_utf8_is_skipped_with_its_reason(tmp_path):
+    folder = tmp_path / "f"
+    touch_images(folder, ["good.jpg"])
+    with open(bytes(folder) + b"/caf\xe9.jpg", "wb") as f:
+        f.write((folder / "good.jpg").read_bytes())
+    listing = ds.load_dataset(folder, name="f")
+    assert listing.ids == ["f/good"]
+    assert listing.skipped == [(f"{folder}/caf\\xe9.jpg", "file name is not valid UTF-8 (rename the file)")]

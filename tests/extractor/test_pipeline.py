@@ -408,3 +408,13 @@ def test_two_extractions_of_one_store_at_once(tmp_path):
     if second.returncode != 0:  # normally: the first still held the lock
         assert "being written by another feature extraction (pid" in second.stderr
     assert len(load_features("imgs", "dhash", root=root)) == 200
+
+
+def test_file_name_that_is_not_utf8_does_not_abort_the_dataset(image_folder, tmp_path):
+    with open(bytes(image_folder) + b"/caf\xe9.jpg", "wb") as f:
+        f.write((image_folder / "0.jpg").read_bytes())
+    synthetic_image(5).save(image_folder / "0.png")  # and a stem shared with 0.jpg: both are extracted
+    path = _dhash(image_folder, tmp_path)
+    ids = load_features(path).ids.tolist()
+    assert len(ids) == 13 and "images/0.jpg" in ids and "images/0.png" in ids
+    assert "caf\\xe9.jpg\tfile name is not valid UTF-8" in errors_path(path).read_text()
