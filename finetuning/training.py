@@ -40,6 +40,7 @@ from finetuning.losses import mix_batch, nt_xent, sscd_loss
 from finetuning.model import ProjectionHead, SimCLR
 from finetuning.schedule import make_scheduler
 from helpers.atomic import save_figure
+from helpers.cli import check_name
 from helpers.jsonio import save_json
 from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 from helpers.tables import write_csv
@@ -101,6 +102,9 @@ class TrainConfig:
     checkpoints_root: str = str(CHECKPOINTS_DIR)
     results_root: str = str(RESULTS_DIR)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "the run name (--name)")  # a folder under each root, never a path ('..', 'a/b')
 
     def run_dirs(self) -> tuple[Path, Path]:
         """(checkpoint folder, results folder) of this run."""
@@ -300,7 +304,16 @@ def build_parts(cfg: TrainConfig, rt: Runtime, encoder: nn.Module | None = None,
 def start_or_resume(cfg: TrainConfig, rt: Runtime, parts: RunParts, resume: str | os.PathLike | None) -> Progress:
     """Restore a checkpoint (`resume`), or write the config, the split and epoch 0 of a new run."""
     ckpt_dir, results = cfg.run_dirs()
-    if resume is None and list_checkpoints(ckpt_dir):
+    found = list_checkpoints(ckpt_dir)
+    if resume is None and set(found) == {0} and rt.rank == 0:
+        # only the untrained baseline of a run that failed before finishing an epoch: not work to keep
+        log.warning("%s: replacing epoch 0 of a run that never finished an epoch", found[0])
+        found[0].unlink()
+        found = {}
+    if rt.distributed:
+        dist.barrier()
+        found = list_checkpoints(ckpt_dir)
+    if resume is None and found:
         raise FileExistsError(
             f"{ckpt_dir} already holds checkpoints of a run named {cfg.name!r}: pass --resume to continue it, "
             "or choose another --name"

@@ -84,3 +84,26 @@ def test_unknown_optimizer_and_lr_rule(tmp_path, image_folder):
     cfg = config(tmp_path, image_folder, optimizer="lars", lr=None, batch_size=32)
     assert resolve_lr(cfg, world=8) == pytest.approx(0.08)
     assert resolve_lr(config(tmp_path, image_folder, optimizer="adam", lr=None), world=1) == 1e-3
+
+
+def test_failed_run_does_not_block_the_corrected_rerun(tmp_path, image_folder, monkeypatch):
+    """Issue 12: a run that fails in its first epoch leaves only the untrained epoch 0; the rerun replaces it."""
+    import finetuning.training as T
+
+    def fail(*args, **kwargs):
+        raise FloatingPointError("loss is NaN")
+
+    cfg = config(tmp_path, image_folder, epochs=1)
+    with monkeypatch.context() as m:
+        m.setattr(T, "train_epoch", fail)
+        with pytest.raises(FloatingPointError):
+            train(cfg, encoder=tiny_encoder(), dim=8)
+    assert sorted(list_checkpoints(tmp_path / "ckpt" / "run")) == [0]
+    train(cfg, encoder=tiny_encoder(), dim=8)
+    assert sorted(list_checkpoints(tmp_path / "ckpt" / "run")) == [0, 1]
+
+
+@pytest.mark.parametrize("name", ["..", "a/b", "", "/abs"])
+def test_run_names_are_plain_folder_names(tmp_path, image_folder, name):
+    with pytest.raises(ValueError, match="plain name"):
+        config(tmp_path, image_folder, name=name)
