@@ -20,6 +20,7 @@ import numpy as np
 
 from fast_search import metrics as M
 from helpers.atomic import save_npz
+from helpers.cli import check_name
 from helpers.paths import RESULTS_DIR
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,7 @@ FPRS = (0.01, 0.001)
 
 def experiment_dir(name: str, results_root: str | os.PathLike = RESULTS_DIR) -> Path:
     """``results_root/name``; names must be plain folder names (no '/')."""
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise ValueError(f"experiment name must be a plain folder name without '/', got {name!r}")
-    return Path(results_root) / name
+    return Path(results_root) / check_name(name, "experiment name")
 
 
 def machine_info() -> dict:

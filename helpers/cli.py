@@ -111,7 +111,7 @@ def check_name(name: str, what: str = "name") -> str:
     """`name` if it is a plain folder/file name, else ValueError naming `what` (the one rule for names)."""
     if not isinstance(name, str) or not name.strip() or name in (".", "..") or _BAD_NAME.search(name) \
             or len(name.encode("utf-8", "surrogateescape")) > 255:
-        raise ValueError(f"{what} must be a plain name (no '/', '\\\\', '.' or '..', at most 255 bytes), got {name!r}")
+        raise ValueError(f"{what} must be a plain folder name (one path component: no '/', '\\\\', '.' or '..', at most 255 bytes), got {name!r}")
     return name
 
 

@@ -98,3 +98,19 @@ def test_command_line(tmp_path, capsys):
     csv_path, images, templates = make_archive(tmp_path)
     assert ks.main([str(csv_path), str(images), str(templates)]) == 0
     assert "5 images renamed" in capsys.readouterr().out
+
+
+def test_template_names_that_are_paths_are_refused(tmp_path):
+    """Issue 12: '../' and absolute template names in the CSV moved images outside the folder."""
+    csv_path, images, templates = make_archive(tmp_path)
+    with open(csv_path, "a", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["extra", "../../escaped", "t"])
+        writer.writerow(["b2", "/abs/olute", "t"])
+        writer.writerow(["abc", "a/b", "t"])
+    before = set(tmp_path.parent.rglob("*"))
+    report = ks.split_kaggle(csv_path, images, templates)
+    assert len(report.refused) == 3 and "3 CSV rows refused" in report.summary()
+    assert (images / "extra.jpg").is_file()  # not moved anywhere
+    outside = [p for p in set(tmp_path.parent.rglob("*")) - before if tmp_path not in p.parents]
+    assert not outside

@@ -309,3 +309,26 @@ def test_search_time_improvements_are_their_own_rows(stores, tmp_path):
     assert (
         runs["Flat--cosine--aqe"]["variant"] == "aqe" and runs["Flat--cosine--aqe"]["recall_vs_exact"] is None
     )
+
+
+def test_resume_refuses_a_store_changed_since_the_interrupted_run(tmp_path, monkeypatch):
+    """Issue 12: --resume kept neighbour positions of a 300-row database after it became 150 rows."""
+    import fast_search.experiment as E
+
+    stores = make_stores(tmp_path / "F")
+    real = E._run_index
+
+    def dies_on_l2(cfg, data, info, folder, factory, metric, *rest):
+        if metric == "L2":
+            raise KeyboardInterrupt
+        return real(cfg, data, info, folder, factory, metric, *rest)
+
+    monkeypatch.setattr(E, "_run_index", dies_on_l2)
+    with pytest.raises(KeyboardInterrupt):
+        _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine", "L2"])
+    monkeypatch.setattr(E, "_run_index", real)
+    make_stores(tmp_path / "F2", n_distractors=50)  # the database shrinks: a re-extraction elsewhere, copied in
+    for path in (tmp_path / "F2" / "demo_distractors").glob("*.h5"):
+        os.replace(path, stores / "demo_distractors" / path.name)
+    with pytest.raises(ValueError, match=r"stores \['database/demo_distractors'\] changed"):
+        _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine", "L2"], resume=True)

@@ -105,5 +105,5 @@ def test_failed_run_does_not_block_the_corrected_rerun(tmp_path, image_folder, m
 
 @pytest.mark.parametrize("name", ["..", "a/b", "", "/abs"])
 def test_run_names_are_plain_folder_names(tmp_path, image_folder, name):
-    with pytest.raises(ValueError, match="plain name"):
+    with pytest.raises(ValueError, match="plain folder name"):
         config(tmp_path, image_folder, name=name)
