@@ -19,7 +19,7 @@ from extractor import (
 )
 from extractor.pipeline import errors_path
 from extractor.store import read_attrs
-from tests.conftest import synthetic_image, write_bad_images
+from tests.conftest import synthetic_image
 
 ray = pytest.importorskip("ray")
 from scaleout import RayClusterError, extract_dataset_ray  # noqa: E402
@@ -37,11 +37,18 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    """Good JPEGs plus every kind of awkward or broken file (conftest's set)."""
+    """Good JPEGs, a CMYK JPEG, and broken files of every kind conftest has but the (slow) bomb."""
     folder = tmp_path_factory.mktemp("rayimgs") / "mixed"
-    write_bad_images(folder)
+    folder.mkdir()
     for i in range(14):
         synthetic_image(i, (48, 36)).save(folder / f"img{i}.jpg", quality=90)
+    synthetic_image(99, (48, 36)).convert("CMYK").save(folder / "cmyk.jpg")
+    good = (folder / "img0.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 10)
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text_named_as_image.png").write_text("hello, not an image")
+    (folder / "notes.txt").write_text("not an image extension")  # skipped at listing time
     return folder
 
 
@@ -74,15 +81,16 @@ def test_hash_shards_equal_the_single_process_ones_bitwise(folder, tmp_path):
     for path in paths:
         _same_file(path, local / "mixed" / path.name)
 
-    assert len(load_features("mixed", "dhash", on_ray)) == 14 + 9  # 5 bad files skipped with their reasons
+    assert len(load_features("mixed", "dhash", on_ray)) == 15
+    assert sum(len(h5py.File(p)["skipped"]) for p in paths) == 4  # the 4 broken files, with their reasons
 
 
     # a rerun skips the complete shards; a shard made from other images is refused, nothing rewritten
     stamps = [p.stat().st_mtime_ns for p in paths]
     assert extract_dataset_ray("dhash", folder, features_root=on_ray, shards=3, progress=False) == paths
     assert [p.stat().st_mtime_ns for p in paths] == stamps
-    with pytest.raises(StoreError, match="other inputs or settings: .*n_files"):
-        extract_dataset_ray("dhash", folder, features_root=on_ray, shards=3, limit=20, progress=False)
+    with pytest.raises(StoreError, match="other inputs or settings"):
+        extract_dataset_ray("dhash", folder, features_root=on_ray, shards=3, limit=10, progress=False)
     with pytest.raises(StoreError, match="split otherwise"):
         extract_dataset_ray("dhash", folder, features_root=on_ray, shards=2, progress=False)
 
