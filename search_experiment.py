@@ -30,6 +30,17 @@ MAX_QUERY_MS = 10.0  # --indexes auto: nprobe / efSearch tuned to this many ms p
 ONDISK = False  # IVF indexes built as shards merged on disk and searched memory-mapped (larger than RAM)
 
 
+def _budget(text: str) -> str:
+    """A memory size such as 4GB (checked here, parsed by fast_search.autoindex)."""
+    from fast_search.autoindex import parse_bytes  # numpy only: --help stays fast
+
+    try:
+        parse_bytes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", type=cli.name, help="experiment name (a folder under the results root; no '/')")
@@ -75,7 +86,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument(
         "--block-size", type=cli.int_in(1), default=BLOCK_SIZE, help="stream the database in blocks of N rows"
     )
-    g.add_argument("--memory-budget", default=MEMORY_BUDGET, help="--indexes auto: memory of the index (4GB, 500MB)")
+    g.add_argument("--memory-budget", type=_budget, default=MEMORY_BUDGET,
+                   help="--indexes auto: memory of the index (4GB, 500MB, 2GiB)")
     g.add_argument(
         "--max-query-ms", type=cli.float_in(0, lo_open=True), default=MAX_QUERY_MS, help="--indexes auto: latency budget per query (ms)"
     )
