@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from data_retrieval.datasets import SPECS, image_paths
 from extractor.store import store_info
+from fast_search import metrics as M
 from fast_search.report import load_results
 from fast_search.results import experiment_dir
 from helpers.atomic import save_image, write_text
@@ -205,6 +206,7 @@ def explore_neighbors(
     folders = {**_store_folders(res), **(folders or {})}
     with np.load(folder / "ids.npz", allow_pickle=False) as z:
         query_ids, database_ids, targets = z["query_ids"], z["database_ids"], z["targets"]
+        positives = z["positives"] if "positives" in z else targets
     with np.load(folder / chosen["file"], allow_pickle=False) as z:
         D, I = z["D"], z["I"]
     width = int(chosen.get("k", I.shape[1]))  # runs hold one more column than k (it closes ties)
@@ -229,6 +231,8 @@ def explore_neighbors(
         needed.update(str(database_ids[i]) for i in I[q, :k] if i >= 0)
     needed = sorted(needed)
     paths = dict(zip(needed, image_paths(needed, datasets_root, folders), strict=False))
+    # a positive query is correct when its top-1 is a positive alone at that distance (ties count against it)
+    top1_right = M.positive_ranks(D, I, positives, 1)[:, 0] == 1 if I.shape[1] > 1 else I[:, 0] == targets
     entries = []
     for q in tqdm(order, desc=f"galleries {chosen['key']}", unit="query"):
         t = int(targets[q])
@@ -238,7 +242,7 @@ def explore_neighbors(
             for d, i in zip(D[q, :k], I[q, :k], strict=False)
             if i >= 0
         ]
-        correct = (I[q, 0] == t) if t >= 0 else bool(D[q, 0] > threshold)
+        correct = bool(top1_right[q]) if t >= 0 else bool(D[q, 0] > threshold)
         group = "correct" if correct else "incorrect"
         img = compose(
             paths.get(str(query_ids[q])),
