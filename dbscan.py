@@ -14,9 +14,9 @@ import logging
 import sys
 from pathlib import Path
 
+from clustering.config import DBSCANConfig, add_common_args, from_args, source_and_output
 from clustering.spaces import DEFAULT_EPS, METRICS, NOISE_MODES
 from helpers import cli
-from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 # Editable defaults (each is also a flag). EPS None = the seed's sweep for the metric (DEFAULT_EPS).
 METHOD = "dhash"  # the demo's data (`make demo`); the seed's: simclr_v1_r50_2x on Kaggle_memes Kaggle_templates
@@ -38,8 +38,8 @@ SAVE = True
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", default=METHOD, help="feature method (store name), default %(default)s")
-    p.add_argument("--datasets", nargs="+", default=DATASETS)
+    add_common_args(p, method=METHOD, datasets=DATASETS, partition=PARTITION, negatives=NEGATIVES,
+                    max_grids=MAX_GRIDS, save=SAVE)  # fmt: skip
     p.add_argument("--metric", choices=METRICS, default=METRIC)
     p.add_argument("--eps", nargs="+", type=cli.float_in(0, lo_open=True), default=EPS, help=f"eps sweep (default per metric: {DEFAULT_EPS})")
     p.add_argument("--min-samples", type=cli.int_in(1), default=MIN_SAMPLES)
@@ -48,16 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--graph", choices=["range", "knn"], default=GRAPH, help="range search within eps, or kNN")
     p.add_argument("--n-neighbors", type=cli.int_in(1), default=N_NEIGHBORS, help="k for --graph knn")
     p.add_argument("--noise", choices=NOISE_MODES, default=NOISE, help="how noise points count in the scores")
-    p.add_argument("--partition", choices=["full", "clean"], default=PARTITION)
-    p.add_argument("--negatives", choices=["singleton", "exclude"], default=NEGATIVES)
     p.add_argument("--memory-budget-gb", type=cli.float_in(0, lo_open=True), default=MEMORY_BUDGET_GB, help="cap on the range graph")
-    p.add_argument("--max-grids", type=cli.int_in(0), default=MAX_GRIDS)
-    p.add_argument("--no-metrics", action="store_true", help="no ground truth needed: skip the scores")
-    p.add_argument("--save", action=argparse.BooleanOptionalAction, default=SAVE)
-    p.add_argument("--run-name", type=cli.name, default=None)
-    p.add_argument("--features-root", type=cli.folder, default=FEATURES_DIR)
-    p.add_argument("--datasets-root", type=cli.folder, default=DATASETS_DIR)
-    p.add_argument("--results-root", type=cli.folder, default=RESULTS_DIR)
     return p.parse_args(argv)
 
 
@@ -66,15 +57,9 @@ def main(argv=None) -> int:
     from clustering.experiment import dbscan_experiment  # after --help: faiss loads here
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    source, output = source_and_output(args)
     try:
-        dbscan_experiment(
-            args.method, args.datasets, eps=args.eps, min_samples=args.min_samples, metric=args.metric,
-            hdbscan=args.hdbscan, min_cluster_size=args.min_cluster_size, graph=args.graph,
-            n_neighbors=args.n_neighbors, noise=args.noise, partition=args.partition, negatives=args.negatives,
-            memory_budget_gb=args.memory_budget_gb, score=not args.no_metrics, save=args.save,
-            max_grids=args.max_grids, run_name=args.run_name, features_root=args.features_root,
-            datasets_root=args.datasets_root, results_root=args.results_root,
-        )  # fmt: skip
+        dbscan_experiment(source, from_args(DBSCANConfig, args), output)
     except (ValueError, FileNotFoundError) as exc:
         print(f"{Path(__file__).name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from clustering import cluster_experiment
+    from clustering import AgglomerativeConfig, ClusteringSource, RunOutput, cluster_experiment
     from data_retrieval.demo import build_demo
     from extractor import create_extractor, extract_dataset
     from fast_search import (
@@ -112,16 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         for ext in extractors:
             metric = "hamming" if ext.binary else "cosine"
             for row in cluster_experiment(
-                ext.name,
-                CLUSTER_DATASETS,
-                linkage="average",
-                metric=metric,
-                run_name=f"demo-{ext.name}",
-                features_root=args.features_root,
-                datasets_root=args.datasets_root,
-                results_root=args.results_root,
-                max_grids=5,
-                verbose=False,
+                ClusteringSource(ext.name, CLUSTER_DATASETS, features_root=args.features_root,
+                                 datasets_root=args.datasets_root),
+                AgglomerativeConfig(linkage="average", metric=metric),
+                RunOutput(run_name=f"demo-{ext.name}", results_root=args.results_root, max_grids=5, verbose=False),
             ):
                 cluster_rows.append({"method": ext.name, **row})
 

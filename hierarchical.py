@@ -15,9 +15,9 @@ import logging
 import sys
 from pathlib import Path
 
+from clustering.config import AgglomerativeConfig, add_common_args, from_args, source_and_output
 from clustering.spaces import LINKAGES, METRICS
 from helpers import cli
-from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 # Editable defaults (each is also a flag).
 METHOD = "dhash"  # the demo's data (`make demo`); the seed's: simclr_v1_r50_2x on Kaggle_memes Kaggle_templates
@@ -36,25 +36,15 @@ SAVE = True
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", default=METHOD, help="feature method (store name), default %(default)s")
-    p.add_argument("--datasets", nargs="+", default=DATASETS, help="datasets whose features are clustered together")
+    add_common_args(p, method=METHOD, datasets=DATASETS, partition=PARTITION, negatives=NEGATIVES,
+                    max_grids=MAX_GRIDS, save=SAVE)  # fmt: skip
     p.add_argument("--metric", choices=METRICS, default=METRIC)
     p.add_argument("--linkage", choices=LINKAGES, default=LINKAGE)
-    p.add_argument("--partition", choices=["full", "clean"], default=PARTITION, help="clean drops the noisy meme templates")
     cut = p.add_mutually_exclusive_group()
     cut.add_argument("--clusters", nargs="+", type=cli.int_in(1), default=None, help=f"numbers of clusters (default {CLUSTERS})")
     cut.add_argument("--threshold", nargs="+", type=cli.float_in(0), default=THRESHOLD, help="cut at these distances instead")
-    p.add_argument("--negatives", choices=["singleton", "exclude"], default=NEGATIVES,
-                   help="distractors and negative queries: own group, or left out")  # fmt: skip
     p.add_argument("--memory-budget-gb", type=cli.float_in(0, lo_open=True), default=MEMORY_BUDGET_GB, help="dense path only below this")
     p.add_argument("--n-neighbors", type=cli.int_in(1), default=N_NEIGHBORS, help="k of the kNN graph of the sparse path")
-    p.add_argument("--max-grids", type=cli.int_in(0), default=MAX_GRIDS, help="image grids for this many largest clusters")
-    p.add_argument("--no-metrics", action="store_true", help="no ground truth needed: skip the scores")
-    p.add_argument("--save", action=argparse.BooleanOptionalAction, default=SAVE, help="write assignments and figures")
-    p.add_argument("--run-name", type=cli.name, default=None)
-    p.add_argument("--features-root", type=cli.folder, default=FEATURES_DIR)
-    p.add_argument("--datasets-root", type=cli.folder, default=DATASETS_DIR)
-    p.add_argument("--results-root", type=cli.folder, default=RESULTS_DIR)
     args = p.parse_args(argv)
     if args.clusters is None and args.threshold is None:
         args.clusters = CLUSTERS
@@ -66,14 +56,10 @@ def main(argv=None) -> int:
     from clustering.experiment import cluster_experiment  # after --help: faiss loads here
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    source, output = source_and_output(args)
+    config = from_args(AgglomerativeConfig, args, n_clusters=args.clusters, distance_threshold=args.threshold)
     try:
-        cluster_experiment(
-            args.method, args.datasets, linkage=args.linkage, metric=args.metric, n_clusters=args.clusters,
-            distance_threshold=args.threshold, partition=args.partition, negatives=args.negatives,
-            memory_budget_gb=args.memory_budget_gb, n_neighbors=args.n_neighbors, score=not args.no_metrics,
-            save=args.save, max_grids=args.max_grids, run_name=args.run_name, features_root=args.features_root,
-            datasets_root=args.datasets_root, results_root=args.results_root,
-        )  # fmt: skip
+        cluster_experiment(source, config, output)
     except (ValueError, FileNotFoundError) as exc:
         print(f"{Path(__file__).name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ _NAMES = {
     "FaissKMeans": "clustering.density",
     "GraphDBSCAN": "clustering.density",
     "GraphHDBSCAN": "clustering.density",
+    **dict.fromkeys(["AgglomerativeConfig", "ClusteringSource", "DBSCANConfig", "RunOutput"], "clustering.config"),
     "cluster_experiment": "clustering.experiment",
     "dbscan_experiment": "clustering.experiment",
     "ClusteringData": "clustering.groundtruth",

@@ -14,17 +14,19 @@ A run writes under ``<results_root>/clustering/<run name>/`` (never pickle):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from clustering import plots
 from clustering.agglomerative import Agglomerative, check_n_clusters
+from clustering.config import AgglomerativeConfig, ClusteringSource, DBSCANConfig, RunOutput
 from clustering.density import GraphDBSCAN, GraphHDBSCAN
 from clustering.geometry import cluster_geometry
 from clustering.grids import cluster_grids
@@ -33,7 +35,7 @@ from clustering.metrics import clustering_scores, intersection_over_union
 from clustering.spaces import DEFAULT_EPS, check_linkage, check_metric, prepare
 from helpers.atomic import save_npy, write_text
 from helpers.jsonio import save_json
-from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
+from helpers.paths import DATASETS_DIR
 from helpers.tables import write_csv
 
 logger = logging.getLogger(__name__)
@@ -101,48 +103,62 @@ def _check_thresholds(values) -> list[float]:
     return [float(v) for v in values]
 
 
-def cluster_experiment(
-    method: str,
-    datasets: Sequence[str],
-    *,
-    linkage: str = "ward",
-    metric: str = "euclidean",
-    n_clusters: int | Sequence[int] | None = None,
-    distance_threshold: float | Sequence[float] | None = None,
-    partition: str = "full",
-    negatives: str = "singleton",
-    memory_budget_gb: float = 4.0,
-    n_neighbors: int = 15,
-    path: str = "auto",
-    score: bool = True,
-    geometry: bool = True,
-    save: bool = True,
-    max_grids: int = 10,
-    run_name: str | None = None,
-    features_root: str | os.PathLike = FEATURES_DIR,
-    datasets_root: str | os.PathLike = DATASETS_DIR,
-    results_root: str | os.PathLike = RESULTS_DIR,
-    verbose: bool = True,
-) -> list[dict]:
-    """Agglomerative clustering of `datasets` (features of `method`), one tree cut many times.
+def _run_dir(source: ClusteringSource, output: RunOutput, default: str) -> tuple[str, Path]:
+    name = output.run_name or f"{'+'.join(source.datasets)}/{source.partition}_{default}_{source.method}"
+    return name, Path(output.results_root) / "clustering" / Path(*[safe_name(p) for p in Path(name).parts])
 
-    Cuts: each of `n_clusters` and each of `distance_threshold`; with neither, one cut at the
-    number of ground-truth groups. Returns one dict of scores per cut (``n_clusters``,
-    ``homogeneity``, ``completeness``, ``v_measure``, ``ari``, ``ami``, ``bcubed_*``,
-    ``purity``, geometry medians, ``path``, ``fit_time_s``).
+
+def _load(source: ClusteringSource, output: RunOutput) -> ClusteringData:
+    return load_clustering_data(source.method, source.datasets, source.partition, source.negatives,
+                                source.features_root, source.datasets_root, require_ground_truth=output.score)  # fmt: skip
+
+
+def _evaluate(data: ClusteringData, Xp: np.ndarray, labels: np.ndarray, folder: Path, source: ClusteringSource,
+              output: RunOutput, title: str, noise: str = "singleton") -> dict:  # fmt: skip
+    return evaluate_cut(data, Xp, labels, folder if output.save else None, score=output.score,
+                        geometry=output.geometry, noise=noise, max_grids=output.max_grids,
+                        datasets_root=source.datasets_root, title=title)  # fmt: skip
+
+
+def _finish(run_dir: Path, data: ClusteringData, config: dict, rows: list[dict], x: str, output: RunOutput,
+            header: str, keys: Sequence[str]) -> list[dict]:  # fmt: skip
+    if output.save:
+        _save_run(run_dir, data, config, rows, x=x)
+        logger.info("saved %s", run_dir)
+    if output.verbose:
+        print(header)
+        _print_rows(rows, keys)
+    return rows
+
+
+def _record(source: ClusteringSource, config: Any, name: str, data: ClusteringData, **more: Any) -> dict:
+    """run.json: every setting of the source and the algorithm, and what the run found."""
+    settings = {k: v for k, v in dataclasses.asdict(source).items() if not k.endswith("_root")}
+    return {"run_name": name, **settings, "datasets": list(source.datasets), **dataclasses.asdict(config),
+            "n_images": len(data), "n_groups": data.n_groups, "dropped": data.dropped, **more}  # fmt: skip
+
+
+def cluster_experiment(
+    source: ClusteringSource, config: AgglomerativeConfig | None = None, output: RunOutput | None = None
+) -> list[dict]:
+    """Agglomerative clustering of `source`'s features, one tree cut many times; one dict of scores per cut.
+
+    Cuts: each of ``config.n_clusters`` and ``config.distance_threshold``; with neither, one cut at
+    the number of ground-truth groups. Rows hold ``n_clusters``, ``homogeneity``, ``completeness``,
+    ``v_measure``, ``ari``, ``ami``, ``bcubed_*``, ``purity``, geometry medians, ``path``, ``fit_time_s``.
     """
-    check_linkage(linkage, metric)
-    targets = [] if n_clusters is None else check_n_clusters(n_clusters)
-    thresholds = [] if distance_threshold is None else _check_thresholds(distance_threshold)
-    data = load_clustering_data(method, datasets, partition, negatives, features_root, datasets_root, require_ground_truth=score)
+    config, output = config or AgglomerativeConfig(), output or RunOutput()
+    check_linkage(config.linkage, config.metric)
+    targets = [] if config.n_clusters is None else check_n_clusters(config.n_clusters)
+    thresholds = [] if config.distance_threshold is None else _check_thresholds(config.distance_threshold)
+    data = _load(source, output)
     if not targets and not thresholds:
         targets = [data.n_groups]
     check_n_clusters(targets or 1, len(data))
-    model = Agglomerative(linkage=linkage, metric=metric, memory_budget_gb=memory_budget_gb, path=path,
-                          n_neighbors=n_neighbors, binary=data.binary).fit(data.features)  # fmt: skip
-    Xp = prepare(data.features, metric, data.binary)
-    name = run_name or f"{'+'.join(datasets)}/{partition}_{metric}_{linkage}_{method}"
-    run_dir = Path(results_root) / "clustering" / Path(*[safe_name(p) for p in Path(name).parts])
+    model = Agglomerative(linkage=config.linkage, metric=config.metric, memory_budget_gb=config.memory_budget_gb,
+                          path=config.path, n_neighbors=config.n_neighbors, binary=data.binary).fit(data.features)  # fmt: skip
+    Xp = prepare(data.features, config.metric, data.binary)
+    name, run_dir = _run_dir(source, output, f"{config.metric}_{config.linkage}")
     Z = model.linkage_matrix_
     rows = []
     for kind, value in [("n_clusters", t) for t in targets] + [("threshold", t) for t in thresholds]:
@@ -153,90 +169,51 @@ def cluster_experiment(
         sub = f"{value}-clusters" if kind == "n_clusters" else f"threshold-{value:.4g}"
         row = {"cut": sub, "n_clusters_asked": value if kind == "n_clusters" else None,
                "threshold": value if kind == "threshold" else height}  # fmt: skip
-        row.update(evaluate_cut(data, Xp, labels, run_dir / sub if save else None, score=score, geometry=geometry,
-                                max_grids=max_grids, datasets_root=datasets_root, title=f"{name} {sub}"))  # fmt: skip
+        row.update(_evaluate(data, Xp, labels, run_dir / sub, source, output, f"{name} {sub}"))
         row.update(path=model.path_, fit_time_s=round(model.fit_time_, 3), eval_time_s=round(time.perf_counter() - start, 3))
         rows.append(row)
-    if save:
-        config = {
-            "run_name": name, "method": method, "datasets": list(datasets), "linkage": linkage, "metric": metric,
-            "partition": partition, "negatives": negatives, "n_images": len(data), "n_groups": data.n_groups,
-            "dropped": data.dropped, "path": model.path_, "dense_bytes": model.dense_bytes_,
-            "memory_budget_gb": memory_budget_gb, "n_neighbors": n_neighbors, "n_components": model.n_components_,
-            "fit_time_s": model.fit_time_, "cuts": [r["cut"] for r in rows],
-        }  # fmt: skip
-        _save_run(run_dir, data, config, rows, x="n_clusters")
+    if output.save:
         save_npy(run_dir / "linkage.npy", Z)
         plots.plot_dendrogram(Z, run_dir / "dendrogram.png", title=name)
-        logger.info("saved %s", run_dir)
-    if verbose:
-        print(f"{name}: {len(data)} images, {data.n_groups} groups, {model.path_} path, tree in {model.fit_time_:.1f} s")
-        _print_rows(rows, ["n_clusters", "homogeneity", "completeness", "v_measure", "ari", "ami", "bcubed_f", "purity"])
-    return rows
+    record = _record(source, config, name, data, path=model.path_, dense_bytes=model.dense_bytes_,
+                     n_components=model.n_components_, fit_time_s=model.fit_time_, cuts=[r["cut"] for r in rows])  # fmt: skip
+    header = f"{name}: {len(data)} images, {data.n_groups} groups, {model.path_} path, tree in {model.fit_time_:.1f} s"
+    return _finish(run_dir, data, record, rows, "n_clusters", output, header,
+                   ["n_clusters", "homogeneity", "completeness", "v_measure", "ari", "ami", "bcubed_f", "purity"])
 
 
 def dbscan_experiment(
-    method: str,
-    datasets: Sequence[str],
-    *,
-    eps: float | Sequence[float] | None = None,
-    min_samples: int = 5,
-    metric: str = "euclidean",
-    hdbscan: bool = False,
-    min_cluster_size: int = 5,
-    graph: str = "range",
-    n_neighbors: int = 50,
-    noise: str = "singleton",
-    partition: str = "full",
-    negatives: str = "singleton",
-    memory_budget_gb: float = 4.0,
-    score: bool = True,
-    geometry: bool = True,
-    save: bool = True,
-    max_grids: int = 10,
-    run_name: str | None = None,
-    features_root: str | os.PathLike = FEATURES_DIR,
-    datasets_root: str | os.PathLike = DATASETS_DIR,
-    results_root: str | os.PathLike = RESULTS_DIR,
-    verbose: bool = True,
+    source: ClusteringSource, config: DBSCANConfig | None = None, output: RunOutput | None = None
 ) -> list[dict]:
-    """DBSCAN over a sweep of `eps` (one graph, built for the largest), or HDBSCAN; rows of scores.
+    """DBSCAN over a sweep of ``config.eps`` (one graph, built for the largest), or HDBSCAN; rows of scores.
 
-    Noise (-1) counts as ``noise`` says for the scores (see `clustering.metrics.clustering_scores`).
+    Noise (-1) counts as ``config.noise`` says for the scores (see `clustering.metrics.clustering_scores`).
     """
-    check_metric(metric)
-    eps_list = sorted(_check_thresholds(DEFAULT_EPS[metric] if eps is None else eps), reverse=True)
-    if not hdbscan and any(e <= 0 for e in eps_list):
+    config, output = config or DBSCANConfig(), output or RunOutput()
+    metric = check_metric(config.metric)
+    eps_list = sorted(_check_thresholds(DEFAULT_EPS[metric] if config.eps is None else config.eps), reverse=True)
+    if not config.hdbscan and any(e <= 0 for e in eps_list):
         raise ValueError(f"eps values must be > 0, got {eps_list}")
-    data = load_clustering_data(method, datasets, partition, negatives, features_root, datasets_root, require_ground_truth=score)
-    algo = f"HDBSCAN_{min_cluster_size}-size" if hdbscan else f"DBSCAN_{min_samples}-samples"
-    name = run_name or f"{'+'.join(datasets)}/{partition}_{metric}_{algo}_{method}"
-    run_dir = Path(results_root) / "clustering" / Path(*[safe_name(p) for p in Path(name).parts])
+    data = _load(source, output)
+    algo = f"HDBSCAN_{config.min_cluster_size}-size" if config.hdbscan else f"DBSCAN_{config.min_samples}-samples"
+    name, run_dir = _run_dir(source, output, f"{metric}_{algo}")
     Xp = prepare(data.features, metric, data.binary)
-    if hdbscan:
-        model = GraphHDBSCAN(min_cluster_size, min_samples=None, metric=metric, binary=data.binary).fit(data.features)
+    if config.hdbscan:
+        model = GraphHDBSCAN(config.min_cluster_size, min_samples=None, metric=metric, binary=data.binary).fit(data.features)
         cuts = [("hdbscan", None, model.labels_)]
     else:
-        model = GraphDBSCAN(eps_list[0], min_samples=min_samples, metric=metric, graph=graph, n_neighbors=n_neighbors,
-                            memory_budget_gb=memory_budget_gb, binary=data.binary).fit(data.features)  # fmt: skip
+        model = GraphDBSCAN(eps_list[0], min_samples=config.min_samples, metric=metric, graph=config.graph,
+                            n_neighbors=config.n_neighbors, memory_budget_gb=config.memory_budget_gb,
+                            binary=data.binary).fit(data.features)  # fmt: skip
         cuts = [(f"eps-{e:.4g}", e, model.labels_ if e == eps_list[0] else model.relabel(e)) for e in eps_list]
     rows = []
     for sub, e, labels in cuts:
         row = {"cut": sub, "eps": e}
-        row.update(evaluate_cut(data, Xp, labels, run_dir / sub if save else None, score=score, geometry=geometry,
-                                noise=noise, max_grids=max_grids, datasets_root=datasets_root, title=f"{name} {sub}"))  # fmt: skip
+        row.update(_evaluate(data, Xp, labels, run_dir / sub, source, output, f"{name} {sub}", noise=config.noise))
         row.update(path=model.path_, fit_time_s=round(model.fit_time_, 3))
         rows.append(row)
-    if save:
-        config = {
-            "run_name": name, "method": method, "datasets": list(datasets), "metric": metric, "algorithm": algo,
-            "eps": None if hdbscan else eps_list, "min_samples": min_samples, "min_cluster_size": min_cluster_size,
-            "graph": graph, "noise": noise, "partition": partition, "negatives": negatives, "n_images": len(data),
-            "n_groups": data.n_groups, "dropped": data.dropped, "path": model.path_, "fit_time_s": model.fit_time_,
-        }  # fmt: skip
-        _save_run(run_dir, data, config, rows, x="eps" if not hdbscan else "n_clusters")
-        logger.info("saved %s", run_dir)
-    if verbose:
-        print(f"{name}: {len(data)} images, {data.n_groups} groups, {model.path_}")
-        _print_rows(rows, ["eps", "n_clusters", "n_noise", "homogeneity", "completeness", "v_measure", "ari", "bcubed_f"])
-    return rows
+    record = _record(source, dataclasses.replace(config, eps=None if config.hdbscan else eps_list), name, data,
+                     algorithm=algo, path=model.path_, fit_time_s=model.fit_time_)  # fmt: skip
+    return _finish(run_dir, data, record, rows, "n_clusters" if config.hdbscan else "eps", output,
+                   f"{name}: {len(data)} images, {data.n_groups} groups, {model.path_}",
+                   ["eps", "n_clusters", "n_noise", "homogeneity", "completeness", "v_measure", "ari", "bcubed_f"])

@@ -7,7 +7,7 @@ import pytest
 
 import dbscan
 import hierarchical
-from clustering import cluster_experiment
+from clustering import AgglomerativeConfig, ClusteringSource, RunOutput, cluster_experiment
 
 
 def roots(feature_store, tmp_path):
@@ -47,15 +47,17 @@ def test_hierarchical_threshold_sparse_path_without_saving(feature_store, tmp_pa
 
 
 def test_cluster_experiment_rows(feature_store, tmp_path):
-    rows = cluster_experiment("m", ["demo_original", "demo_attacks", "demo_distractors"], linkage="ward",
-                              n_clusters=[18, 12], features_root=feature_store, results_root=tmp_path / "R",
-                              datasets_root=tmp_path, save=False, verbose=False)  # fmt: skip
+    source = ClusteringSource("m", ["demo_original", "demo_attacks", "demo_distractors"], features_root=feature_store,
+                              datasets_root=tmp_path)  # fmt: skip
+    quiet = RunOutput(save=False, verbose=False, results_root=tmp_path / "R")
+    rows = cluster_experiment(source, AgglomerativeConfig(linkage="ward", n_clusters=[18, 12]), quiet)
     assert [r["n_clusters"] for r in rows] == [18, 12]
     assert {"homogeneity", "completeness", "v_measure", "ari", "ami", "bcubed_precision", "bcubed_recall", "bcubed_f",
             "purity", "median_diameter", "median_snr_diameter_separation", "path"} <= set(rows[0])  # fmt: skip
     assert rows[0]["homogeneity"] == pytest.approx(1.0)  # 12 groups + 6 distractors alone = 18
-    default = cluster_experiment("m", ["demo_original", "demo_attacks"], linkage="average", features_root=feature_store,
-                                 datasets_root=tmp_path, save=False, verbose=False, geometry=False)  # fmt: skip
+    two = ClusteringSource("m", ["demo_original", "demo_attacks"], features_root=feature_store, datasets_root=tmp_path)
+    default = cluster_experiment(two, AgglomerativeConfig(linkage="average"), RunOutput(save=False, verbose=False,
+                                                                                        geometry=False))  # fmt: skip
     assert default[0]["n_clusters"] == 12 and "median_diameter" not in default[0]
 
 
