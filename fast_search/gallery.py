@@ -209,6 +209,11 @@ def explore_neighbors(
         positives = z["positives"] if "positives" in z else targets
     with np.load(folder / chosen["file"], allow_pickle=False) as z:
         D, I = z["D"], z["I"]
+    if len(I) != len(query_ids) or (I.size and int(I.max()) >= len(database_ids)):
+        raise ValueError(
+            f"{folder / chosen['file']} does not fit the experiment's ids ({len(query_ids)} queries, "
+            f"{len(database_ids)} database rows): rerun search_experiment.py {name} --overwrite"
+        )
     width = int(chosen.get("k", I.shape[1]))  # runs hold one more column than k (it closes ties)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= width:
         raise ValueError(f"k must be an integer in [1, {width}] (the run's k), got {k!r}")
