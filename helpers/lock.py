@@ -14,9 +14,27 @@ import fcntl
 import logging
 import os
 import socket
+import weakref
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+#: Locks held by this process. A forked child (a DataLoader worker) closes its copies of their file
+#: descriptors, so the lock dies with the process that took it, not with its last worker.
+_HELD: weakref.WeakSet = weakref.WeakSet()
+
+
+def _close_in_child() -> None:
+    for lock in list(_HELD):
+        if lock._fd is not None:
+            try:
+                os.close(lock._fd)
+            except OSError:
+                pass
+            lock._fd = None
+
+
+os.register_at_fork(after_in_child=_close_in_child)
 
 
 class LockError(RuntimeError):
@@ -86,6 +104,7 @@ class FileLock:
             os.fsync(fd)
             self._fd = fd
             self._pid = os.getpid()
+            _HELD.add(self)
             return self
 
     def release(self) -> None:
@@ -98,6 +117,7 @@ class FileLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+            _HELD.discard(self)
 
     def __enter__(self) -> FileLock:
         return self.acquire()

@@ -45,3 +45,23 @@ def test_same_process_second_lock_is_refused_and_release_is_idempotent(tmp_path)
     first.release()
     first.release()
     FileLock(tmp_path / "x").acquire().release()
+
+
+def test_forked_child_does_not_keep_the_lock_alive(tmp_path):
+    """A DataLoader worker outliving a killed writer must not hold its lock."""
+    import os
+    import signal
+    import time
+
+    lock = FileLock(tmp_path / "x").acquire()
+    child = os.fork()
+    if child == 0:  # the child sleeps with (what would be) an inherited descriptor
+        time.sleep(30)
+        os._exit(0)
+    try:
+        os.close(lock._fd)  # the parent "dies": its descriptor goes away; only the child's copy could remain
+        lock._fd = None
+        FileLock(tmp_path / "x").acquire().release()  # free although the child still runs
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
