@@ -107,8 +107,12 @@ def register_extractor(
     transform: Callable[[Image.Image], Any] | None = None,
     preprocess: PreprocessCfg | None = None,
     normalize: bool = False,
+    params: dict[str, Any] | None = None,
 ) -> NeuralExtractor:
     """Register a module that maps an image batch to (B, dim) features under `name`; returns it built.
+
+    `params` are recorded in its stores (e.g. ``{"weights": checkpoint_path}``: the store's provenance
+    then hashes that file, so another checkpoint under the same name is never taken for this one).
 
     `preprocess` (default: ImageNet 256 shorter side, crop 224) defines the default uint8 transform;
     a custom `transform` returning float tensors is used as is. `create_extractor(name, device=...,
@@ -122,7 +126,7 @@ def register_extractor(
     def factory(device: str = "cpu", precision: str = "auto", normalize: bool = normalize) -> NeuralExtractor:
         return NeuralExtractor(
             name, model, preprocess, normalize=normalize, device=device, precision=precision, transform=transform,
-            params={"registered": type(model).__name__},
+            params={"registered": type(model).__name__, **(params or {})},
         )
 
     _USER[name] = factory

@@ -59,7 +59,7 @@ def register_checkpoint(path: str | os.PathLike, method: str, encoder: nn.Module
 
     module, cfg, preprocess = checkpoint_encoder(path, encoder, dim)
     pre = eval_preprocess(cfg.size, getattr(preprocess, "mean", None), getattr(preprocess, "std", None))
-    return register_extractor(method, module, preprocess=pre, normalize=True)
+    return register_extractor(method, module, preprocess=pre, normalize=True, params={"weights": str(path)})
 
 
 def geometry_summary(method: str, datasets: Sequence[str], features_root, datasets_root) -> dict[str, float]:
@@ -117,7 +117,7 @@ def evaluate_run(
             for dataset in [*database, *queries]:
                 extract_dataset(
                     ext, dataset, features_root, datasets_root, batch_size=batch_size, workers=workers,
-                    overwrite=overwrite,
+                    overwrite=overwrite, if_changed="redo",  # a retrained epoch's checkpoint: new features
                 )  # fmt: skip
         finally:
             unregister_extractor(method)
