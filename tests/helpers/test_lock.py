@@ -54,11 +54,14 @@ def test_forked_child_does_not_keep_the_lock_alive(tmp_path):
     import time
 
     lock = FileLock(tmp_path / "x").acquire()
+    ready_r, ready_w = os.pipe()
     child = os.fork()
-    if child == 0:  # the child sleeps with (what would be) an inherited descriptor
+    if child == 0:  # the child (its fork hooks have run) says so, then sleeps
+        os.write(ready_w, b"1")
         time.sleep(30)
         os._exit(0)
     try:
+        assert os.read(ready_r, 1) == b"1"
         os.close(lock._fd)  # the parent "dies": its descriptor goes away; only the child's copy could remain
         lock._fd = None
         FileLock(tmp_path / "x").acquire().release()  # free although the child still runs
