@@ -42,16 +42,12 @@ def main(argv=None) -> int:
     p.add_argument("--datasets-root", type=cli.folder, default=str(DATASETS_DIR))
     args = p.parse_args(argv)
     from fast_search import explore_neighbors  # after --help: faiss loads here
-    from fast_search.results import list_experiments, resolve_experiment
+    from fast_search.results import choose_experiment
 
-    if args.list:
-        print("\n".join(list_experiments(args.results_root)) or f"no experiment under {args.results_root}")
-        return 0
     try:
-        name = resolve_experiment(args.name, args.results_root)
-        if args.name is None:
-            print(f"explore_neighbors.py: the most recent experiment, {name} (--list shows the others)",
-                  file=sys.stderr)
+        name = choose_experiment(args.name, args.results_root, args.list, "explore_neighbors.py")
+        if name is None:
+            return 0
         page = explore_neighbors(
             name,
             run=args.run,

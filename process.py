@@ -24,16 +24,12 @@ def main(argv=None) -> int:
     p.add_argument("--results-root", type=cli.folder, default=str(RESULTS_DIR))
     args = p.parse_args(argv)
     from fast_search import format_table, process_experiment, summary_rows  # after --help: faiss loads here
-    from fast_search.results import list_experiments, resolve_experiment
+    from fast_search.results import choose_experiment
 
-    if args.list:
-        print("\n".join(list_experiments(args.results_root)) or f"no experiment under {args.results_root}")
-        return 0
     try:
-        name = resolve_experiment(args.name, args.results_root)
+        args.name = choose_experiment(args.name, args.results_root, args.list, "process.py")
         if args.name is None:
-            print(f"process.py: the most recent experiment, {name} (--list shows the others)", file=sys.stderr)
-        args.name = name
+            return 0
         paths = process_experiment(args.name, args.results_root)
     except (ValueError, FileNotFoundError) as err:
         print(f"process.py: error: {err}", file=sys.stderr)

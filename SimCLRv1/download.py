@@ -11,7 +11,6 @@ the TF files go to `tf_checkpoints/` (--keep-tf/--remove-tf).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ if __package__ in (None, ""):  # run as `python3 download.py` from inside SimCLR
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers import cli  # noqa: E402
-from helpers.download import add_checkpoint_flags  # noqa: E402
+from helpers.download import checkpoint_parser, report_conversion  # noqa: E402
 from SimCLRv1.resnet_wider import MODELS, parse_model_name  # noqa: E402
 
 # ---- editable defaults (each is also a command-line flag) --------------------------------------
@@ -69,20 +68,13 @@ def download_and_convert(model: str = MODEL, category: str = CATEGORY, keep_tf: 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=MODEL, choices=MODELS)
-    parser.add_argument("--simclr_category", default=CATEGORY, choices=list(STEPS))
-    add_checkpoint_flags(parser, KEEP_TF, ROOT)
-    return parser.parse_args(argv)
+    return checkpoint_parser(__doc__, MODEL, MODELS, CATEGORY, STEPS, KEEP_TF, ROOT).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    path = download_and_convert(args.model, args.simclr_category, args.keep_tf, args.root, args.force,
-                                args.all_files, tuple(args.ignore_tf))
-    print(f"PyTorch checkpoint: {path}")
-    return path
+    return report_conversion(lambda: download_and_convert(
+        args.model, args.simclr_category, args.keep_tf, args.root, args.force, args.all_files, tuple(args.ignore_tf)))
 
 
 if __name__ == "__main__":

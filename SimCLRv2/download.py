@@ -11,7 +11,6 @@ Writes `torch_checkpoints/{Pretrained|Finetuned_100pct|...}/{model}[_ema].pth`, 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ if __package__ in (None, ""):  # run as `python3 download.py` from inside SimCLR
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers import cli  # noqa: E402
-from helpers.download import add_checkpoint_flags  # noqa: E402
+from helpers.download import checkpoint_parser, report_conversion  # noqa: E402
 from SimCLRv2.resnet import MODELS  # noqa: E402
 
 # ---- editable defaults (each is also a command-line flag) --------------------------------------
@@ -75,24 +74,19 @@ def download_and_convert(model: str = MODEL, category: str = CATEGORY, ema: bool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=MODEL, choices=MODELS)
-    parser.add_argument("--simclr_category", default=CATEGORY, choices=list(STEPS))
+    parser = checkpoint_parser(__doc__, MODEL, MODELS, CATEGORY, STEPS, KEEP_TF, ROOT)
     parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=EMA,
                         help="convert the exponential-moving-average weights (default: %(default)s)")
     parser.add_argument("--supervised", action=argparse.BooleanOptionalAction, default=SUPERVISED,
                         help="skip the contrastive head (default: only for --simclr_category supervised)")
-    add_checkpoint_flags(parser, KEEP_TF, ROOT)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    path = download_and_convert(args.model, args.simclr_category, args.ema, args.supervised, args.keep_tf,
-                                args.root, args.force, args.all_files, tuple(args.ignore_tf))
-    print(f"PyTorch checkpoint: {path}")
-    return path
+    return report_conversion(lambda: download_and_convert(
+        args.model, args.simclr_category, args.ema, args.supervised, args.keep_tf, args.root, args.force,
+        args.all_files, tuple(args.ignore_tf)))
 
 
 if __name__ == "__main__":

@@ -13,21 +13,12 @@ Names are imported on first use (helpers/lazy.py).
 import helpers.openmp  # noqa: F401  (before faiss loads: OpenMP threads wait passively)
 from helpers.lazy import lazy_attributes
 
-_NAMES = {
-    "Agglomerative": "clustering.agglomerative",
-    "dense_memory_bytes": "clustering.agglomerative",
-    "FaissKMeans": "clustering.density",
-    "GraphDBSCAN": "clustering.density",
-    "GraphHDBSCAN": "clustering.density",
-    **dict.fromkeys(["AgglomerativeConfig", "ClusteringSource", "DBSCANConfig", "RunOutput"], "clustering.config"),
-    "cluster_experiment": "clustering.experiment",
-    "dbscan_experiment": "clustering.experiment",
-    "ClusteringData": "clustering.groundtruth",
-    "load_clustering_data": "clustering.groundtruth",
-    "clustering_scores": "clustering.metrics",
-    "DEFAULT_EPS": "clustering.spaces",
-    "LINKAGES": "clustering.spaces",
-    "METRICS": "clustering.spaces",
-}
-__all__ = sorted(_NAMES)
-__getattr__, __dir__ = lazy_attributes(__name__, _NAMES)
+__all__, __getattr__, __dir__ = lazy_attributes(__name__, {
+    "clustering.agglomerative": "Agglomerative dense_memory_bytes",
+    "clustering.density": "FaissKMeans GraphDBSCAN GraphHDBSCAN",
+    "clustering.config": "AgglomerativeConfig ClusteringSource DBSCANConfig RunOutput",
+    "clustering.experiment": "cluster_experiment dbscan_experiment",
+    "clustering.groundtruth": "ClusteringData load_clustering_data",
+    "clustering.metrics": "clustering_scores",
+    "clustering.spaces": "DEFAULT_EPS LINKAGES METRICS",
+})

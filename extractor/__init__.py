@@ -12,22 +12,12 @@ Names are imported on first use (helpers/lazy.py): ``import extractor`` and the 
 import helpers.openmp  # noqa: F401  (before faiss loads: OpenMP threads wait passively)
 from helpers.lazy import lazy_attributes
 
-_NAMES = {
-    "Extractor": "extractor.base",
-    "crop_resistant_distance": "extractor.hashes",
-    "NeuralExtractor": "extractor.neural",
-    "PreprocessCfg": "extractor.neural",
-    "extract_dataset": "extractor.pipeline",
-    "shard_bounds": "extractor.pipeline",
-    **dict.fromkeys(
-        ["ENTRIES", "create_extractor", "list_extractors", "register_extractor", "unregister_extractor"],
-        "extractor.registry",
-    ),
-    **dict.fromkeys(
-        ["Features", "FeatureWriter", "StoreError", "iter_chunks", "load_features", "store_files", "store_info",
-         "store_path", "write_features"],
-        "extractor.store",
-    ),
-}
-__all__ = sorted(_NAMES)
-__getattr__, __dir__ = lazy_attributes(__name__, _NAMES)
+__all__, __getattr__, __dir__ = lazy_attributes(__name__, {
+    "extractor.base": "Extractor",
+    "extractor.hashes": "crop_resistant_distance",
+    "extractor.neural": "NeuralExtractor PreprocessCfg",
+    "extractor.pipeline": "extract_dataset shard_bounds",
+    "extractor.registry": "ENTRIES create_extractor list_extractors register_extractor unregister_extractor",
+    "extractor.store": "Features FeatureWriter StoreError iter_chunks load_features store_files store_info "
+                       "store_path write_features",
+})

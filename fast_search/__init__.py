@@ -15,24 +15,13 @@ nor faiss nor matplotlib until a function that needs them is used.
 import helpers.openmp  # noqa: F401  (before faiss loads: OpenMP threads wait passively)
 from helpers.lazy import lazy_attributes
 
-_NAMES = {
-    "block_search": "fast_search.block",
-    "SearchData": "fast_search.data",
-    "check_sources": "fast_search.data",
-    "load_search_data": "fast_search.data",
-    "ExperimentConfig": "fast_search.experiment",
-    "default_search_params": "fast_search.experiment",
-    "run_experiment": "fast_search.experiment",
-    "explore_neighbors": "fast_search.gallery",
-    "FLOAT_METRICS": "fast_search.index",
-    "METRICS": "fast_search.index",
-    "FaissIndex": "fast_search.index",
-    "make_index": "fast_search.index",
-    "format_table": "fast_search.report",
-    "load_results": "fast_search.report",
-    "process_experiment": "fast_search.report",
-    "summary_rows": "fast_search.report",
-    "experiment_dir": "fast_search.results",
-}
-__all__ = sorted(_NAMES)
-__getattr__, __dir__ = lazy_attributes(__name__, _NAMES)
+__all__, __getattr__, __dir__ = lazy_attributes(__name__, {
+    "fast_search.block": "block_search",
+    "fast_search.data": "SearchData check_sources load_search_data",
+    "fast_search.duplicates": "Duplicates find_duplicates",
+    "fast_search.experiment": "ExperimentConfig default_search_params run_experiment",
+    "fast_search.gallery": "explore_neighbors",
+    "fast_search.index": "FLOAT_METRICS METRICS FaissIndex make_index",
+    "fast_search.report": "format_table load_results process_experiment summary_rows",
+    "fast_search.results": "experiment_dir",
+})

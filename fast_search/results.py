@@ -12,6 +12,7 @@ import logging
 import os
 import platform
 import re
+import sys
 import zipfile
 from pathlib import Path
 
@@ -176,3 +177,15 @@ def resolve_experiment(name: str | None, results_root: str | os.PathLike = RESUL
         raise FileNotFoundError(f"no experiment under {results_root}: run `make demo` or "
                                 "`python search_experiment.py NAME` first")
     return names[0]
+
+
+def choose_experiment(name: str | None, results_root: str | os.PathLike, list_only: bool, prog: str) -> str | None:
+    """For process.py / explore_neighbors.py: print the experiments and return None (``--list``), else the
+    experiment to use (`name`, or the most recent one, said on stderr)."""
+    if list_only:
+        print("\n".join(list_experiments(results_root)) or f"no experiment under {results_root}")
+        return None
+    chosen = resolve_experiment(name, results_root)
+    if name is None:
+        print(f"{prog}: the most recent experiment, {chosen} (--list shows the others)", file=sys.stderr)
+    return chosen

@@ -168,6 +168,24 @@ def download_files(base_url: str, names: Iterable[str], folder: str | Path, **kw
     return [download_file(base_url + name, Path(folder) / name, **kwargs) for name in names]
 
 
+def checkpoint_parser(description: str, model: str, models, category: str, categories, keep_tf: bool,
+                      root: Path) -> argparse.ArgumentParser:  # fmt: skip
+    """The parser both SimCLR download scripts start from: --model, --simclr_category and the checkpoint flags."""
+    parser = cli.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=model, choices=models)
+    parser.add_argument("--simclr_category", default=category, choices=list(categories))
+    add_checkpoint_flags(parser, keep_tf, root)
+    return parser
+
+
+def report_conversion(convert) -> Path:
+    """Run a download-and-convert call with INFO logging; print and return the PyTorch checkpoint's path."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    path = convert()
+    print(f"PyTorch checkpoint: {path}")
+    return path
+
+
 def add_checkpoint_flags(parser: argparse.ArgumentParser, keep_tf: bool, root: Path) -> None:
     """The flags both SimCLR download scripts share: TF files kept or removed, root, force, extras."""
     tf_files = parser.add_mutually_exclusive_group()

@@ -12,8 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 
-def lazy_attributes(package: str, names: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """(``__getattr__``, ``__dir__``) for `package`, whose public `names` live in the given submodules."""
+def lazy_attributes(
+    package: str, modules: dict[str, str]
+) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
+    """(``__all__``, ``__getattr__``, ``__dir__``) for `package`; `modules` maps each submodule to the
+    space-separated public names it defines."""
+    names = {name: module for module, listed in modules.items() for name in listed.split()}
 
     def __getattr__(name: str) -> Any:
         module = names.get(name)
@@ -27,4 +31,4 @@ def lazy_attributes(package: str, names: dict[str, str]) -> tuple[Callable[[str]
     def __dir__() -> list[str]:
         return sorted(set(names) | set(importlib.import_module(package).__dict__))
 
-    return __getattr__, __dir__
+    return sorted(names), __getattr__, __dir__
