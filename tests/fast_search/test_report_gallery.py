@@ -131,8 +131,9 @@ def test_scripts(experiment, tmp_path, capsys):
     assert search.main(argv) == 2  # refuses to overwrite: a one-line error, no traceback
     assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
     assert search.main([*argv, "--overwrite"]) == 0
-    assert search.main(["a/b", "--features-root", features, "--results-root", str(tmp_path)]) == 2
-    assert "plain folder name" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # a bad name is refused by the argument parser
+        search.main(["a/b", "--features-root", features, "--results-root", str(tmp_path)])
+    assert exit_info.value.code == 2 and "plain folder name" in capsys.readouterr().err
     assert _script("process").main(["nope", "--results-root", results]) == 2
     assert "search_experiment.py nope" in capsys.readouterr().err
 
