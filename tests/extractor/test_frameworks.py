@@ -291,3 +291,28 @@ def test_store_fp16_and_exif(tmp_path):
     cos = (feats[0].astype(np.float32) @ feats[1].astype(np.float32)) / np.prod(
         np.linalg.norm(feats.astype(np.float32), axis=1))
     assert cos > 0.98  # EXIF transposed, then the same picture (JPEG vs PNG)
+
+
+def test_timm_weights_from_file_and_from_the_local_hub_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    import timm
+    from safetensors.torch import save_file
+
+    random = create_extractor("timm:test_vit", weights=None, precision="fp32")
+    torch.save(random.model.backbone.model.state_dict(), tmp_path / "mine.pth")
+    from_file = create_extractor("timm:test_vit", weights=str(tmp_path / "mine.pth"), precision="fp32")
+    assert from_file.name == "timm-test_vit_mine"
+    images = _images()[:2]
+    np.testing.assert_allclose(from_file.features(images), random.features(images), rtol=1e-5, atol=1e-6)
+
+    repo = timm.models.get_pretrained_cfg("test_vit").to_dict()["hf_hub_id"]  # timm/test_vit.r160_in1k
+    snapshot = tmp_path / "hub" / f"models--{repo.replace('/', '--')}" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc")
+    save_file({k: v.contiguous() for k, v in random.model.backbone.model.state_dict().items()},
+              str(snapshot / "model.safetensors"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    cached = create_extractor("timm:test_vit", precision="fp32")  # DEFAULT: found in the local cache
+    assert cached.name == "timm-test_vit" and cached.params["weights"].endswith("model.safetensors")
+    np.testing.assert_allclose(cached.features(images), random.features(images), rtol=1e-5, atol=1e-6)
