@@ -15,11 +15,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-from finetuning.copy_policy import STEP_NAMES
-from finetuning.training import OPTIMIZERS, RECIPES, TrainConfig, train
+from finetuning.names import AUGMENTATION_STEPS, OPTIMIZERS, RECIPES
 from helpers import cli
 from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
+
+if TYPE_CHECKING:
+    from finetuning.training import TrainConfig
 
 # Editable defaults (each is also a flag).
 NAME = "finetune"
@@ -84,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sscd.add_argument("--entropy-weight", type=cli.float_in(0), default=30.0, help="weight of the KoLeo term (0: none)")
     sscd.add_argument("--mixup", type=cli.float_in(0, 1), default=0.0, help="probability of a mixup/cutmix positive per row")
     sscd.add_argument("--aug-p", nargs="+", default=[], metavar="STEP=P",
-                      help=f"augmentation probabilities, e.g. paste_onto=0.2 blur=0 (steps: {', '.join(STEP_NAMES)})")  # fmt: skip
+                      help=f"augmentation probabilities, e.g. paste_onto=0.2 blur=0 (steps: {', '.join(AUGMENTATION_STEPS)})")  # fmt: skip
     sscd.add_argument("--crop-scale", type=cli.float_in(0, 1, lo_open=True), nargs=2, default=(0.08, 1.0), help="random resized crop area range")
     sscd.add_argument("--train-attacks", nargs="+", default=None, help="catalogue attack ids added to the policy")
     sscd.add_argument("--freeze", type=cli.float_in(0, 1), default=0.0, help="share of the backbone (input side) kept frozen")
@@ -113,6 +116,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the flags describe."""
+    from finetuning.training import TrainConfig  # after --help: torch loads here
+
     fields = set(TrainConfig.__dataclass_fields__)
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["dataset"] = list(args.dataset)
@@ -141,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        from finetuning.training import train
+
         history = train(config_from_args(args), resume=args.resume, stop_after=args.stop_after)
     except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
         print(f"finetune.py: error: {err}", file=sys.stderr)

@@ -18,8 +18,7 @@ import sys
 import numpy as np
 
 from data_retrieval.datasets import SPECS
-from finetuning.adapt_store import adapted_method, load_pairs, write_adapted
-from finetuning.adaptation import MODELS, AdaptationTrainer, cross_validate
+from finetuning.names import ADAPTATION_MODELS
 from helpers import cli
 from helpers.jsonio import save_json
 from helpers.paths import FEATURES_DIR, RESULTS_DIR
@@ -44,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-d", "--queries", default=QUERIES, help="query dataset (copies of the originals)")
     p.add_argument("--database", default=DATABASE, help="dataset holding the originals")
     p.add_argument("--method", default=METHOD, help="feature method in the store")
-    p.add_argument("--model", default=MODEL, choices=MODELS, help="adaptation module")
+    p.add_argument("--model", default=MODEL, choices=ADAPTATION_MODELS, help="adaptation module")
     p.add_argument("--out-dim", type=cli.int_in(1), default=None, help="output size (default: input size; 1024 for original)")
     p.add_argument("-e", "--epochs", type=cli.int_in(1), default=EPOCHS)
     p.add_argument("-r", "--runs", type=cli.int_in(1), default=RUNS, help="held-out runs (one split each)")
@@ -79,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Cross-validated runs, then the final module and the adapted features."""
+    from finetuning.adapt_store import adapted_method, load_pairs, write_adapted  # torch loads here
+    from finetuning.adaptation import AdaptationTrainer, cross_validate
+
     database = args.database or (SPECS[args.queries].targets if args.queries in SPECS else None)
     if database is None:
         raise ValueError(f"cannot tell which dataset {args.queries!r} copies: pass --database")

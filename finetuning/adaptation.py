@@ -19,8 +19,9 @@ from torch import nn
 from tqdm.auto import trange
 
 from finetuning.losses import symmetric_info_nce
+from finetuning.names import ADAPTATION_MODELS
 
-MODELS = ("linear", "linear-relu", "original")
+MODELS = ADAPTATION_MODELS
 
 
 class Adapter(nn.Module):

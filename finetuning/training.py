@@ -38,6 +38,7 @@ from finetuning.encoders import load_encoder
 from finetuning.lars import LARS, default_lr, param_groups
 from finetuning.losses import mix_batch, nt_xent, sscd_loss
 from finetuning.model import ProjectionHead, SimCLR
+from finetuning.names import OPTIMIZERS, RECIPES
 from finetuning.schedule import make_scheduler
 from helpers.atomic import save_figure
 from helpers.cli import check_name
@@ -46,8 +47,6 @@ from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_D
 from helpers.tables import write_csv
 
 log = logging.getLogger(__name__)
-OPTIMIZERS = ("lars", "adam", "adamw", "sgd")
-RECIPES = ("simclr", "sscd")
 
 
 @dataclass

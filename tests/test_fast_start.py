@@ -52,3 +52,16 @@ def test_lazy_names_resolve():
     assert set(extractor.__all__) <= set(dir(extractor))
     with pytest.raises(AttributeError):
         _ = fast_search.no_such_name
+
+
+@pytest.mark.parametrize("script", ["finetune.py", "train_adaptation.py"])
+def test_finetuning_scripts_help_without_torch(script):
+    loaded = _run(["-c", _PROBE, script])
+    assert "torch" not in loaded, f"{script} --help imported {loaded}"
+
+
+def test_finetuning_names_match_their_modules():
+    from finetuning import adaptation, copy_policy, names, training
+
+    assert names.AUGMENTATION_STEPS == copy_policy.STEP_NAMES
+    assert adaptation.MODELS == names.ADAPTATION_MODELS and training.OPTIMIZERS == names.OPTIMIZERS
