@@ -15,9 +15,11 @@ from helpers.lazy import lazy_attributes
 __all__, __getattr__, __dir__ = lazy_attributes(__name__, {
     "extractor.base": "Extractor",
     "extractor.hashes": "crop_resistant_distance",
+    "extractor.local_store": "LocalFeatures extract_local",
     "extractor.neural": "NeuralExtractor PreprocessCfg",
     "extractor.pipeline": "extract_dataset shard_bounds",
     "extractor.registry": "ENTRIES create_extractor list_extractors register_extractor unregister_extractor",
     "extractor.store": "Features FeatureWriter StoreError iter_chunks load_features store_files store_info "
                        "store_path write_features",
+    "extractor.texts": "extract_texts",
 })

@@ -96,6 +96,27 @@ def make_extractor(
     )
 
 
+def list_framework_models(framework: str) -> list[str]:
+    """Model names a framework knows (pretrained tags included where the framework has them)."""
+    if framework == "timm":
+        import timm
+
+        return list(timm.list_models(pretrained=True)) + list(timm.list_models())
+    if framework == "open_clip":
+        import open_clip
+
+        return [f"{model}/{tag}" for model, tag in open_clip.list_pretrained()] + list(open_clip.list_models())
+    if framework == "torchvision":
+        from extractor.torchvision_models import ENTRIES
+
+        return list(ENTRIES)
+    if framework == "hub":
+        from extractor.hub_models import DINO_FILES
+
+        return [*DINO_FILES, *(f"dinov2_vit{s}14{r}" for s in "sblg" for r in ("", "_reg"))]
+    raise ValueError(f"unknown framework {framework!r}; known: {', '.join(FRAMEWORKS)}")
+
+
 def create_framework_extractor(name: str, **kwargs: Any) -> NeuralExtractor:
     """Build ``<framework>:<model>``; ValueError for an unknown framework or (with close names) model."""
     framework, _, model = name.partition(":")

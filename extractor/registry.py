@@ -36,7 +36,17 @@ def _all_entries() -> dict[str, Callable[..., Extractor]]:
 
 
 def list_extractors(pattern: str = "*") -> list[str]:
-    """Sorted names of every extractor matching a wildcard (fnmatch: ``"resnet*"``, ``"*hash"``)."""
+    """Sorted names of every extractor matching a wildcard (fnmatch: ``"resnet*"``, ``"*hash"``).
+
+    A framework prefix lists that framework's models: ``"timm:*vit_small*"`` (timm.list_models),
+    ``"open_clip:ViT-B-32*"`` (open_clip's model/tag pairs), ``"torchvision:resnet*"``.
+    """
+    framework, sep, rest = pattern.partition(":")
+    if sep:
+        from extractor.frameworks import list_framework_models
+
+        return sorted({f"{framework}:{m}" for m in list_framework_models(framework)
+                       if fnmatch.fnmatchcase(m, rest or "*")})
     return sorted(n for n in _all_entries() if fnmatch.fnmatchcase(n, pattern))
 
 

@@ -316,3 +316,16 @@ def test_timm_weights_from_file_and_from_the_local_hub_cache(tmp_path, monkeypat
     cached = create_extractor("timm:test_vit", precision="fp32")  # DEFAULT: found in the local cache
     assert cached.name == "timm-test_vit" and cached.params["weights"].endswith("model.safetensors")
     np.testing.assert_allclose(cached.features(images), random.features(images), rtol=1e-5, atol=1e-6)
+
+
+def test_list_extractors_per_framework():
+    from extractor import list_extractors
+
+    assert "timm:vit_small_patch16_224.augreg_in21k" in list_extractors("timm:vit_small_patch16_224*")
+    assert list_extractors("torchvision:resnet1*") == ["torchvision:resnet101", "torchvision:resnet152",
+                                                       "torchvision:resnet18"]
+    assert "hub:dinov2_vits14" in list_extractors("hub:*")
+    with pytest.raises(ValueError, match="known"):
+        list_extractors("keras:*")
+    pytest.importorskip("open_clip")
+    assert "open_clip:ViT-B-32/laion2b_s34b_b79k" in list_extractors("open_clip:ViT-B-32/*")
