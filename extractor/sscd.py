@@ -190,14 +190,15 @@ def create_sscd(
             raise FileNotFoundError("sscd has no default weights: pass --weights Checkpoints/<run>/epoch_<e>.pth")
         net, pre = build_sscd(backbone, None, dim)
         pre = eval_preprocess(size or 224, pre.mean, pre.std)
-        name, params = f"sscd_{backbone}_random", {"backbone": backbone, "weights": None}
+        size = size or 224
+        name, params = f"sscd_{backbone}_{dim}d_{size}px_random", {"backbone": backbone, "dim": dim, "size": size, "weights": None}
     else:
         path = Path(weights).expanduser()
         net, pre, arch = load_sscd_checkpoint(path)
         if size is not None:
             pre = eval_preprocess(size, pre.mean, pre.std)
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{path.parent.name}_{path.stem}") + (f"_s{size}" if size else "")
-        name, params = f"sscd_{safe}", {**arch, "weights": str(path)}
+        name, params = f"sscd_{safe}", {**arch, "weights": str(path), **({"size": size} if size else {})}
     return NeuralExtractor(
         name, net.eval(), pre, normalize=True, device=device, precision=precision, dim=net.dim, params=params
     )

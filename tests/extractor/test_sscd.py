@@ -44,6 +44,7 @@ def test_projection_shapes_and_unit_norm():
                                   "learn_p": False}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_feature_trunk_of_torchvision_and_timm_models():
     from torchvision.models import resnet18
 

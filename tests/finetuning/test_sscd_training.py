@@ -33,6 +33,7 @@ def sscd_config(tmp_path, folder, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_tiny_sscd_run_lowers_the_loss_and_resumes_bitwise(tmp_path, image_folder):
     full = sscd_config(tmp_path / "a", image_folder, epochs=4)
     history = train(full, encoder=tiny_trunk(), dim=None)
