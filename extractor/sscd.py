@@ -67,8 +67,13 @@ def feature_trunk(model: nn.Module) -> nn.Module:
 
     timm models (``forward_features``), torchvision ResNet-like models (``layer4``) and
     torchvision models with a ``features`` trunk (EfficientNet, MobileNet, ConvNeXt, VGG...);
-    anything else raises ValueError.
+    a registry wrapper (`extractor.pooling.PooledModel` around a backbone adapter) is unwrapped
+    first, so the trunk's parameter names do not depend on the pooling wrapper. Anything else
+    raises ValueError.
     """
+    backbone = getattr(model, "backbone", None)
+    if isinstance(backbone, nn.Module) and hasattr(backbone, "forward_map"):
+        model = getattr(backbone, "model", backbone)
     if hasattr(model, "forward_features"):
         return _ForwardFeatures(model)
     if hasattr(model, "layer4") and hasattr(model, "conv1"):
