@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from extractor.neural import NeuralExtractor, PreprocessCfg
+from extractor.pooling import Backbone
 from helpers.paths import REPO_ROOT
 from SimCLRv1 import download as v1_files
 from SimCLRv1.resnet_wider import resnet50_wider
@@ -59,8 +60,23 @@ def _resolve(weights: str | os.PathLike | None, default: Path, command: str, nam
     return path
 
 
+class SimclrBackbone(Backbone):
+    """SimCLR ResNet: head = pooled backbone output; map = the last stage's output (map poolings, local)."""
+
+    def __init__(self, model: ResNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def forward_map(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        m = self.model
+        return None, m.layer4(m.layer3(m.layer2(m.layer1(m.stem(x)))))
+
+
 def _finish(name: str, model: ResNet, path: Path | None, default: Path, tag: str, normalize: bool, device: str,
-            precision: str, params: dict) -> NeuralExtractor:
+            precision: str, params: dict, options: dict | None = None) -> NeuralExtractor:
     """Drop the fc (features = pooled backbone output) and wrap the model with its preprocessing.
 
     The store name gets `tag` for a non-default download.py output, '_random' without weights, and
@@ -75,15 +91,25 @@ def _finish(name: str, model: ResNet, path: Path | None, default: Path, tag: str
     else:
         suffix = "_" + re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem)
     params = {**params, "weights": str(path) if path else None}
+    from extractor.frameworks import OPTIONS, make_extractor
+
+    if set(options or {}) - set(OPTIONS):
+        raise TypeError(f"{name}: unexpected keyword argument {sorted(set(options) - set(OPTIONS))}")
+    options = {k: v for k, v in (options or {}).items() if v not in (None, False, 0, "head")}
+    if options:
+        return make_extractor(f"{name}{suffix}", SimclrBackbone(model), PREPROCESS, normalize=normalize,
+                              device=device, precision=precision, params={"framework": "simclr", **params}, **options)
     return NeuralExtractor(f"{name}{suffix}{'_l2' if normalize else ''}", model, PREPROCESS, normalize=normalize,
                            device=device, precision=precision, dim=dim, params=params)
 
 
 def create_simclr_v1(model: str, weights: str | os.PathLike | None = "DEFAULT", normalize: bool = False,
                      device: str = "cpu", precision: str = "auto", *, category: str = "pretrain",
-                     checkpoint: str | os.PathLike | None = None, root: str | Path = REPO_ROOT) -> NeuralExtractor:
+                     checkpoint: str | os.PathLike | None = None, root: str | Path = REPO_ROOT,
+                     **options) -> NeuralExtractor:
     """SimCLR v1 ResNet-50 `model` ('1x', '2x', '4x'): weights 'DEFAULT' (download.py output for
-    `category`), a converted .pth path (or `checkpoint=`), or None (random init, for tests)."""
+    `category`), a converted .pth path (or `checkpoint=`), or None (random init, for tests).
+    `options` (pooling, transforms, ...) as for every framework model."""
     if model not in V1_MODELS:
         raise ValueError(f"unknown SimCLR v1 model {model!r}; valid: {V1_MODELS}")
     name = f"simclr_v1_r50_{model}"
@@ -94,14 +120,17 @@ def create_simclr_v1(model: str, weights: str | os.PathLike | None = "DEFAULT", 
     if path is not None:
         net.load_state_dict(_load_state(path, "state_dict", name))
     tag = "" if category == "pretrain" else f"_{category}"
-    return _finish(name, net, path, default, tag, normalize, device, precision, {"model": model, "category": category})
+    return _finish(name, net, path, default, tag, normalize, device, precision, {"model": model, "category": category},
+                   options)
 
 
 def create_simclr_v2(model: str, weights: str | os.PathLike | None = "DEFAULT", normalize: bool = False,
                      device: str = "cpu", precision: str = "auto", *, category: str = "pretrained", ema: bool = True,
-                     checkpoint: str | os.PathLike | None = None, root: str | Path = REPO_ROOT) -> NeuralExtractor:
+                     checkpoint: str | os.PathLike | None = None, root: str | Path = REPO_ROOT,
+                     **options) -> NeuralExtractor:
     """SimCLR v2 `model` (e.g. 'r50_2x_sk1'): weights 'DEFAULT' (download.py output for `category`/`ema`),
-    a converted .pth path (or `checkpoint=`), or None (random init). The projection head is not applied."""
+    a converted .pth path (or `checkpoint=`), or None (random init). The projection head is not applied.
+    `options` (pooling, transforms, ...) as for every framework model."""
     parse_model_name(model)
     name = f"simclr_v2_{model}"
     default = v2_files.torch_checkpoint_path(model, category, ema, Path(root) / "SimCLRv2")
@@ -112,7 +141,7 @@ def create_simclr_v2(model: str, weights: str | os.PathLike | None = "DEFAULT", 
         net.load_state_dict(_load_state(path, "encoder", name))
     tag = ("" if category == "pretrained" else f"_{category}") + ("" if ema else "_noema")
     return _finish(name, net, path, default, tag, normalize, device, precision,
-                   {"model": model, "category": category, "ema": ema})
+                   {"model": model, "category": category, "ema": ema}, options)
 
 
 ENTRIES = {f"simclr_v1_r50_{m}": functools.partial(create_simclr_v1, m) for m in V1_MODELS}

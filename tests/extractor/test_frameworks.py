@@ -329,3 +329,17 @@ def test_list_extractors_per_framework():
         list_extractors("keras:*")
     pytest.importorskip("open_clip")
     assert "open_clip:ViT-B-32/laion2b_s34b_b79k" in list_extractors("open_clip:ViT-B-32/*")
+
+
+@pytest.mark.parametrize("pooling", ["gem", "local"])
+def test_simclr_poolings(pooling):
+    ext = create_extractor("simclr_v2_r50_1x_sk0", weights=None, pooling=pooling, transforms="RESIZE_LARGE",
+                           resolution=64, precision="fp32")
+    assert ext.name == f"simclr_v2_r50_1x_sk0_random_{pooling}_large64" and ext.dim == 2048
+    if pooling == "local":
+        tokens = ext.local_features(_images()[:2])
+        assert [t.shape for t in tokens] == [(4, 2048), (4, 2048)]  # 64x48 -> 2x2 after stride 32
+    else:
+        _check_global(ext)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        create_extractor("simclr_v2_r50_1x_sk0", weights=None, poolng="gem")
