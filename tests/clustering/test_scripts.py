@@ -90,4 +90,6 @@ def test_dbscan_and_hdbscan_write_outputs(feature_store, tmp_path):
     assert dbscan.main(base + ["--hdbscan", "--min-cluster-size", "4"] + roots(feature_store, tmp_path)) == 0
     hdb = run.parent / "full_euclidean_HDBSCAN_4-size_m"
     assert (hdb / "hdbscan" / "metrics.json").is_file()
-    assert dbscan.main(base + ["--eps", "-1"] + roots(feature_store, tmp_path)) == 2
+    with pytest.raises(SystemExit) as exit_info:  # refused while parsing: exit 2, one line naming --eps
+        dbscan.main(base + ["--eps", "-1"] + roots(feature_store, tmp_path))
+    assert exit_info.value.code == 2
