@@ -190,6 +190,12 @@ def _validate(cfg: ExperimentConfig, overwrite: bool, resume: bool) -> Plan:
     info = check_sources(cfg.method, *cfg.sorted_sources(), cfg.kmax, cfg.features_root)
     if previous is not None:
         _check_unchanged(previous, info, folder)
+    shared = sorted(set(cfg.background) & (set(cfg.database) | set(cfg.queries)))
+    if shared:
+        raise ValueError(
+            f"background {shared} is also a database or query set: score normalisation needs a disjoint "
+            "background (a query found in it would be normalised against itself)"
+        )
     if cfg.background:
         check_sources(cfg.method, cfg.background, cfg.sorted_sources()[1], cfg.snorm_n, cfg.features_root)
     for metric in cfg.metrics:

@@ -291,9 +291,11 @@ def test_results_do_not_depend_on_the_order_of_datasets(tmp_path):
 def test_search_time_improvements_are_their_own_rows(stores, tmp_path):
     W = np.linalg.qr(np.random.default_rng(0).normal(size=(16, 16)))[0].astype("f4")  # a rotation
     np.savez(tmp_path / "adapt.npz", weight=W)
+    background = np.random.default_rng(1).normal(size=(30, 16)).astype("f4")
+    write_features(store_path("bg", "feat", stores), [f"bg/{i}" for i in range(30)], background, method="feat")
     res = _run(
         stores, tmp_path, indexes=["Flat"], metrics=["cosine"], query_expansion=2, dba=2,
-        background=["demo_distractors"], adaptation=str(tmp_path / "adapt.npz"),
+        background=["bg"], adaptation=str(tmp_path / "adapt.npz"),
     )  # fmt: skip
     keys = [r["key"] for r in res["runs"]]
     assert keys == [
