@@ -17,6 +17,7 @@ negative query) and an optional category per query.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -155,3 +156,46 @@ def build_ground_truth(
                 dataset,
             )
     return GroundTruth(positives=positives, categories=categories, sources=sources)
+
+
+def ilias_ground_truth(
+    image_ids_dir: str | os.PathLike, out_csv: str | os.PathLike, taxonomy: str | os.PathLike | None = None
+) -> int:
+    """Write ILIAS's ground truth as our CSV; returns the number of rows.
+
+    ILIAS's ``image_ids/`` folder holds ``image_query_ids.txt`` and ``positive_ids.txt`` (id first,
+    comma-separated) and ``text_query_ids.txt``; a query's positives are the positives of its
+    instance (the id's first path component), as ILIAS's evaluation defines them. With ILIAS's
+    ``misc/taxonomy.json`` each row also gets the instance's category (per-category scores).
+    """
+    folder = Path(image_ids_dir)
+
+    def first_column(name: str) -> list[str]:
+        path = folder / name
+        if not path.is_file():
+            return []
+        return [line.split(",")[0].strip() for line in path.read_text().splitlines() if line.strip()]
+
+    queries = first_column("image_query_ids.txt") + first_column("text_query_ids.txt")
+    positives: dict[str, list[str]] = {}
+    for pid in first_column("positive_ids.txt"):
+        positives.setdefault(pid.split("/")[0], []).append(pid)
+    if not queries or not positives:
+        raise FileNotFoundError(
+            f"{folder}: expected ILIAS's image_query_ids.txt / text_query_ids.txt and positive_ids.txt"
+        )
+    category: dict[str, str] = {}
+    if taxonomy is not None:
+        tree = json.loads(Path(taxonomy).read_text())
+        for cat, subs in tree.items():
+            for sub in subs.values():
+                for instances in sub.values():
+                    for instance in instances:
+                        category[instance] = cat
+    rows = []
+    for q in queries:
+        instance = q.split("/")[0]
+        for p in positives.get(instance, []):
+            rows.append(f"{q},{p},{category.get(instance, '')}".rstrip(","))
+    Path(out_csv).write_text("query_id,positive_id,category\n" + "\n".join(rows) + "\n")
+    return len(rows)

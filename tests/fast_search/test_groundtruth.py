@@ -141,3 +141,21 @@ def test_text_queries_with_several_positives(tmp_path):
     run = res["runs"][0]
     assert res["data"]["n_positive"] == 10
     assert run["map_at_k"]["2"] > 0.9 and run["oracle_at_k"]["2"] > 0.9
+
+
+def test_ilias_ground_truth_to_csv(tmp_path):
+    from fast_search.groundtruth import ilias_ground_truth
+
+    ids = tmp_path / "image_ids"
+    ids.mkdir()
+    (ids / "image_query_ids.txt").write_text("cat1/query/q.jpg,0\ndog2/query/q.jpg,0\n")
+    (ids / "text_query_ids.txt").write_text("cat1/T.txt\n")
+    (ids / "positive_ids.txt").write_text(
+        "cat1/pos/a.jpg,0.1,3\ncat1/pos/b.jpg,0.2,5\ndog2/pos/c.jpg,0.3,1\n"
+    )
+    (tmp_path / "taxonomy.json").write_text('{"animals": {"pets": {"x": ["cat1", "dog2"]}}}')
+    assert ilias_ground_truth(ids, tmp_path / "gt.csv", tmp_path / "taxonomy.json") == 5
+    positives, categories = read_ground_truth(tmp_path / "gt.csv")
+    assert positives["cat1/query/q.jpg"] == ["cat1/pos/a.jpg", "cat1/pos/b.jpg"]
+    assert positives["cat1/T.txt"] == ["cat1/pos/a.jpg", "cat1/pos/b.jpg"]
+    assert positives["dog2/query/q.jpg"] == ["dog2/pos/c.jpg"] and categories["dog2/query/q.jpg"] == "animals"
