@@ -32,7 +32,14 @@ from tqdm.auto import tqdm
 from data_retrieval.datasets import ImageList, load_dataset, unique_ids
 from extractor.base import Extractor
 from extractor.registry import create_extractor
-from extractor.store import FeatureWriter, StoreError, provenance_differences, read_attrs, store_path
+from extractor.store import (
+    FeatureWriter,
+    StoreError,
+    StoreExistsError,
+    provenance_differences,
+    read_attrs,
+    store_path,
+)
 from helpers import atomic
 from helpers.images import BadImageError
 from helpers.paths import DATASETS_DIR, FEATURES_DIR
@@ -387,6 +394,11 @@ def extract_dataset(
                 raise
             print(f"{e}; extracting it again", file=sys.stderr)
             overwrite = True
-    with open_writer(ext, plan, overwrite=overwrite, chunk_rows=max(batch_size, 256), dtype=dtype) as writer:
+    try:
+        writer = open_writer(ext, plan, overwrite=overwrite, chunk_rows=max(batch_size, 256), dtype=dtype)
+    except StoreExistsError:  # another process finished it between our check and our lock
+        check_existing(plan)  # ... from the same inputs, or say what differs
+        return plan.out
+    with writer:
         feed(ext, writer, plan, run)
         return publish(writer, plan, run)

@@ -55,6 +55,10 @@ class StoreError(ValueError):
     """A feature file that is missing, incomplete, or does not match what is asked of it."""
 
 
+class StoreExistsError(StoreError):
+    """The store is already complete (perhaps finished by another process meanwhile)."""
+
+
 def _versions() -> dict[str, str]:
     import faiss  # noqa: F401  (imported lazily: optional for readers)
     import torch
@@ -413,7 +417,7 @@ class FeatureWriter:
             self.path.unlink(missing_ok=True)
             self.partial.unlink(missing_ok=True)
         if self.path.exists():
-            raise StoreError(f"{self.path} is already complete; delete it or pass overwrite=True to extract again")
+            raise StoreExistsError(f"{self.path} is already complete; delete it or pass overwrite=True to extract again")
         width = dim // 8 if binary else dim
         want = {"method": method, "dim": int(dim), "binary": bool(binary), "dtype": "uint8" if binary else dtype}
         params_json = json.dumps(params or {}, sort_keys=True, default=str)

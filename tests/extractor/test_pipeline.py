@@ -418,3 +418,17 @@ def test_file_name_that_is_not_utf8_does_not_abort_the_dataset(image_folder, tmp
     ids = load_features(path).ids.tolist()
     assert len(ids) == 13 and "images/0.jpg" in ids and "images/0.png" in ids
     assert "caf\\xe9.jpg\tfile name is not valid UTF-8" in errors_path(path).read_text()
+
+
+def test_store_finished_by_another_process_meanwhile_is_returned(image_folder, tmp_path, monkeypatch):
+    import extractor.pipeline as P
+
+    path = _dhash(image_folder, tmp_path)
+    real, calls = P.check_existing, []
+
+    def not_yet_then_real(plan):  # the other process published between our check and our lock
+        calls.append(plan)
+        return False if len(calls) == 1 else real(plan)
+
+    monkeypatch.setattr(P, "check_existing", not_yet_then_real)
+    assert _dhash(image_folder, tmp_path) == path and len(calls) == 2
