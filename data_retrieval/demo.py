@@ -14,12 +14,10 @@ Everything is deterministic for a given seed and resumable (existing files are k
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import logging
 import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +35,7 @@ from data_retrieval.generate_attacks import (
     run_jobs,
     save_atomic,
 )
+from helpers import cli
 from helpers.images import load_image
 from helpers.paths import DATASETS_DIR
 
@@ -320,13 +319,13 @@ def build_demo(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build the embedded demo set (no network).")
-    parser.add_argument("--root", type=Path, default=DATASETS_DIR, help="datasets root (default: Datasets/)")
+    parser = cli.ArgumentParser(description="Build the embedded demo set (no network).")
+    parser.add_argument("--root", type=lambda t: Path(cli.folder(t)), default=DATASETS_DIR, help="datasets root (default: Datasets/)")
     parser.add_argument(
-        "--distractors", type=int, default=N_DISTRACTORS, help="number of procedural distractors"
+        "--distractors", type=cli.int_in(0, 10_000_000), default=N_DISTRACTORS, help="number of procedural distractors"
     )
-    parser.add_argument("--seed", type=int, default=SEED, help="random seed (same seed, same files)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
+    parser.add_argument("--seed", type=cli.int_in(0, 2**63 - 1), default=SEED, help="random seed (same seed, same files)")
+    parser.add_argument("--workers", type=cli.int_in(1, cli.PER_CORE * (os.cpu_count() or 1)), default=None, help="processes (default: every core)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     start = time.perf_counter()
@@ -336,4 +335,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers import cli
 from helpers.atomic import save_image, write_text
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 from helpers.tables import write_csv
@@ -323,7 +324,7 @@ def _gallery(dups: Duplicates, out: Path, max_groups: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m fast_search.duplicates",
         description="Find duplicate and near-duplicate images in a folder: pairs.csv, groups.csv, index.html.",
         epilog="examples:\n"
@@ -334,21 +335,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("folder", help="a folder of images (or a registered dataset name)")
     p.add_argument("--method", default="phash", help="extractor name (default phash; e.g. dhash, efficientnet_lite0)")
-    p.add_argument("--max-distance", type=float, default=None,
+    p.add_argument("--max-distance", type=cli.float_in(0), default=None,
                    help="match threshold (default per method: " +
                    ", ".join(f"{k} {_fmt(v)}" for k, v in DEFAULT_MAX_DISTANCE.items()) + ")")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default Results/duplicates/<folder>-<method>)")
+    p.add_argument("--out", type=lambda t: Path(cli.folder(t)), default=None, help="output folder (default Results/duplicates/<folder>-<method>)")
     p.add_argument("--index", default=None, help="faiss factory string (default: Flat up to 200,000 images, else IVF)")
     p.add_argument("--recursive", action="store_true", help="include sub-folders")
     p.add_argument("--remove-list", action="store_true", help="print the files to delete (one kept per group) and exit")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes")
-    p.add_argument("--features-root", type=Path, default=FEATURES_DIR)
-    p.add_argument("--results-root", type=Path, default=RESULTS_DIR)
+    p.add_argument("--workers", type=cli.workers, default=2, help="decoding processes")
+    p.add_argument("--features-root", type=cli.folder, default=FEATURES_DIR)
+    p.add_argument("--results-root", type=cli.folder, default=RESULTS_DIR)
     args = p.parse_args(argv)
-    if args.max_distance is not None and (args.max_distance < 0 or not math.isfinite(args.max_distance)):
-        p.error(f"--max-distance must be a finite number >= 0, got {args.max_distance}")
-    if args.workers < 0:
-        p.error(f"--workers must be >= 0, got {args.workers}")
     try:
         dups = find_duplicates(args.folder, args.method, args.max_distance, index=args.index,
                                features_root=args.features_root, recursive=args.recursive, workers=args.workers,
@@ -369,4 +366,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

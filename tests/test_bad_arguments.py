@@ -114,6 +114,11 @@ CASES = [
     ("data_retrieval/kaggle_splitter.py", ["{file}", "{dir}", "{file}"], "templates"),
     ("data_retrieval/generate_attacks.py", ["{dir}", "{file}"], "output"),
     ("data_retrieval/generate_attacks.py", ["{dir}", "{tmp}/out", "--workers", "0"], "--workers"),
+    ("fast_search/duplicates.py", ["{dir}", "--max-distance", "-1"], "--max-distance"),
+    ("fast_search/duplicates.py", ["{dir}", "--workers", "100000"], "--workers"),
+    ("fast_search/duplicates.py", ["{dir}", "--results-root", "{file}"], "--results-root"),
+    ("data_retrieval/demo.py", ["--root", "{file}"], "--root"),
+    ("data_retrieval/demo.py", ["--distractors", "-5"], "--distractors"),
     ("SimCLRv1/download.py", ["--root", "{file}"], "--root"),
     ("SimCLRv2/download.py", ["--root", "{file}"], "--root"),
 ]
