@@ -163,7 +163,10 @@ def _previous(folder: Path, cfg: ExperimentConfig, overwrite: bool, resume: bool
     previous = load_json(path)
     if previous.get("complete"):
         raise FileExistsError(f"{path} is complete: nothing to resume (overwrite=True to run it again)")
-    changed = sorted(k for k, v in asdict(cfg).items() if previous.get("params", {}).get(k) != v)
+    def same(key: str, old, new) -> bool:  # the order of datasets changes nothing (sorted internally)
+        return sorted(old or []) == sorted(new) if key in ("database", "queries", "background") else old == new
+
+    changed = sorted(k for k, v in asdict(cfg).items() if not same(k, previous.get("params", {}).get(k), v))
     if changed:
         raise ValueError(f"cannot resume {path}: parameters {changed} differ from the interrupted run")
     return previous

@@ -190,7 +190,10 @@ def test_resume_an_interrupted_experiment(stores, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"parameters \['ks'\] differ"):
         _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine", "L2"], ks=[1], resume=True)
     monkeypatch.setattr(E, "_run_index", real)
-    res = _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine", "L2"], resume=True)
+    res = run_experiment(  # the datasets in another order: the same experiment
+        "exp", "feat", DATABASE[::-1], QUERIES[::-1], indexes=["Flat"], metrics=["cosine", "L2"], ks=[1, 5],
+        nprobes=[1, 4], threads=1, features_root=stores, results_root=tmp_path / "R", resume=True,
+    )  # fmt: skip
     assert res["complete"] and [r["key"] for r in res["runs"]] == ["Flat--cosine", "Flat--L2"]
     assert res["runs"][0] == saved["runs"][0]
     with pytest.raises(FileExistsError, match="complete"):
