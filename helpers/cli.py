@@ -10,7 +10,8 @@
         cli.run(main)           # errors that are the user's input: one line, exit 2, no traceback
 
 Each type raises `argparse.ArgumentTypeError`, which `ArgumentParser` reports as
-``prog: error: argument --flag: <what is wrong> (valid: <range>)`` on one line with status 2.
+``prog: error: argument --threads: expected an integer in [1, 8], got '100000' (see --help)`` on
+one line with status 2.
 Nothing here imports torch at import time: ``--device`` checks CUDA only when a CUDA device is
 asked for, so ``--help`` stays fast.
 """
@@ -203,6 +204,8 @@ def run(main: Callable[[], int | None]) -> NoReturn:
         print(f"{prog}: interrupted", file=sys.stderr)
         code = 130
     except ImportError as e:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
         missing = getattr(e, "name", None)
         hint = f" (pip install {missing})" if missing else ""
         print(f"{prog}: error: {' '.join(str(e).split())}{hint}", file=sys.stderr)
