@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from data_retrieval.datasets import SPECS, find_originals, split_id
+from helpers.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -197,5 +198,5 @@ def ilias_ground_truth(
         instance = q.split("/")[0]
         for p in positives.get(instance, []):
             rows.append(f"{q},{p},{category.get(instance, '')}".rstrip(","))
-    Path(out_csv).write_text("query_id,positive_id,category\n" + "\n".join(rows) + "\n")
+    write_text(out_csv, "query_id,positive_id,category\n" + "\n".join(rows) + "\n")
     return len(rows)
