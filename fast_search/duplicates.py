@@ -49,6 +49,8 @@ DEFAULT_MAX_DISTANCE: dict[str, float] = {"ahash": 0, "phash": 10, "dhash": 7, "
 DEFAULT_NEURAL_MAX_DISTANCE = 0.1
 #: Above this many images the search uses an IVF index (``IVF<4 sqrt(n)>``, nprobe 32) instead of Flat.
 EXACT_UP_TO = 200_000
+#: IVF indexes are trained on at most this many images (a fixed random sample).
+TRAIN_SAMPLE = 262_144
 #: Nearest neighbours examined per image; more matches than this still join through the group.
 NEIGHBOURS = 32
 
@@ -188,7 +190,10 @@ def search_pairs(
     if index is None:
         index, nprobe = _index_for(n, binary)
     metric = "hamming" if binary else "cosine"
-    searcher = FaissIndex(index, metric, binary=binary).fit(features).add(features)
+    train = features
+    if len(features) > TRAIN_SAMPLE:  # k-means on a fixed random sample: 64 points a list at 1M images
+        train = features[np.sort(np.random.default_rng(0).choice(len(features), TRAIN_SAMPLE, replace=False))]
+    searcher = FaissIndex(index, metric, binary=binary).fit(train).add(features)
     if nprobe:
         searcher.set_param("nprobe", nprobe)
     D, I = searcher.search(features, min(k + 1, n))
