@@ -203,7 +203,7 @@ def create_sscd(
         if size is not None:
             pre = eval_preprocess(size, pre.mean, pre.std)
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{path.parent.name}_{path.stem}") + (f"_s{size}" if size else "")
-        name, params = f"sscd_{safe}", {**arch, "weights": str(path), **({"size": size} if size else {})}
+        name, params = f"sscd_{safe}", {**arch, "weights": str(path.resolve()), **({"size": size} if size else {})}
     return NeuralExtractor(
         name, net.eval(), pre, normalize=True, device=device, precision=precision, dim=net.dim, params=params
     )
