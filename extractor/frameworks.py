@@ -72,8 +72,11 @@ def make_extractor(
     device: str = "cpu",
     precision: str = "auto",
     params: dict[str, Any] | None = None,
+    cls: type[NeuralExtractor] = NeuralExtractor,
 ) -> NeuralExtractor:
-    """Wrap a backbone with pooling, preprocessing and test-time views; the store name records each non-default."""
+    """Wrap a backbone with pooling, preprocessing and test-time views; the store name records each non-default.
+
+    `cls` is the extractor class to build (a subclass adding e.g. a text tower)."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r}; expected one of {POOLINGS}")
     suffix = "" if pooling == "head" else f"_{pooling}"
@@ -89,7 +92,7 @@ def make_extractor(
     rotations = MULTIROTATE if multirotate else (0,)
     suffix += ("_ms" if multiscale else "") + ("_mr" if multirotate else "")
     l2 = normalize or multiscale or multirotate
-    return NeuralExtractor(
+    return cls(
         f"{name}{suffix}{'_l2' if normalize else ''}", PooledModel(backbone, pooling), preprocess, normalize=l2,
         device=device, precision=precision, scales=scales, rotations=rotations, local=pooling == "local",
         params={**(params or {}), "pooling": pooling, "transforms": transforms, "resolution": resolution},

@@ -208,8 +208,7 @@ def create_open_clip(
         f"-{safe_name(tag)}" if tag and weights is not None and str(weights) == "DEFAULT" else "") + suffix
     ext = make_extractor(store, ImageTower(model), preprocess, normalize=normalize, device=device,
                          precision=precision, params={"framework": FRAMEWORK, "model": model_name, "tag": tag,
-                                                      "weights": source}, **options)
-    ext.__class__ = OpenClipExtractor
+                                                      "weights": source}, cls=OpenClipExtractor, **options)
     ext.clip_model = model
     ext.tokenizer = tokenizer
     return ext
