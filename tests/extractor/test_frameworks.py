@@ -137,6 +137,17 @@ def test_text_store_searches_an_image_store(tiny_clip, tmp_path):
     index.add(base.astype(np.float32))
     _, top = index.search(queries.features.astype(np.float32), 1)
     np.testing.assert_array_equal(top[:, 0], (queries.features @ base.T).argmax(1))
+    from fast_search import run_experiment
+
+    gt = tmp_path / "gt.csv"
+    gt.write_text(f"text_queries/bus,{database.ids[top[0, 0]]}\ntext_queries/cat,imgs/4\n")
+    run_experiment("t2i", tiny_clip.name, database=["imgs"], queries=["text_queries"], ground_truth=gt,
+                   indexes=["Flat"], metrics=["cosine"], ks=[1, 5], features_root=tmp_path / "F",
+                   results_root=tmp_path / "R")
+    from fast_search import summary_rows
+
+    (row,) = summary_rows("t2i", results_root=tmp_path / "R")  # text -> image, like any query store
+    assert row["recall@1"] >= 0.5 and row["recall@5"] == 1.0
     with pytest.raises(ValueError, match="text tower"):
         extract_texts(create_extractor("dhash"), {"a": "b"}, "t", tmp_path / "F")
 
