@@ -65,3 +65,10 @@ def test_finetuning_names_match_their_modules():
 
     assert names.AUGMENTATION_STEPS == copy_policy.STEP_NAMES
     assert adaptation.MODELS == names.ADAPTATION_MODELS and training.OPTIMIZERS == names.OPTIMIZERS
+
+
+def test_duplicates_command_help_without_torch():
+    code = ("import runpy, sys\nsys.argv = ['duplicates', '--help']\ntry:\n"
+            "    runpy.run_module('fast_search.duplicates', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'faiss') if m in sys.modules))")
+    assert _run(["-c", code]) == "[]"
