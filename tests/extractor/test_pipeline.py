@@ -394,6 +394,7 @@ def test_worker_count_is_bounded_by_the_batches():
     assert RunCfg(batch_size=2, workers=3).workers_for(100) == 3
 
 
+@pytest.mark.slow
 def test_two_extractions_of_one_store_at_once(tmp_path):
     """The second writer is refused with the holder named; the first publishes a whole store."""
     folder = _folder(tmp_path, 200, size=(24, 18))
