@@ -158,7 +158,7 @@ def ilias_extractor(
     """The extractor ILIAS's ``--framework F --model M`` (and feature flags) name, from our registry.
 
     For ILIAS's frameworks, unset flags take ILIAS's defaults (head pooling, RESIZE_LARGE at 512,
-    fp16 compute on CUDA); for ``lib`` only the flags given are passed on. `extra` (e.g.
+    fp16 compute on CUDA) and features are L2-normalised as ILIAS's extractors do; for ``lib`` only the flags given are passed on. `extra` (e.g.
     ``weights=None`` for random weights, or a checkpoint path) goes to `create_extractor` as is.
     """
     from extractor.registry import create_extractor
@@ -196,6 +196,8 @@ def ilias_extractor(
         opts["min_size"] = min_size
     if framework != "lib" or not _is_hash(model):
         kwargs["device"] = device
+    if framework != "lib":  # ILIAS L2-normalises every descriptor (GenericFeatureExtractor._l2_norm)
+        kwargs["normalize"] = True
     kwargs.update(opts)
     kwargs.update(extra)
     return create_extractor(name, **kwargs)

@@ -224,12 +224,13 @@ def test_run_slurm_lines_parse_and_map_to_our_registry(monkeypatch: pytest.Monke
     ilias.ilias_extractor("och", "RN50.openai", device="cpu", multiscale=True)
     ilias.ilias_extractor("fb", "dinov2_vitb14", device="cpu", resolution=724)
     ilias.ilias_extractor("tv", "alexnet", device="cpu", pooling="gem")
-    assert calls[0] == ("timm:resnet50.tv_in1k", {"precision": "fp16", "device": "cuda", "pooling": "gem",
-                                                  "transforms": "RESIZE_LARGE", "resolution": 384})
+    assert calls[0] == ("timm:resnet50.tv_in1k", {"precision": "fp16", "device": "cuda", "normalize": True,
+                                                  "pooling": "gem", "transforms": "RESIZE_LARGE", "resolution": 384})
     assert calls[1][0] == "open_clip:ViT-B-16/openai"
     assert calls[2] == ("dhash", {})
-    assert calls[3] == ("open_clip:RN50/openai", {"device": "cpu", "pooling": "head", "transforms": "RESIZE_LARGE",
-                                                  "resolution": 512, "multiscale": True})
+    assert calls[3] == ("open_clip:RN50/openai", {"device": "cpu", "normalize": True, "pooling": "head",
+                                                  "transforms": "RESIZE_LARGE", "resolution": 512, "multiscale": True})
+    assert all(kw["normalize"] for name, kw in calls if name != "dhash")  # ILIAS L2-normalises every descriptor
     assert [c[0] for c in calls[4:]] == ["hub:dinov2_vitb14", "torchvision:alexnet"]
     with pytest.raises(ValueError, match="UNICOM"):
         ilias.ilias_extractor("unicom", "unicom_vit_base_patch16_224")
