@@ -80,15 +80,21 @@ def build_app(
         top = max(top, slider_value)
         note = f"threshold at 1 % FPR from {threshold_source}" if threshold_source else "threshold given"
 
+    def results(hits, what):
+        paths = [str(h.path) if h.path else "" for h in hits]
+        return gallery_items(hits, binary), hits_table(hits, binary), paths, what
+
     def run_search(path, k, thr):
         if not path:
-            return [], "Give a query: click an example, upload, use the webcam or paste a URL.", []
+            return [], "", [], "Give a query: click an example, upload, use the webcam or paste a URL."
         try:
-            check_upload(path, max_bytes=max_bytes, max_pixels=collection.max_pixels)
+            fmt = check_upload(path, max_bytes=max_bytes, max_pixels=collection.max_pixels)
+            with Image.open(path) as img:
+                size = img.size
             hits = collection.search(path, int(k), float(thr))
         except (FetchError, BadImageError) as err:
             raise gr.Error(str(err)) from None
-        return gallery_items(hits, binary), hits_table(hits, binary), [str(h.path) if h.path else "" for h in hits]
+        return results(hits, f"Searched the query ({fmt}, {size[0]}x{size[1]}).")
 
     def run_search_edited(edited, k, thr):
         image = (edited or {}).get("composite") if isinstance(edited, dict) else None
@@ -98,7 +104,7 @@ def build_app(
             hits = collection.search(image, int(k), float(thr))
         except BadImageError as err:
             raise gr.Error(str(err)) from None
-        return gallery_items(hits, binary), hits_table(hits, binary), [str(h.path) if h.path else "" for h in hits]
+        return results(hits, f"Searched the edited image ({image.width}x{image.height}).")
 
     def fetch_url(url):
         if not url or not url.strip():
@@ -112,7 +118,7 @@ def build_app(
         return str(path), f"Fetched {len(fetched.content):,} bytes from {fetched.url}"
 
     def to_editor(path):
-        return path
+        return {"background": path, "layers": [], "composite": path} if path else None
 
     def edited_to_query(edited):
         image = (edited or {}).get("composite") if isinstance(edited, dict) else None
@@ -121,6 +127,10 @@ def build_app(
         path = temp_dir / f"edited-{uuid.uuid4().hex}.png"
         image.save(path)
         return str(path)
+
+    def describe_edit(edited):
+        image = (edited or {}).get("composite") if isinstance(edited, dict) else None
+        return "" if image is None else f"Edited image: {image.width}x{image.height} px"
 
     def select_result(evt: gr.SelectData):
         return evt.index
@@ -138,7 +148,7 @@ def build_app(
             with gr.Column():
                 query = gr.Image(
                     label="Query", type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
-                    elem_id="query", height=320,
+                    elem_id="query", height=420,
                 )
                 with gr.Row():
                     url = gr.Textbox(label="Image URL", placeholder="https://...", elem_id="url", scale=4)
@@ -147,11 +157,12 @@ def build_app(
                 if examples:
                     gr.Examples([[str(e)] for e in examples], inputs=[query], label="Examples (attacked images)")
             with gr.Column():
+                # gradio 6 shows the editor's toolbar (and its crop tool) only with brush and eraser on.
                 editor = gr.ImageEditor(
-                    label="Crop / edit (mirror of the query)", type="pil", image_mode="RGB",
-                    transforms=("crop",), brush=False, eraser=False, layers=False,
-                    sources=["upload", "clipboard"], elem_id="editor", height=320,
+                    label="Crop / edit (mirror of the query)", type="pil",
+                    transforms=("crop",), elem_id="editor", height=420,
                 )
+                edited_info = gr.Markdown("", elem_id="edited-info")
                 with gr.Row():
                     search_edited_btn = gr.Button("Search edited image", elem_id="search-edited", variant="primary")
                     edited_btn = gr.Button("Use edited as query", elem_id="edited-to-query")
@@ -161,17 +172,19 @@ def build_app(
                           label="results (k)", elem_id="k")
             thr = gr.Slider(0.0, top, value=slider_value, step=step, label=f"copy threshold ({note})",
                             elem_id="threshold")
-        gallery = gr.Gallery(label="Most similar", columns=5, height="auto", elem_id="results",
+        gallery = gr.Gallery(label="Most similar", columns=5, height=300, elem_id="results",
                              object_fit="contain", allow_preview=False)
         with gr.Row():
             reuse_btn = gr.Button("Reuse selected result as query", elem_id="reuse")
         table = gr.Markdown("", elem_id="table")
 
-        outputs = [gallery, table, paths_state]
+        outputs = [gallery, table, paths_state, status]
         query.change(run_search, [query, k, thr], outputs, api_name="search")
         query.change(to_editor, [query], [editor], api_name=False)
         for control in (k, thr):
             control.release(run_search, [query, k, thr], outputs, api_name=False)
+        # the listener also keeps the server's copy of the edited image current after a crop
+        editor.change(describe_edit, [editor], [edited_info], api_name=False, show_progress="hidden")
         search_edited_btn.click(run_search_edited, [editor, k, thr], outputs, api_name="search_edited")
         edited_btn.click(edited_to_query, [editor], [query], api_name=False)
         mirror_btn.click(to_editor, [query], [editor], api_name=False)

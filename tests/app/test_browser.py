@@ -1,0 +1,131 @@
+"""The app as a person uses it, in a real headless Chromium (Debian's `chromium`, driven by Playwright).
+
+Upload an attacked image -> its original comes first; crop it in the editor and search the crop;
+reuse a result as the next query; a screenshot is saved under the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.app.conftest import attack_file, free_port
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_demo, tmp_path_factory):
+    from app import Collection
+    from app.ui import build_app
+
+    collection = Collection(
+        tiny_demo["method"], tiny_demo["database"], features_root=tiny_demo["features"],
+        datasets_root=tiny_demo["datasets"],
+    )
+    examples = sorted((tiny_demo["datasets"] / "demo" / "Attacks").iterdir())[:4]
+    demo = build_app(collection, threshold=10.0, threshold_source="test", examples=examples,
+                     temp_dir=tmp_path_factory.mktemp("gradio"))
+    port = free_port()
+    demo.queue().launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+        allowed_paths=[str(p) for p in collection.image_folders()] + [str(examples[0].parent)],
+    )
+    yield f"http://127.0.0.1:{port}"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    if CHROMIUM is None:
+        pytest.skip("no Chromium on this machine (apt-get install chromium; .ci/run does it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page.set_default_timeout(30_000)
+        page.goto(app_url, wait_until="load")
+        page.wait_for_selector("#query input[type=file]", state="attached")
+        yield page
+        browser.close()
+
+
+def first_row(page) -> list[str]:
+    return page.locator("#table tbody tr").first.locator("td").all_inner_texts()
+
+
+def wait_status(page, text: str) -> None:
+    page.wait_for_function(
+        "t => (document.querySelector('#status') || {}).innerText.includes(t)", arg=text, timeout=30_000
+    )
+
+
+def image_box(page, selector: str, skip_top: int = 40, skip_bottom: int = 50) -> tuple[float, float, float, float]:
+    """Page coordinates (x0, y0, x1, y1) of the picture shown on a canvas: what differs from its most
+    common colour (the crop tool's grey backdrop), away from the label, the button and the corners."""
+    box = page.locator(selector).bounding_box()
+    shot = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=box))).convert("RGB")).astype(int)
+    colours, counts = np.unique(shot.reshape(-1, 3), axis=0, return_counts=True)
+    differs = np.abs(shot - colours[counts.argmax()]).sum(axis=2) > 30
+    differs[:skip_top] = differs[-skip_bottom:] = False
+    differs[:, :8] = differs[:, -8:] = False
+    ys, xs = np.nonzero(differs)
+    scale = shot.shape[1] / box["width"]
+    return (box["x"] + xs.min() / scale, box["y"] + ys.min() / scale,
+            box["x"] + xs.max() / scale, box["y"] + ys.max() / scale)
+
+
+def test_upload_crop_reuse_in_chromium(page, tiny_demo, tmp_path):
+    # 1. upload an attacked demo image: its original comes first, marked as a copy
+    page.locator("#query input[type=file]").set_input_files(str(attack_file(tiny_demo, "camera_jpg_compression_50")))
+    wait_status(page, "Searched the query")
+    rank, image_id, distance, mark = first_row(page)
+    assert (rank, image_id, mark) == ("1", "demo_original/camera", "COPY")
+    captions = page.locator("#results .caption-label").all_inner_texts()
+    assert captions[0].startswith("1. demo_original/camera") and len(captions) == 5
+
+    # 2. load the query into the editor, crop it with the crop tool's corner handle, search the crop
+    page.locator("#editor input[type=file]").set_input_files(str(attack_file(tiny_demo, "camera_jpg_compression_50")))
+    page.wait_for_selector("#editor button[aria-label=Image]")
+    page.locator("#editor button[aria-label=Image]").first.click()
+    page.locator("#editor button[aria-label=Crop]").first.click()
+    time.sleep(1)
+    x0, y0, x1, y1 = image_box(page, "#editor .pixi-target-crop canvas")
+    page.mouse.move(x1 - 2, y1 - 2)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2 + 10, (y0 + y1) / 2 + 10, steps=8)
+    page.mouse.up()
+    page.locator("#editor button[aria-label='Confirm crop']").click()
+    page.wait_for_function(  # the editor reports the cropped size once the server has the crop
+        "() => { const t = (document.querySelector('#edited-info') || {}).innerText || '';"
+        " return t.includes('Edited image') && !t.includes('512x512') }"
+    )
+    page.locator("#search-edited").click()
+    wait_status(page, "Searched the edited image")
+    w, h = (int(v) for v in page.locator("#status").inner_text().split("(")[1].rstrip(").").split("x"))
+    with Image.open(attack_file(tiny_demo, "camera_jpg_compression_50")) as full:
+        assert w < full.width * 0.8 and h < full.height * 0.8, (w, h, full.size)
+    assert len(page.locator("#table tbody tr").all()) == 5
+
+    # 3. reuse a result as the next query: it finds itself at distance 0
+    page.locator("#query input[type=file]").set_input_files(str(attack_file(tiny_demo, "camera_jpg_compression_50")))
+    wait_status(page, "Searched the query")
+    second = page.locator("#table tbody tr").nth(1).locator("td").all_inner_texts()[1]
+    page.locator("#results .thumbnail-item").nth(1).click()
+    page.locator("#reuse").click()
+    page.wait_for_function(
+        "id => { const r = document.querySelector('#table tbody tr'); return r && r.innerText.includes(id) }",
+        arg=second,
+    )
+    rank, image_id, distance, mark = first_row(page)
+    assert (image_id, distance, mark) == (second, "0", "COPY")
+
+    path = tmp_path / "search_app.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
