@@ -33,6 +33,8 @@ from fast_search.data import check_sources, database_blocks, load_search_data
 from fast_search.groundtruth import parse_targets
 from fast_search.improve import SIMILARITY_METRICS, adapt, alpha_qe, load_adaptation, score_normalise
 from fast_search.index import FaissIndex, check_metric, is_exact, make_index, sweep_param
+from fast_search.ivfpq import PREFIX as CUSTOM_PREFIX
+from fast_search.ivfpq import CustomIndex, is_custom
 from fast_search.ondisk import build_experiment_index, check_ondisk
 from fast_search.results import (
     SCHEMA,
@@ -212,7 +214,10 @@ def _validate(cfg: ExperimentConfig, overwrite: bool, resume: bool) -> Plan:
         if cfg.ondisk and not is_exact(factory):
             check_ondisk(factory, info["binary"])
         for metric in cfg.metrics:
-            make_index(factory, info["dim"], metric, info["binary"])
+            if is_custom(factory):  # the from-scratch IVF-PQ (fast_search/ivfpq.py)
+                CustomIndex(factory, metric, info["binary"]).check_dim(info["dim"])
+            else:
+                make_index(factory, info["dim"], metric, info["binary"])
         nlist = re.search(r"IVF(\d+)", factory)
         if nlist and int(nlist[1]) > train_n:
             raise ValueError(
@@ -279,7 +284,8 @@ def _build(cfg, data, factory: str, metric: str, xb: np.ndarray | None = None) -
     if cfg.ondisk:
         folder = experiment_dir(cfg.name, cfg.results_root) / "ondisk" / _file_name(f"{factory}--{metric}")[:-4]
         return build_experiment_index(cfg, data, factory, metric, folder, xb)
-    index = FaissIndex(factory, metric, data.binary, cfg.batch_size)
+    kind = CustomIndex if is_custom(factory) else FaissIndex
+    index = kind(factory, metric, data.binary, cfg.batch_size)
     xb = data.database if xb is None else xb
     if xb is not None:
         return index.fit(xb).add(xb)
@@ -311,7 +317,7 @@ def _search_sweeps(cfg, data, info, factory: str, metric: str, xq, xb, variant: 
         timing = {"train_time_s": 0.0, "add_time_s": 0.0, "search_time_s": stats["search_time_s"]}
         return [Sweep(None, None, *_pad(D, I, cfg.kmax + 1), timing, info["n_database"] * dim_bytes, variant)]
     index = _build(cfg, data, factory, metric, xb)
-    param = sweep_param(factory)
+    param = sweep_param(factory.removeprefix(CUSTOM_PREFIX))
     values = {"nprobe": cfg.nprobes, "efSearch": cfg.efsearches}.get(param, [None])
     if auto is not None:  # indexes=["auto"]: the one value tuned to the latency budget
         values = [tune_experiment_index(auto, index, cfg, data, metric, width)]
