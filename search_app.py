@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 from pathlib import Path
 
+from helpers import cli
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 METHOD = "dhash"
@@ -34,23 +34,23 @@ MAX_UPLOAD_MB = 20
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", default=METHOD, help="feature method (store file name), e.g. dhash, efficientnet_lite0")
     p.add_argument("--database", nargs="+", default=DATABASE, help="datasets of the collection")
     p.add_argument("--examples", default=EXAMPLES, help="dataset or folder of clickable example queries ('' for none)")
-    p.add_argument("--n-examples", type=int, default=N_EXAMPLES)
+    p.add_argument("--n-examples", type=cli.int_in(0, 100), default=N_EXAMPLES)
     p.add_argument("--index", default=INDEX, help="faiss factory string, e.g. 'IVF100,PQ8', HNSW32, BFlat")
     p.add_argument("--metric", default=METRIC, help="cosine, L2, IP (float) or hamming (hashes)")
-    p.add_argument("--nprobe", type=int, default=NPROBE, help="IVF lists visited per query")
-    p.add_argument("--results", default=RESULTS, help="experiment name whose threshold at 1%% FPR marks copies")
-    p.add_argument("--threshold", type=float, default=THRESHOLD, help="copy threshold (distance) by hand")
+    p.add_argument("--nprobe", type=cli.int_in(1), default=NPROBE, help="IVF lists visited per query")
+    p.add_argument("--results", type=cli.name, default=RESULTS, help="experiment name whose threshold at 1%% FPR marks copies")
+    p.add_argument("--threshold", type=cli.float_in(0), default=THRESHOLD, help="copy threshold (distance) by hand")
     p.add_argument("--host", default=HOST, help="address to bind (0.0.0.0 exposes the app to the network)")
-    p.add_argument("--port", type=int, default=PORT)
+    p.add_argument("--port", type=cli.int_in(1, 65535), default=PORT)
     p.add_argument("--url-allow", nargs="*", default=URL_ALLOW, help="non-public networks URLs may reach")
-    p.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_MB)
-    p.add_argument("--features-root", default=str(FEATURES_DIR))
-    p.add_argument("--datasets-root", default=str(DATASETS_DIR))
-    p.add_argument("--results-root", default=str(RESULTS_DIR))
+    p.add_argument("--max-upload-mb", type=cli.float_in(0, lo_open=True), default=MAX_UPLOAD_MB)
+    p.add_argument("--features-root", type=cli.folder, default=str(FEATURES_DIR))
+    p.add_argument("--datasets-root", type=cli.folder, default=str(DATASETS_DIR))
+    p.add_argument("--results-root", type=cli.folder, default=str(RESULTS_DIR))
     p.add_argument("--demo", action="store_true", help="build the demo set and the method's features if missing")
     return p.parse_args(argv)
 
@@ -99,21 +99,18 @@ def resolve_threshold(args, collection) -> tuple[float | None, str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("app").setLevel(logging.INFO)
     from app import Collection
     from app.ui import build_app
 
-    try:
-        if args.demo:
-            prepare_demo(args)
-        collection = Collection(
-            args.method, args.database, index=args.index, metric=args.metric, nprobe=args.nprobe,
-            features_root=args.features_root, datasets_root=args.datasets_root,
-        )
-        threshold, source = resolve_threshold(args, collection)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"search_app.py: error: {err}", file=sys.stderr)
-        return 2
+    if args.demo:
+        prepare_demo(args)
+    collection = Collection(
+        args.method, args.database, index=args.index, metric=args.metric, nprobe=args.nprobe,
+        features_root=args.features_root, datasets_root=args.datasets_root,
+    )
+    threshold, source = resolve_threshold(args, collection)
     print(f"{collection.describe()} ({'built' if collection.rebuilt else 'loaded'})")
     temp_dir = tempfile.mkdtemp(prefix="search_app_")
     max_bytes = int(args.max_upload_mb * 1024 * 1024)
@@ -130,4 +127,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run(main)

@@ -183,7 +183,7 @@ def _read_capped(response: httpx.Response, max_bytes: int, deadline: float, time
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(f"refused: the body is {int(declared):,} bytes, over the {max_bytes:,} byte limit")
     buf = bytearray()
-    for chunk in response.iter_bytes(65536):
+    for chunk in response.iter_bytes():  # as data arrives (a chunk size would wait for it to fill)
         buf += chunk
         if len(buf) > max_bytes:
             raise FetchError(f"refused: the body is larger than the {max_bytes:,} byte limit (cut off)")
