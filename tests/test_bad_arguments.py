@@ -121,6 +121,10 @@ CASES = [
     ("data_retrieval/demo.py", ["--distractors", "-5"], "--distractors"),
     ("SimCLRv1/download.py", ["--root", "{file}"], "--root"),
     ("SimCLRv2/download.py", ["--root", "{file}"], "--root"),
+    ("search_app.py", ["--port", "0"], "--port"),
+    ("search_app.py", ["--nprobe", "0"], "--nprobe"),
+    ("search_app.py", ["--features-root", "{file}"], "--features-root"),
+    ("search_app.py", ["--method", "feat", "--database", "db", "--features-root", "{F}"], "cannot rebuild the extractor"),
 ]
 
 
