@@ -19,7 +19,7 @@ from PIL import Image
 from extractor import create_extractor, list_extractors
 from extractor.base import Extractor
 from extractor.registry import ALIASES, _all_entries
-from helpers.images import BadImageError, _to_mode, load_image
+from helpers.images import BadImageError, _to_mode
 
 #: Parameters that describe the run rather than the features: not compared.
 RUN_PARAMS = ("precision",)
@@ -39,6 +39,16 @@ def _comparable(params: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in params.items() if k not in RUN_PARAMS}, sort_keys=True, default=str)
 
 
+def _agrees(stored: Any, current: Any) -> bool:
+    """Every parameter the store recorded has the same value now (keys added since, with their
+    defaults, are not in the store and do not count)."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        return all(k in RUN_PARAMS or (k in current and _agrees(v, current[k])) for k, v in stored.items())
+    if isinstance(stored, (list, tuple)) and isinstance(current, (list, tuple)):
+        return len(stored) == len(current) and all(_agrees(a, b) for a, b in zip(stored, current, strict=True))
+    return stored == current
+
+
 def extractor_for_store(attrs: dict[str, Any], device: str = "cpu") -> Extractor:
     """The extractor that wrote a store with these attributes (as `extractor.store.store_info` gives them)."""
     method = str(attrs["method"])
@@ -53,14 +63,17 @@ def extractor_for_store(attrs: dict[str, Any], device: str = "cpu") -> Extractor
         kwargs = {k: v for k, v in params.items() if k in accepted}
         if "device" in accepted:
             kwargs["device"] = device
-        try:
-            ext = create_extractor(name, **kwargs)
-        except (ValueError, TypeError, FileNotFoundError) as err:
-            tried.append(f"{name}: {err}")
-            continue
-        if ext.name == method and _comparable(ext.params) == _comparable(params):
-            return ext
-        tried.append(f"{name} gives {ext.name!r} with {_comparable(ext.params)}")
+        # the recorded weights may be a description (a wheel's version), not an argument: then the default
+        attempts = [kwargs, {k: v for k, v in kwargs.items() if k != "weights"}] if "weights" in kwargs else [kwargs]
+        for attempt in attempts:
+            try:
+                ext = create_extractor(name, **attempt)
+            except (ValueError, TypeError, FileNotFoundError) as err:
+                tried.append(f"{name}: {err}")
+                continue
+            if ext.name == method and _agrees(params, json.loads(_comparable(ext.params))):
+                return ext
+            tried.append(f"{name} gives {ext.name!r} with {_comparable(ext.params)}")
     raise ExtractorMismatch(
         f"cannot rebuild the extractor of store method {method!r} with params {_comparable(params)}: "
         + ("; ".join(tried) if tried else "no registered extractor has that name")
@@ -69,9 +82,16 @@ def extractor_for_store(attrs: dict[str, Any], device: str = "cpu") -> Extractor
 
 
 def embed_file(ext: Extractor, path: str | os.PathLike, max_pixels: int) -> np.ndarray:
-    """(1, width) features of an image file, decoded exactly as `extract_dataset` decodes it."""
-    image = load_image(Path(path), draft=ext.draft, max_pixels=max_pixels)
-    return ext(ext.collate([ext.transform(image)]))
+    """(1, width) features of an image file, decoded exactly as `extract_dataset` decodes it
+    (the extractor's own `decode`: e.g. reduced-scale grey JPEG decoding for hashes)."""
+    try:
+        with Image.open(path) as img:  # header only: refuse a bomb before decoding
+            size = img.size
+    except Exception as err:  # PIL raises many kinds
+        raise BadImageError(f"{Path(path).name}: cannot decode ({type(err).__name__})") from None
+    if size[0] * size[1] > max_pixels:
+        raise BadImageError(f"{size[0]}x{size[1]} exceeds the {max_pixels} pixel limit")
+    return ext(ext.collate([ext.transform(ext.decode(Path(path)))]))
 
 
 def embed_image(ext: Extractor, image: Image.Image, max_pixels: int) -> np.ndarray:

@@ -107,3 +107,19 @@ def test_app_binds_to_loopback_unless_asked():
     assert search_app.parse_args([]).host == "127.0.0.1"
     assert search_app.parse_args(["--host", "0.0.0.0", "--port", "8000"]).port == 8000
     assert os.path.basename(search_app.__file__) == "search_app.py"
+
+
+@pytest.mark.slow
+def test_query_features_equal_the_store_for_efficientnet_lite0(tiny_demo, tmp_path):
+    """The demo collection's pretrained features: the app's query embedding is the store's, bit for bit."""
+    from extractor import list_extractors
+
+    if "efficientnet_lite0" not in list_extractors():
+        pytest.skip("efficientnet_lite0 is not registered")
+    folder = tiny_demo["datasets"] / "demo" / "Original"
+    path = extract_dataset("efficientnet_lite0", folder, tmp_path, name="o", workers=0, progress=False)
+    stored = load_features(path)
+    ext = extractor_for_store(store_info(path))
+    for image_id, row in zip(stored.ids, stored.features, strict=True):
+        query = next(folder.glob(image_id.split("/", 1)[1] + ".*"))
+        np.testing.assert_array_equal(embed_file(ext, query, MAX_QUERY_PIXELS)[0], row)
