@@ -59,11 +59,16 @@ def prepare_demo(args: argparse.Namespace) -> None:
     """Build Datasets/demo and extract `args.method` on the collection and the examples (resumable)."""
     from data_retrieval.demo import build_demo
     from extractor import create_extractor, extract_dataset
+    from extractor.store import StoreError, store_files
 
     build_demo(args.datasets_root)
-    ext = create_extractor(args.method)
+    ext = None
     for dataset in args.database:
-        extract_dataset(ext, dataset, args.features_root, args.datasets_root)
+        try:
+            store_files(dataset, args.method, args.features_root)  # already there: the Collection checks it
+        except StoreError:
+            ext = ext or create_extractor(args.method)
+            extract_dataset(ext, dataset, args.features_root, args.datasets_root)
 
 
 def example_files(source: str, n: int, datasets_root: str) -> list[Path]:
