@@ -159,7 +159,7 @@ def build_app(
             with gr.Column():
                 # gradio 6 shows the editor's toolbar (and its crop tool) only with brush and eraser on.
                 editor = gr.ImageEditor(
-                    label="Crop / edit (mirror of the query)", type="pil",
+                    label="Crop / edit (upload, paste, or mirror the query here)", type="pil",
                     transforms=("crop",), elem_id="editor", height=420,
                 )
                 edited_info = gr.Markdown("", elem_id="edited-info")
@@ -180,7 +180,6 @@ def build_app(
 
         outputs = [gallery, table, paths_state, status]
         query.change(run_search, [query, k, thr], outputs, api_name="search")
-        query.change(to_editor, [query], [editor], api_name=False)
         for control in (k, thr):
             control.release(run_search, [query, k, thr], outputs, api_name=False)
         # the listener also keeps the server's copy of the edited image current after a crop

@@ -91,8 +91,11 @@ def test_upload_crop_reuse_in_chromium(page, tiny_demo, tmp_path):
     assert captions[0].startswith("1. demo_original/camera") and len(captions) == 5
 
     # 2. load the query into the editor, crop it with the crop tool's corner handle, search the crop
-    page.locator("#editor input[type=file]").set_input_files(str(attack_file(tiny_demo, "camera_jpg_compression_50")))
-    page.wait_for_selector("#editor button[aria-label=Image]")
+    to_crop = attack_file(tiny_demo, "chelsea_jpg_compression_50")
+    with Image.open(to_crop) as full:
+        width, height = full.size
+    page.locator("#editor input[type=file]").set_input_files(str(to_crop))
+    time.sleep(3)  # the editor draws the upload (it sends no event of its own)
     page.locator("#editor button[aria-label=Image]").first.click()
     page.locator("#editor button[aria-label=Crop]").first.click()
     time.sleep(1)
@@ -103,13 +106,14 @@ def test_upload_crop_reuse_in_chromium(page, tiny_demo, tmp_path):
     page.mouse.up()
     page.locator("#editor button[aria-label='Confirm crop']").click()
     page.wait_for_function(  # the editor reports the cropped size once the server has the crop
-        "() => { const t = (document.querySelector('#edited-info') || {}).innerText || '';"
-        " return t.includes('Edited image') && !t.includes('512x512') }"
+        "([w, h]) => { const m = ((document.querySelector('#edited-info') || {}).innerText || '')"
+        ".match(/Edited image: (\\d+)x(\\d+)/); return m && +m[1] < 0.8 * w && +m[2] < 0.8 * h }",
+        arg=[width, height], timeout=60_000,
     )
     page.locator("#search-edited").click()
     wait_status(page, "Searched the edited image")
     w, h = (int(v) for v in page.locator("#status").inner_text().split("(")[1].rstrip(").").split("x"))
-    with Image.open(attack_file(tiny_demo, "camera_jpg_compression_50")) as full:
+    with Image.open(to_crop) as full:
         assert w < full.width * 0.8 and h < full.height * 0.8, (w, h, full.size)
     assert len(page.locator("#table tbody tr").all()) == 5
 
