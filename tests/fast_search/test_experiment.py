@@ -172,7 +172,8 @@ def test_default_search_params(stores, binary_stores, tmp_path):
     assert len(res["runs"]) == 4 and not res["errors"]
 
 
-def test_resume_an_interrupted_experiment(stores, tmp_path, monkeypatch):
+def _interrupt_before_l2(stores, tmp_path, monkeypatch) -> None:
+    """Run Flat with cosine then L2 and stop it (Ctrl-C) as the L2 run starts: an interrupted experiment."""
     import fast_search.experiment as E
 
     real = E._run_index
@@ -185,11 +186,15 @@ def test_resume_an_interrupted_experiment(stores, tmp_path, monkeypatch):
     monkeypatch.setattr(E, "_run_index", dies_on_l2)
     with pytest.raises(KeyboardInterrupt):
         _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine", "L2"])
+    monkeypatch.setattr(E, "_run_index", real)
+
+
+def test_resume_an_interrupted_experiment(stores, tmp_path, monkeypatch):
+    _interrupt_before_l2(stores, tmp_path, monkeypatch)
     saved = json.loads((tmp_path / "R" / "exp" / "results.json").read_text())
     assert saved["complete"] is False and [r["key"] for r in saved["runs"]] == ["Flat--cosine"]
     with pytest.raises(ValueError, match=r"parameters \['ks'\] differ"):
         _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine", "L2"], ks=[1], resume=True)
-    monkeypatch.setattr(E, "_run_index", real)
     res = run_experiment(  # the datasets in another order: the same experiment
         "exp", "feat", DATABASE[::-1], QUERIES[::-1], indexes=["Flat"], metrics=["cosine", "L2"], ks=[1, 5],
         nprobes=[1, 4], threads=1, features_root=stores, results_root=tmp_path / "R", resume=True,
@@ -318,20 +323,8 @@ def test_search_time_improvements_are_their_own_rows(stores, tmp_path):
 
 def test_resume_refuses_a_store_changed_since_the_interrupted_run(tmp_path, monkeypatch):
     """Issue 12: --resume kept neighbour positions of a 300-row database after it became 150 rows."""
-    import fast_search.experiment as E
-
     stores = make_stores(tmp_path / "F")
-    real = E._run_index
-
-    def dies_on_l2(cfg, data, info, folder, factory, metric, *rest):
-        if metric == "L2":
-            raise KeyboardInterrupt
-        return real(cfg, data, info, folder, factory, metric, *rest)
-
-    monkeypatch.setattr(E, "_run_index", dies_on_l2)
-    with pytest.raises(KeyboardInterrupt):
-        _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine", "L2"])
-    monkeypatch.setattr(E, "_run_index", real)
+    _interrupt_before_l2(stores, tmp_path, monkeypatch)
     make_stores(tmp_path / "F2", n_distractors=50)  # the database shrinks: a re-extraction elsewhere, copied in
     for path in (tmp_path / "F2" / "demo_distractors").glob("*.h5"):
         os.replace(path, stores / "demo_distractors" / path.name)
