@@ -155,17 +155,9 @@ def test_extraction_from_tars_equals_loose_files(tar_dir: Path, tmp_path: Path) 
 
 
 _KILLABLE = """
-import os, signal, sys
-from extractor.store import FeatureWriter
-kill_after = int(sys.argv[1])
-if kill_after:  # SIGKILL this process right after its n-th chunk is written
-    append = FeatureWriter.append
-    def killing_append(self, *args, **kwargs):
-        append(self, *args, **kwargs)
-        killing_append.n = getattr(killing_append, "n", 0) + 1
-        if killing_append.n >= kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
-    FeatureWriter.append = killing_append
+import sys
+from tests.kill_hook import kill_after_chunks
+kill_after_chunks(int(sys.argv[1]))  # SIGKILL this process right after its n-th chunk is written
 import ilias_extract
 sys.exit(ilias_extract.main(sys.argv[2:]))
 """

@@ -203,19 +203,12 @@ def test_bad_arguments_are_clear_errors(image_folder, tmp_path):
 
 
 _SCRIPT = """
-import os, signal, sys, torch, torchvision
+import os, sys, torch, torchvision
 sys.path.insert(0, {repo!r})
 from tests.extractor.test_pipeline import small_resnet
-from extractor import FeatureWriter, create_extractor, extract_dataset
-kill_after = int(os.environ.get("KILL_AFTER_CHUNKS") or 0)
-if kill_after:  # the test's own hook: SIGKILL this process right after its n-th chunk is written
-    append = FeatureWriter.append
-    def killing_append(self, *args, **kwargs):
-        append(self, *args, **kwargs)
-        killing_append.n = getattr(killing_append, "n", 0) + 1
-        if killing_append.n >= kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
-    FeatureWriter.append = killing_append
+from tests.kill_hook import kill_after_chunks
+from extractor import create_extractor, extract_dataset
+kill_after_chunks(int(os.environ.get("KILL_AFTER_CHUNKS") or 0))  # SIGKILL right after the n-th chunk is written
 ext = small_resnet() if sys.argv[1] == "r18" else create_extractor(sys.argv[1])
 extract_dataset(ext, sys.argv[2], features_root=sys.argv[3], batch_size=int(sys.argv[4]), workers=int(sys.argv[5]),
                 progress=False)
