@@ -81,6 +81,9 @@ def test_sscd_entry_loads_a_checkpoint_with_its_preprocessing(tmp_path):
     with torch.no_grad():  # the same weights as the network that was saved
         x = ext.prepare(ext.collate([ext.transform(Image.new("RGB", (60, 40), (200, 30, 30)))]))
         torch.testing.assert_close(torch.from_numpy(feats[:1]), net.eval()(x), rtol=1e-4, atol=1e-5)
+    # a store's params rebuild the same extractor (what the search app does with a store)
+    again = create_extractor("sscd", **{k: ext.params[k] for k in ("weights", "backbone", "dim")}, precision="fp32")
+    assert again.name == ext.name and again.params == ext.params
     bad = tmp_path / "bad.pth"
     torch.save({"model": {}}, bad)
     with pytest.raises(ValueError, match="recipe sscd"):
