@@ -17,12 +17,15 @@ class Extractor:
 
     Subclasses set `name` (the store file name, non-default params included), `binary` (packed
     uint8 bits), `dim` (features, or bits) and `draft` (JPEG draft size for decoding, or None).
+    `threaded` says `decode` + `transform` spend their time with the GIL released, so threads
+    feed it faster than worker processes.
     """
 
     name: str = ""
     binary: bool = False
     dim: int = 0
     draft: tuple[int, int] | None = None
+    threaded: bool = False
 
     def decode(self, path: str | os.PathLike, data: bytes | None = None) -> Any:
         """Read one image for `transform` (in DataLoader workers): a PIL RGB image by default.

@@ -5,7 +5,7 @@
 vectorised over the batch. Bits are stored packed (np.packbits, most significant bit first).
 
 - **fast** (default): JPEGs are decoded straight to grey by libjpeg-turbo (`helpers.jpeg`) at the
-  smallest DCT scale that keeps at least `draft_factor` x the hash grid, then reduced with
+  smallest DCT scale that keeps at least `draft_factor` (4) x the hash grid, then reduced with
   Lanczos; other formats (and JPEGs that path declines) go through PIL in draft mode. A few bits
   differ from `imagehash` (the benchmark prints the mean Hamming distance).
 - **exact** (``exact=True``): full decoding and `imagehash`'s exact arithmetic: the same bits.
@@ -32,6 +32,7 @@ class HashExtractor(Extractor):
 
     binary = True
     algorithm = ""
+    threaded = True  # libjpeg-turbo and PIL's decoders and resize release the GIL
 
     def __init__(self, hash_size: int = 8, exact: bool = False, draft_factor: int = 4) -> None:
         if not isinstance(hash_size, int) or hash_size < 2:
@@ -150,6 +151,7 @@ class WHash(HashExtractor):
     def _check(self) -> None:
         if self.hash_size & (self.hash_size - 1):
             raise ValueError(f"whash needs a power-of-two hash_size, got {self.hash_size}")
+        self.threaded = not self.exact  # exact: per-image Python wavelet transforms, better in processes
 
     def grey_size(self) -> tuple[int, int]:
         return (4 * self.hash_size, 4 * self.hash_size)
@@ -186,6 +188,7 @@ class CropResistantHash(HashExtractor):
 
     algorithm = "crop_resistant"
     segmentation_size = 300
+    threaded = False  # the segmentation is Python and numpy work that holds the GIL
 
     def __init__(self, hash_size: int = 8, exact: bool = False, draft_factor: int = 4, segments: int = 4) -> None:
         if not isinstance(segments, int) or segments < 1:

@@ -9,13 +9,19 @@ from __future__ import annotations
 import os
 import signal
 
+from extractor import pipeline
 from extractor.store import FeatureWriter
 
 
 def kill_after_chunks(n: int) -> None:
-    """SIGKILL this process right after `FeatureWriter.append` has written its n-th chunk (0: never)."""
+    """SIGKILL this process right after `FeatureWriter.append` has written its n-th chunk (0: never).
+
+    Every batch is appended on its own here (the pipeline groups small batches otherwise), so that
+    the kill lands mid-run.
+    """
     if not n:
         return
+    pipeline.WRITE_ROWS = 1
     append = FeatureWriter.append
     written = 0
 
