@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,34 +132,53 @@ def natural_key(text: str) -> tuple:
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Image files of `folder` in natural order, and the (path, reason) of every file skipped."""
+    """Image files of `folder` in natural order, and the (path, reason) of every file skipped.
+
+    One `os.scandir` pass (the file type comes with the listing, no `stat` per file); hidden
+    folders are not walked, symlinked folders are not followed (as `os.walk`).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.exists() else "does not exist"
         raise DatasetError(f"image folder {folder} {what}")
-    found, skipped = [], []
-    walker = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
-    for dirpath, dirnames, filenames in walker:
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            path = Path(dirpath) / name
-            if name.startswith("."):
-                skipped.append((str(path), "hidden file"))
-            elif not path.is_file():
-                continue
-            elif not is_image_file(name):
-                skipped.append((str(path), "not an image extension"))
-            else:
-                found.append(path)
-    found.sort(key=lambda p: natural_key(p.relative_to(folder).as_posix()))
-    return found, skipped
+    found: list[tuple[str, str]] = []  # (relative posix path, full path)
+    skipped: list[tuple[str, str]] = []
+    pending = [(os.fspath(folder), "")]
+    while pending:
+        dirpath, prefix = pending.pop()
+        with os.scandir(dirpath) as entries:
+            for entry in entries:
+                name = entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive and not name.startswith("."):
+                        pending.append((entry.path, f"{prefix}{name}/"))
+                elif name.startswith("."):
+                    skipped.append((entry.path, "hidden file"))
+                elif not entry.is_file():  # a broken link, a socket...
+                    continue
+                elif not is_image_file(name):
+                    skipped.append((entry.path, "not an image extension"))
+                else:
+                    found.append((prefix + name, entry.path))
+    found.sort(key=lambda f: natural_key(f[0]))
+    skipped.sort()
+    return [Path(path) for _, path in found], skipped
 
 
-def make_id(dataset: str, folder: Path, path: Path, keep_extension: bool = False) -> str:
-    """The dataset-qualified id of `path`: '<dataset>/<relative path without extension>'
-    (with it when `keep_extension`: files that share a stem, see `unique_ids`)."""
-    rel = path.relative_to(folder)
-    return f"{dataset}/{(rel if keep_extension else rel.with_suffix('')).as_posix()}"
+def relative_posix(folder: Path, path: Path) -> str:
+    """`path` relative to `folder`, with '/' separators (string slicing when `path` lies under it)."""
+    full, base = os.fspath(path), os.fspath(folder).rstrip(os.sep)
+    if full.startswith(base + os.sep) and os.sep == "/" and base:
+        return full[len(base) + 1:]
+    return path.relative_to(folder).as_posix()
+
+
+def strip_suffix(rel: str) -> str:
+    """`rel` without its last extension, by `pathlib`'s rule: ``a.tar.gz`` -> ``a.tar``, while
+    ``.bashrc`` and ``a.`` keep their names."""
+    head, slash, name = rel.rpartition("/")
+    i = name.rfind(".")
+    return f"{head}{slash}{name[:i]}" if 0 < i < len(name) - 1 else rel
 
 
 def unique_ids(dataset: str, folder: Path, paths: Sequence[Path]) -> list[str]:
@@ -168,12 +188,10 @@ def unique_ids(dataset: str, folder: Path, paths: Sequence[Path]) -> list[str]:
     An id only changes when a file with the same stem is added or removed (the store's provenance
     notices that); the ground-truth rules read stems with the extension stripped (`id_stem`).
     """
-    stems = [make_id(dataset, folder, p) for p in paths]
-    counts: dict[str, int] = {}
-    for image_id in stems:
-        counts[image_id] = counts.get(image_id, 0) + 1
-    return [make_id(dataset, folder, p, keep_extension=True) if counts[i] > 1 else i for p, i in zip(paths, stems,
-                                                                                                      strict=True)]
+    rels = [relative_posix(folder, p) for p in paths]
+    stems = [f"{dataset}/{strip_suffix(rel)}" for rel in rels]
+    counts = Counter(stems)
+    return [f"{dataset}/{rel}" if counts[i] > 1 else i for rel, i in zip(rels, stems, strict=True)]
 
 
 def id_stem(image_id: str) -> str:
@@ -241,7 +259,7 @@ def load_dataset(
     kept = []
     for path in paths:
         try:
-            path.relative_to(folder).as_posix().encode("utf-8")
+            relative_posix(folder, path).encode("utf-8")
         except UnicodeEncodeError:  # undecodable bytes in the name: an id must be valid UTF-8 (HDF5, JSON)
             shown = os.fsencode(path).decode("utf-8", "backslashreplace")
             skipped.append((shown, "file name is not valid UTF-8 (rename the file)"))

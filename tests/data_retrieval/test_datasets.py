@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +202,35 @@ def test_name_that_is_not_utf8_is_skipped_with_its_reason(tmp_path):
     listing = ds.load_dataset(folder, name="f")
     assert listing.ids == ["f/good"]
     assert listing.skipped == [(f"{folder}/caf\\xe9.jpg", "file name is not valid UTF-8 (rename the file)")]
+
+
+@pytest.mark.parametrize("rel", ["a.jpg", "a.tar.gz", ".bashrc", "a.", "a", "d.x/b", "d.x/.b", "d/e/f.png", "a..b"])
+def test_ids_strip_the_extension_as_pathlib_does(rel):
+    from pathlib import PurePosixPath
+
+    assert ds.strip_suffix(rel) == PurePosixPath(rel).with_suffix("").as_posix()
+    assert ds.relative_posix(Path("/x/y"), Path("/x/y") / rel) == rel
+    assert ds.relative_posix(Path("."), Path(".") / rel) == rel
+
+
+def test_listing_order_and_skips_do_not_depend_on_the_directory_order(tmp_path, monkeypatch):
+    folder = tmp_path / "f"
+    touch_images(folder, ["10.jpg", "2.jpg", "sub/1.jpg", ".h.jpg"])
+    for name in ("z.txt", "a.txt"):
+        (folder / name).write_text("x")
+    want = ds.list_images(folder, recursive=True)
+    scandir = os.scandir
+
+    class Reversed:
+        def __init__(self, path):
+            self.it = scandir(path)
+
+        def __enter__(self):
+            return reversed(list(self.it))
+
+        def __exit__(self, *exc):
+            self.it.close()
+
+    monkeypatch.setattr(ds.os, "scandir", Reversed)
+    assert ds.list_images(folder, recursive=True) == want
+    assert [p.name for p in want[0]] == ["2.jpg", "10.jpg", "1.jpg"]  # "sub/1" sorts after "10"
