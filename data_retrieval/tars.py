@@ -64,8 +64,11 @@ class TarMembers(Sequence):
         """The bytes of member `i`; `BadImageError` if the tar ends before the member does."""
         t = int(self.tar_index[i])
         fd = self._fds.get(t)
-        if fd is None:
-            fd = self._fds[t] = os.open(self.tars[t], os.O_RDONLY)
+        if fd is None:  # decoding threads may race here: one descriptor wins, the other is closed
+            new = os.open(self.tars[t], os.O_RDONLY)
+            fd = self._fds.setdefault(t, new)
+            if fd != new:
+                os.close(new)
         size = int(self.sizes[i])
         data = os.pread(fd, size, int(self.offsets[i]))
         if len(data) != size:

@@ -3,13 +3,13 @@
 `extract_dataset` runs four steps, each small enough to test alone: `plan_extraction` (which
 images, which store file, what produced it: an `ExtractionPlan`), `open_writer` (lock, resume or
 refuse a partial file), `feed` (DataLoader workers decode and transform; the main process runs the
-extractor on each batch and appends it as one chunk) and `publish` (errors file, rename). An
-extractor whose decoding releases the GIL (`Extractor.threaded`: the fast hashes) is fed by threads
-instead of processes: no start-up, no pickling of batches between processes.
+extractor on each batch and appends the finished rows every 256 images or 2 s) and `publish`
+(errors file, rename). An extractor whose decoding releases the GIL (`Extractor.threaded`: the
+fast hashes) is fed by threads instead of processes: no start-up, no pickled batches.
 
 Workers turn an image that cannot be decoded or transformed into a (path, reason) sentinel; any
 other exception (a missing package, a programming error) stops the run with its real message. A
-rerun resumes after the last complete chunk; memory does not grow with the number of images.
+rerun resumes after the last append; memory does not grow with the number of images.
 Skipped files land in the store's ``skipped`` dataset and in ``<method>.errors.tsv`` beside it.
 """
 
