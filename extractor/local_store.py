@@ -215,10 +215,9 @@ def extract_local(
     Resumable like `extract_dataset`; bad files are skipped and recorded. `dtype="float16"` halves the file.
     """
     import torch
-    from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from extractor.pipeline import _Collate, _Images, _listing, _worker_init
+    from extractor.pipeline import _batches, _Images, _listing
 
     if not getattr(ext, "local", False):
         raise ValueError(f"{ext.name} gives global features; create it with pooling='local'")
@@ -233,10 +232,8 @@ def extract_local(
                      n_total=len(ids), inputs_sha1=ids_fingerprint(ids)) as writer:
         begin = writer.n_seen
         if begin < len(paths):
-            loader = DataLoader(_Images(paths[begin:], ext), batch_size=batch_size, shuffle=False,
-                                num_workers=workers, collate_fn=_Collate(ext),
-                                worker_init_fn=_worker_init if workers else None,
-                                pin_memory=getattr(ext.device, "type", "cpu") == "cuda")
+            cuda = getattr(ext.device, "type", "cpu") == "cuda"
+            loader = _batches(ext, _Images(paths[begin:], ext), batch_size, workers, cuda)
             bar = tqdm(total=len(paths), initial=begin, unit="img", desc=f"{ext.name} tokens", disable=not progress)
             with torch.inference_mode():
                 for good, batch, bad in loader:

@@ -222,6 +222,10 @@ class NeuralExtractor(Extractor):
         device = torch.device(device) if device is not None else self.device
         self.precision = resolve_precision(precision or self.precision, device)
         self.device = device
+        # On a CPU, decode in threads: PIL's decoding and resizing release the GIL, and no worker
+        # processes fight the model's threads for the cores (assign False to force processes).
+        # On a GPU, processes spread the decoding, the bottleneck there.
+        self.threaded = device.type == "cpu"
         self.model.to(device)
         memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
         self.model.to(memory_format=memory_format)

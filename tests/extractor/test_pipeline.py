@@ -112,18 +112,23 @@ def test_bad_inputs_are_converted_or_skipped_with_reasons(bad_folder, tmp_path, 
         assert Path(name).name in log
 
 
-def test_threads_feed_the_same_store_as_one_process(bad_folder, tmp_path):
-    """Hashes are fed by threads: every image once, in order, bad files skipped the same way."""
+@pytest.mark.parametrize("method", ["dhash", "r18"])
+def test_threads_processes_and_one_process_give_the_same_store(bad_folder, tmp_path, method):
+    """CPU extractors are fed by threads: every image once, in order, bad files skipped the same way."""
     folder, _ = bad_folder
-    ext = create_extractor("dhash")
+    ext = small_resnet() if method == "r18" else create_extractor(method)
     assert ext.threaded and not create_extractor("crop_resistant").threaded
-    one = load_features(extract_dataset(ext, folder, features_root=tmp_path / "a", batch_size=1, workers=0,
-                                        progress=False))
-    many = load_features(extract_dataset(ext, folder, features_root=tmp_path / "b", batch_size=1, workers=3,
-                                         progress=False))
-    np.testing.assert_array_equal(many.ids, one.ids)
-    np.testing.assert_array_equal(many.features, one.features)
-    assert many.attrs["n_seen"] == one.attrs["n_seen"] > 2 * 3  # more batches than 3 threads keep in flight
+
+    def run(root, workers, threaded=True):
+        ext.threaded = threaded
+        return load_features(extract_dataset(ext, folder, features_root=tmp_path / root, batch_size=1,
+                                             workers=workers, progress=False))
+
+    one, threads, procs = run("one", 0), run("threads", 3), run("procs", 2, threaded=False)
+    for other in (threads, procs):
+        np.testing.assert_array_equal(other.ids, one.ids)
+        np.testing.assert_array_equal(other.features, one.features)  # fp32 models too: the same batches
+    assert threads.attrs["n_seen"] == one.attrs["n_seen"] > 2 * 3  # more batches than 3 threads keep in flight
 
 
 class _StopAfter:
