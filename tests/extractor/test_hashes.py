@@ -116,3 +116,19 @@ def test_bad_parameters_are_rejected(kwargs, match):
         create_extractor("dhash", **kwargs)
     with pytest.raises(ValueError, match="power-of-two"):
         create_extractor("whash", hash_size=12)
+
+
+def test_lanczos_matrix_resizes_like_pil():
+    """pHash's and wHash's float resize: identity at equal sizes, rows summing to 1, PIL's result
+    within a few grey levels on a photo-like image (PIL rounds to uint8 between its two passes)."""
+    from extractor.hashes import lanczos_matrix
+
+    np.testing.assert_allclose(lanczos_matrix(7, 7), np.eye(7), atol=1e-6)
+    np.testing.assert_allclose(lanczos_matrix(141, 32).sum(axis=1), 1, atol=1e-5)
+    grey = synthetic_image(3, (188, 141)).convert("L")
+    want = np.asarray(grey.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float32)
+    got = lanczos_matrix(141, 32) @ np.asarray(grey, dtype=np.float32) @ lanczos_matrix(188, 32).T
+    assert np.abs(got - want).mean() < 0.5 and np.abs(got - want).max() < 4
+    ext = create_extractor("phash")
+    assert ext.params["resize"] and "resize" not in create_extractor("phash", exact=True).params
+    np.testing.assert_allclose(ext.transform(np.asarray(grey)), ext.transform(grey), atol=1e-4)  # array or PIL
