@@ -6,8 +6,8 @@ vectorised over the batch. Bits are stored packed (np.packbits, most significant
 
 - **fast** (default): JPEGs are decoded straight to grey by libjpeg-turbo (`helpers.jpeg`) at the
   smallest DCT scale that keeps at least `draft_factor` (4) x the hash grid, then reduced with
-  Lanczos (PIL's for aHash and dHash, float matrices for pHash and wHash); other formats (and
-  JPEGs that path declines) go through PIL in draft mode. A few bits differ from `imagehash`
+  Lanczos as two matrix products (`lanczos_matrix`); other formats (and JPEGs that path
+  declines) go through PIL in draft mode. A few bits differ from `imagehash`
   (the benchmark prints the mean Hamming distance).
 - **exact** (``exact=True``): full decoding and `imagehash`'s exact arithmetic: the same bits.
 """
@@ -35,10 +35,6 @@ class HashExtractor(Extractor):
     binary = True
     algorithm = ""
     threaded = True  # libjpeg-turbo and PIL's decoders and resize release the GIL
-    #: fast mode resizes with float Lanczos matrices (`lanczos_matrix`) instead of PIL: 5x less
-    #: time for pHash's and wHash's 32 x 32 grids, as close to imagehash; a/dHash's 9 x 8 grids
-    #: need imagehash's uint8 rounding (their bits compare neighbouring pixels), so they keep PIL.
-    float_resize = False
 
     def __init__(self, hash_size: int = 8, exact: bool = False, draft_factor: int = 4) -> None:
         if not isinstance(hash_size, int) or hash_size < 2:
@@ -65,8 +61,8 @@ class HashExtractor(Extractor):
     def params(self) -> dict[str, Any]:
         params = {"algorithm": self.algorithm, "hash_size": self.hash_size, "exact": self.exact,
                   "draft_factor": self.draft_factor, "packing": "np.packbits, MSB first"}
-        if self.float_resize and not self.exact:
-            params["resize"] = "float Lanczos-3 matrices"
+        if not self.exact:
+            params["resize"] = "Lanczos-3 matrices, rounded"
         return params
 
     def grey_size(self) -> tuple[int, int]:
@@ -88,9 +84,10 @@ class HashExtractor(Extractor):
     def transform(self, image: Image.Image | np.ndarray) -> np.ndarray:
         """Image (PIL, or grey array from `decode`) -> reduced grey array, as `imagehash` prepares it."""
         w, h = self.grey_size()
-        if self.float_resize and not self.exact:
+        if not self.exact:  # Lanczos as matrix products (BLAS, no GIL), rounded to uint8 as PIL does
             grey = np.asarray(image if isinstance(image, np.ndarray) else image.convert("L"), dtype=np.float32)
-            return lanczos_matrix(grey.shape[0], h) @ grey @ lanczos_matrix(grey.shape[1], w).T
+            small = lanczos_matrix(grey.shape[0], h) @ grey @ lanczos_matrix(grey.shape[1], w).T
+            return np.clip(np.rint(small), 0, 255).astype(np.uint8)
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image, "L")
         return np.asarray(image.convert("L").resize((w, h), LANCZOS))
@@ -151,7 +148,6 @@ class PHash(HashExtractor):
 
     algorithm = "phash"
     highfreq_factor = 4
-    float_resize = True
 
     def grey_size(self) -> tuple[int, int]:
         side = self.hash_size * self.highfreq_factor
@@ -173,7 +169,6 @@ class WHash(HashExtractor):
     """
 
     algorithm = "whash"
-    float_resize = True
 
     def _check(self) -> None:
         if self.hash_size & (self.hash_size - 1):
