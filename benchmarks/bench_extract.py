@@ -2,7 +2,9 @@
 
 Sizes from env vars (small defaults while the CPU is shared; the issue's full run in brackets):
 BENCH_EXTRACT_HASH_N=2000 JPEGs of 500x375, BENCH_EXTRACT_CNN_N=32 [512] for ResNet-50,
-BENCH_EXTRACT_WORKERS=2, BENCH_EXTRACT_BATCH=16 (CNN batch). Images go to a temporary folder.
+BENCH_EXTRACT_WORKERS=2, BENCH_EXTRACT_BATCH=16 (CNN batch). Images go to a temporary folder:
+procedural pictures with added noise, or with BENCH_EXTRACT_PHOTOS=1 random crops of scikit-image's
+colour photographs (smaller files, less entropy to decode).
 BENCH_EXTRACT_DEMO_DISTRACTORS=N (default 0: off; ~4 min with 1000) also builds the demo set with N
 distractors and prints the recall@1/@10 of each hash, fast vs exact (issue: within 1 point).
 """
@@ -25,22 +27,44 @@ def _env(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
-def _make_jpegs(folder: Path, n: int) -> list[Path]:
-    """n distinct ~500x375 photos-like JPEGs (smooth structure + noise)."""
+def _make_jpegs(folder: Path, n: int, photos: bool = False) -> list[Path]:
+    """n distinct ~500x375 JPEGs: procedural pictures plus noise, or crops of real photographs."""
     from PIL import Image
 
     from helpers.synthetic import synthetic_image
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
+    sources = _photos() if photos else []
     paths = []
     for i in range(n):
-        img = np.asarray(synthetic_image(i, (500, 375)), dtype=np.int16)
-        img = np.clip(img + rng.integers(-12, 13, img.shape), 0, 255).astype(np.uint8)
+        if photos:
+            img = _photo_crop(sources[i % len(sources)], rng)
+        else:
+            img = np.asarray(synthetic_image(i, (500, 375)), dtype=np.int16)
+            img = np.clip(img + rng.integers(-12, 13, img.shape), 0, 255).astype(np.uint8)
         path = folder / f"{i}.jpg"
         Image.fromarray(img).save(path, quality=90)
         paths.append(path)
     return paths
+
+
+def _photos() -> list[np.ndarray]:
+    import skimage.data as data
+
+    return [data.astronaut(), data.coffee(), data.rocket(), data.chelsea(), data.hubble_deep_field(), data.retina(),
+            data.immunohistochemistry()]
+
+
+def _photo_crop(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random 4:3 crop (50-100 % of the height) of `photo`, resized to 500x375."""
+    from PIL import Image
+
+    h, w = photo.shape[:2]
+    ch = int(h * rng.uniform(0.5, 1.0))
+    cw = min(w, int(ch * 4 / 3))
+    y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+    return np.asarray(Image.fromarray(photo[y : y + ch, x : x + cw]).resize((500, 375), Image.Resampling.BICUBIC))
 
 
 def _timed(fn):
@@ -102,7 +126,9 @@ def bench_hashes(folder: Path, paths: list[Path], workers: int, root: Path) -> N
         ("ahash", imagehash.average_hash), ("phash", imagehash.phash), ("dhash", imagehash.dhash),
         ("whash", imagehash.whash)]}
     reference["crop_resistant"] = crop_resistant
-    print(f"hashes: {len(paths)} JPEGs of 500x375, {workers} workers, {os.cpu_count()} CPUs "
+    kind = "crops of photographs" if _env("BENCH_EXTRACT_PHOTOS", 0) else "noisy procedural pictures"
+    print(f"hashes: {len(paths)} JPEGs of 500x375, {kind} ({sum(p.stat().st_size for p in paths) / len(paths) / 1e3:.0f} KB "
+          f"on average), {workers} workers, {os.cpu_count()} CPUs "
           "(targets: >= 10x the imagehash loop for a/p/d/wHash, >= 3x for crop-resistant; Hamming <= 2 bits of 64; "
           "'decode alone' is the grey libjpeg-turbo decode by itself on as many threads, the ceiling of any "
           "hasher that reads the JPEG)")
@@ -206,7 +232,7 @@ def main() -> None:
     batch = _env("BENCH_EXTRACT_BATCH", 16)
     with tempfile.TemporaryDirectory(prefix="bench_extract_") as tmp:
         tmp = Path(tmp)
-        paths = _make_jpegs(tmp / "jpegs", max(n_hash, n_cnn))
+        paths = _make_jpegs(tmp / "jpegs", max(n_hash, n_cnn), photos=bool(_env("BENCH_EXTRACT_PHOTOS", 0)))
         if n_hash:
             sub = tmp / "hash_subset"
             sub.mkdir()
