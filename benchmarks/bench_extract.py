@@ -78,10 +78,11 @@ def _decode_ceiling(ext, paths: list[Path], threads: int) -> float:
     `threads` threads, at the scale the fast hash uses: no hasher that decodes the JPEG can beat it."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from helpers.images import MAX_PIXELS
     from helpers.jpeg import decode_grey
 
     def decode(path: Path) -> None:
-        decode_grey(path.read_bytes(), ext.draft, 1 << 40)
+        decode_grey(path.read_bytes(), ext.draft, MAX_PIXELS)
 
     with ThreadPoolExecutor(max(threads, 1)) as pool:
         return min(_timed(lambda: list(pool.map(decode, paths, chunksize=32)))[1] for _ in range(3))
@@ -115,7 +116,7 @@ def _hash_row(name: str, reference, paths: list[Path], folder: Path, workers: in
           f"exact-imagehash {(exact_bits != bits).sum(1).mean() * per64:.2f}")
 
 
-def bench_hashes(folder: Path, paths: list[Path], workers: int, root: Path) -> None:
+def bench_hashes(folder: Path, paths: list[Path], workers: int, root: Path, kind: str) -> None:
     import imagehash
 
     def crop_resistant(img):
@@ -126,7 +127,6 @@ def bench_hashes(folder: Path, paths: list[Path], workers: int, root: Path) -> N
         ("ahash", imagehash.average_hash), ("phash", imagehash.phash), ("dhash", imagehash.dhash),
         ("whash", imagehash.whash)]}
     reference["crop_resistant"] = crop_resistant
-    kind = "crops of photographs" if _env("BENCH_EXTRACT_PHOTOS", 0) else "noisy procedural pictures"
     print(f"hashes: {len(paths)} JPEGs of 500x375, {kind} ({sum(p.stat().st_size for p in paths) / len(paths) / 1e3:.0f} KB "
           f"on average), {workers} workers, {os.cpu_count()} CPUs "
           "(targets: >= 10x the imagehash loop for a/p/d/wHash, >= 3x for crop-resistant; Hamming <= 2 bits of 64; "
@@ -232,13 +232,15 @@ def main() -> None:
     batch = _env("BENCH_EXTRACT_BATCH", 16)
     with tempfile.TemporaryDirectory(prefix="bench_extract_") as tmp:
         tmp = Path(tmp)
-        paths = _make_jpegs(tmp / "jpegs", max(n_hash, n_cnn), photos=bool(_env("BENCH_EXTRACT_PHOTOS", 0)))
+        photos = bool(_env("BENCH_EXTRACT_PHOTOS", 0))
+        paths = _make_jpegs(tmp / "jpegs", max(n_hash, n_cnn), photos=photos)
         if n_hash:
             sub = tmp / "hash_subset"
             sub.mkdir()
             for p in paths[:n_hash]:
                 os.link(p, sub / p.name)
-            bench_hashes(sub, paths[:n_hash], workers, tmp / "F")
+            bench_hashes(sub, paths[:n_hash], workers, tmp / "F",
+                         "crops of photographs" if photos else "noisy procedural pictures")
         if n_cnn:
             sub = tmp / "cnn_subset"
             sub.mkdir()

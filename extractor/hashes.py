@@ -34,7 +34,7 @@ class HashExtractor(Extractor):
 
     binary = True
     algorithm = ""
-    threaded = True  # libjpeg-turbo and PIL's decoders and resize release the GIL
+    threaded = True  # libjpeg-turbo, PIL's decoders and the resize matrix products release the GIL
 
     def __init__(self, hash_size: int = 8, exact: bool = False, draft_factor: int = 4) -> None:
         if not isinstance(hash_size, int) or hash_size < 2:
@@ -173,7 +173,10 @@ class WHash(HashExtractor):
     def _check(self) -> None:
         if self.hash_size & (self.hash_size - 1):
             raise ValueError(f"whash needs a power-of-two hash_size, got {self.hash_size}")
-        self.threaded = not self.exact  # exact: per-image Python wavelet transforms, better in processes
+
+    @property
+    def threaded(self) -> bool:  # exact: per-image Python wavelet transforms, better in processes
+        return not self.exact
 
     def grey_size(self) -> tuple[int, int]:
         return (4 * self.hash_size, 4 * self.hash_size)

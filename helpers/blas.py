@@ -14,7 +14,8 @@ reads ``OPENBLAS_CORETYPE`` once, when it loads, so this module runs before fais
 `configure_faiss` also raises faiss's database block for BLAS distance computations from 1,024
 to 4,096 vectors (a 4,096 x 4,096 float32 block, 64 MiB): with 1,024 the GEMM calls are too small
 to run at BLAS speed (measured 2x slower on 2 cores). `faiss_blas` reports, via threadpoolctl,
-which kernel faiss's OpenBLAS actually runs; the search benchmark prints it.
+which kernel faiss's OpenBLAS actually runs; the search benchmark prints it. `single_threaded_blas`
+keeps several decoding threads from queueing on one multi-threaded BLAS.
 """
 
 from __future__ import annotations
@@ -75,6 +76,17 @@ def configure_faiss(faiss: Any) -> None:
     cvar = getattr(faiss, "cvar", None)
     if cvar is not None and getattr(cvar, "distance_compute_blas_database_bs", FAISS_DATABASE_BS) < FAISS_DATABASE_BS:
         cvar.distance_compute_blas_database_bs = FAISS_DATABASE_BS
+
+
+def single_threaded_blas() -> Any:
+    """A context that runs every BLAS but torch's on one thread: extraction threads that each call
+    numpy's BLAS (the hashes' resize matrices) otherwise wait on each other (measured 1.3x slower
+    than one thread alone), while the model keeps its own threads."""
+    from threadpoolctl import ThreadpoolController
+
+    blas = ThreadpoolController().select(user_api="blas")
+    others = [lib.filepath for lib in blas.lib_controllers if f"{os.sep}torch{os.sep}" not in lib.filepath]
+    return blas.select(filepath=others).limit(limits=1)
 
 
 def faiss_blas() -> dict[str, Any]:

@@ -38,3 +38,17 @@ def test_faiss_runs_a_fast_kernel_on_avx2_cpus():
         pytest.skip("faiss's BLAS is not OpenBLAS, or the CPU has no AVX2")
     assert str(info["architecture"]).lower() in blas.FAST_CORETYPES
     assert "kernels" in blas.check_faiss_blas()
+
+
+def test_single_threaded_blas_limits_numpys_blas_and_restores_it():
+    from threadpoolctl import threadpool_info
+
+    from helpers.blas import single_threaded_blas
+
+    def numpy_blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas" and "torch" not in i["filepath"]]
+
+    before = numpy_blas_threads()
+    with single_threaded_blas():
+        assert all(n == 1 for n in numpy_blas_threads())
+    assert numpy_blas_threads() == before
