@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
-	$(PY) -m benchmarks $(BENCH)
+	$(PY) -m imsim.benchmarks $(BENCH)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -137,7 +137,7 @@ def _tar_source(folder: Path, args: argparse.Namespace):
 
 def _extract_ray(ext, source, args: argparse.Namespace) -> int:
     """One (method, source) on Ray; returns 1 on a reported failure, 0 on success."""
-    from scaleout import RayClusterError, extract_dataset_ray
+    from imsim.scaleout import RayClusterError, extract_dataset_ray
 
     if args.shard is not None:
         print("extract_features.py: error: argument --shard: for one process per shard (slurm); on Ray use "

@@ -87,7 +87,7 @@ def example_files(source: str, n: int, datasets_root: str) -> list[Path]:
 
 
 def resolve_threshold(args, collection) -> tuple[float | None, str]:
-    from app import threshold_from_results
+    from imsim.app import threshold_from_results
 
     if args.threshold is not None:
         return args.threshold, "--threshold"
@@ -105,9 +105,9 @@ def resolve_threshold(args, collection) -> tuple[float | None, str]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("app").setLevel(logging.INFO)
-    from app import Collection
-    from app.ui import build_app
+    logging.getLogger("imsim.app").setLevel(logging.INFO)
+    from imsim.app import Collection
+    from imsim.app.ui import build_app
 
     if args.demo:
         prepare_demo(args)

@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 from PIL import Image
 
-from app.embed import embed_file, embed_image, extractor_for_store
+from imsim.app.embed import embed_file, embed_image, extractor_for_store
 from data_retrieval.datasets import image_paths
 from extractor.store import load_features, read_attrs, store_files
 from fast_search import FaissIndex, check_sources, default_search_params

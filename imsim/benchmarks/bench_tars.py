@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 PER_TAR = 1000
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(name: str, default: int) -> int:

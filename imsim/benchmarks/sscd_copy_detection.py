@@ -1,8 +1,8 @@
 """Does SSCD fine-tuning help? Perceptual hashes vs EfficientNet-Lite0 ImageNet features vs the same after SSCD.
 
-    python -m benchmarks.sscd_copy_detection                  # prepare data, train (~30 min on 2 cores), score
-    python -m benchmarks.sscd_copy_detection --epochs 0 2 4 8  # score more epochs (figure: copy_eval.png)
-    python -m benchmarks.sscd_copy_detection --skip-train     # score an existing run (--run NAME)
+    python -m imsim.benchmarks.sscd_copy_detection                  # prepare data, train (~30 min on 2 cores), score
+    python -m imsim.benchmarks.sscd_copy_detection --epochs 0 2 4 8  # score more epochs (figure: copy_eval.png)
+    python -m imsim.benchmarks.sscd_copy_detection --skip-train     # score an existing run (--run NAME)
 
 Not part of `make bench` (it trains). Steps, each skipped when its output exists:
 1. the demo set (`python -m data_retrieval.demo`) and 2,000 training pictures made by the demo's

@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python -m benchmarks [NAME ...]` (all `benchmarks/bench_*.py` by default).
+"""Run the benchmarks: `python -m imsim.benchmarks [NAME ...]` (all `imsim/benchmarks/bench_*.py` by default).
 
 Each module has a `main()` that prints its own timings and ratios against a baseline measured in
 the same run. Nothing here asserts a speed; the numbers are for the README and issue notes.

@@ -22,8 +22,8 @@ from extractor.store import read_attrs
 from tests.conftest import synthetic_image
 
 ray = pytest.importorskip("ray")
-from scaleout import RayClusterError, extract_dataset_ray  # noqa: E402
-from scaleout.ray_extract import KILL_ONCE_ENV  # noqa: E402
+from imsim.scaleout import RayClusterError, extract_dataset_ray  # noqa: E402
+from imsim.scaleout.ray_extract import KILL_ONCE_ENV  # noqa: E402
 
 pytestmark = pytest.mark.slow  # one local Ray for the module: ~10 s to start on 2 cores
 

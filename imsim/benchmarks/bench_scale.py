@@ -227,7 +227,7 @@ def main() -> None:
     header = (f"{'N':>11} {'shards':>6} {'generate':>9} {'train':>7} {'add':>8} {'merge':>7} {'build':>8} {'index':>9} "
               f"{'peak anon':>10} {'peak RSS':>9} {'q/s':>7} {'R@10':>5} {'R@1':>5}")
     for n in sizes:
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--point", str(n), str(workdir / str(n))],
+        proc = subprocess.run([sys.executable, "-m", "imsim.benchmarks.bench_scale", "--point", str(n), str(workdir / str(n))],
                               capture_output=True, text=True, check=False)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("POINT ")), None)
         if proc.returncode or line is None:

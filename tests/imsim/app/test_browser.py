@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.app.conftest import attack_file, free_port
+from tests.imsim.app.conftest import attack_file, free_port
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -22,8 +22,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def app_url(tiny_demo, tmp_path_factory):
-    from app import Collection
-    from app.ui import build_app
+    from imsim.app import Collection
+    from imsim.app.ui import build_app
 
     collection = Collection(
         tiny_demo["method"], tiny_demo["database"], features_root=tiny_demo["features"],

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.bench_extract import _make_jpegs
+from imsim.benchmarks.bench_extract import _make_jpegs
 from extractor import create_extractor, extract_dataset
 from helpers.images import load_image
 

@@ -61,7 +61,7 @@ def child(n: int, dim: int, linkage: str, path: str, index: str) -> dict:
 
 
 def _run(n: int, dim: int, linkage: str, path: str, index: str, timeout: float) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.bench_clustering", "--child", str(n), str(dim), linkage, path, index]
+    cmd = [sys.executable, "-m", "imsim.benchmarks.bench_clustering", "--child", str(n), str(dim), linkage, path, index]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:

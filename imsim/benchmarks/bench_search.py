@@ -2,7 +2,7 @@
 
 Sizes come from environment variables (defaults are reduced so the run stays near 2 minutes on
 a shared 2-core machine). The issue's full size is printed at the start:
-  BENCH_SEARCH_NB=500500 BENCH_SEARCH_NQ=11600 BENCH_SEARCH_HAMMING_NQ=11600 python -m benchmarks search
+  BENCH_SEARCH_NB=500500 BENCH_SEARCH_NQ=11600 BENCH_SEARCH_HAMMING_NQ=11600 python -m imsim.benchmarks search
 (~4 GB per copy of the database, three copies; other knobs: BENCH_SEARCH_DIM, _K, _THREADS, _SKLEARN_NB, _HAMMING_NB,
 _BITS, _NUMPY_NQ, _ROUNDS)
 """
@@ -145,7 +145,7 @@ def main() -> None:
     faiss.omp_set_num_threads(_env("BENCH_SEARCH_THREADS", os.cpu_count() or 1))
     print(
         "full size: BENCH_SEARCH_NB=500500 BENCH_SEARCH_NQ=11600 BENCH_SEARCH_HAMMING_NQ=11600 "
-        ".venv/bin/python -m benchmarks search"
+        ".venv/bin/python -m imsim.benchmarks search"
     )
     print("(timings on a shared machine are provisional)")
     bench_float(

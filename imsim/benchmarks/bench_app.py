@@ -28,8 +28,8 @@ def _port() -> int:
 
 def main() -> None:
     import search_app
-    from app import Collection
-    from app.ui import build_app
+    from imsim.app import Collection
+    from imsim.app.ui import build_app
     from data_retrieval.datasets import load_dataset
     from extractor import store_files
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from app.safe_fetch import FetchError, check_upload, fetch_image, is_public, resolve_checked
+from imsim.app.safe_fetch import FetchError, check_upload, fetch_image, is_public, resolve_checked
 
 LOOPBACK = ["127.0.0.1/32"]
 
