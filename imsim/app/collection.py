@@ -21,13 +21,13 @@ import faiss
 import numpy as np
 from PIL import Image
 
-from imsim.app.embed import embed_file, embed_image, extractor_for_store
 from data_retrieval.datasets import image_paths
 from extractor.store import load_features, read_attrs, store_files
 from fast_search import FaissIndex, check_sources, default_search_params
 from fast_search.index import check_finite, check_metric, prepare, set_search_param, sweep_param, to_distance
 from helpers.jsonio import load_json, save_json
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
+from imsim.app.embed import embed_file, embed_image, extractor_for_store
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
+from helpers.images import BadImageError
 from imsim.app.collection import Collection, Hit
 from imsim.app.safe_fetch import MAX_BYTES, FetchError, check_upload, fetch_image
-from helpers.images import BadImageError
 
 log = logging.getLogger(__name__)
 

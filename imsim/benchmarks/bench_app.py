@@ -28,10 +28,10 @@ def _port() -> int:
 
 def main() -> None:
     import search_app
-    from imsim.app import Collection
-    from imsim.app.ui import build_app
     from data_retrieval.datasets import load_dataset
     from extractor import store_files
+    from imsim.app import Collection
+    from imsim.app.ui import build_app
 
     n = int(os.environ.get("BENCH_APP_N", 50))
     method = os.environ.get("BENCH_APP_METHOD", "efficientnet_lite0")

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from imsim.benchmarks.bench_extract import _make_jpegs
 from extractor import create_extractor, extract_dataset
 from helpers.images import load_image
+from imsim.benchmarks.bench_extract import _make_jpegs
 
 MODELS = [("efficientnet_lite0", {}), ("timm:resnet50", {"weights": None})]
 

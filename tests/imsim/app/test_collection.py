@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from imsim.app import Collection, threshold_from_results
-from imsim.app.collection import MAX_QUERY_PIXELS
-from imsim.app.embed import ExtractorMismatch, embed_file, extractor_for_store
 from extractor import extract_dataset, load_features, register_extractor, store_info, unregister_extractor
 from extractor.store import write_features
 from helpers.jsonio import save_json
+from imsim.app import Collection, threshold_from_results
+from imsim.app.collection import MAX_QUERY_PIXELS
+from imsim.app.embed import ExtractorMismatch, embed_file, extractor_for_store
 from tests.imsim.app.conftest import attack_file
 
 
