@@ -394,7 +394,7 @@ def _score_sweep(cfg, data, info, folder: Path, factory: str, metric: str, s: Sw
         "param": s.param,
         "value": s.value,
         "variant": s.variant,
-        **score(s.D, s.I, data.positives, cfg.ks, data.truth.categories),
+        **score(s.D, s.I, data.positives, cfg.ks, data.truth.categories, data.truth.instances),
         "recall_vs_exact": vs_exact,
         **s.timing,
         "queries_per_s": len(data.queries) / search_s if search_s > 0 else None,

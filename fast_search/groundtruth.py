@@ -8,7 +8,9 @@ Three sources, combined:
   (``--targets my_copies=my_originals``);
 - a CSV file for collections whose names follow no rule, one ``query_id,positive_id`` pair per
   row (several rows give a query several positives, as in ILIAS), an optional third column
-  ``category`` (per-category scores), an optional header row starting with ``query``.
+  ``category`` (per-category scores) and an optional fourth column ``instance`` (the object a
+  query shows, as in ILIAS: per-category mAP then averages each instance's queries first, then
+  the instances), an optional header row starting with ``query``.
 
 The result is a `GroundTruth`: (nq, m) database positions padded with -1 (a query without any is a
 negative query) and an optional category per query.
@@ -34,11 +36,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GroundTruth:
-    """Positives (nq, m), -1 padded; categories (nq,) str or None; sources[query dataset] = rule used."""
+    """Positives (nq, m), -1 padded; categories and instances (nq,) str or None; sources[query dataset] = rule."""
 
     positives: np.ndarray
     categories: np.ndarray | None
     sources: dict[str, str]
+    instances: np.ndarray | None = None
 
     @property
     def targets(self) -> np.ndarray:
@@ -65,11 +68,18 @@ def parse_targets(items: Sequence[str] | dict[str, str] | None) -> dict[str, str
 
 def read_ground_truth(path: str | os.PathLike) -> tuple[dict[str, list[str]], dict[str, str]]:
     """``{query_id: [positive ids]}`` and ``{query_id: category}`` from a CSV file (module docstring)."""
+    positives, categories, _ = read_ground_truth_rows(path)
+    return positives, categories
+
+
+def read_ground_truth_rows(path: str | os.PathLike) -> tuple[dict[str, list[str]], dict[str, str], dict[str, str]]:
+    """`read_ground_truth` plus ``{query_id: instance}`` from the optional fourth column."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ground-truth file {path} does not exist")
     positives: dict[str, list[str]] = {}
     categories: dict[str, str] = {}
+    instances: dict[str, str] = {}
     with path.open(newline="") as f:
         for line, row in enumerate(csv.reader(f), 1):
             row = [c.strip() for c in row]
@@ -86,9 +96,13 @@ def read_ground_truth(path: str | os.PathLike) -> tuple[dict[str, list[str]], di
                 if categories.get(row[0], row[2]) != row[2]:
                     raise ValueError(f"{path}:{line}: query {row[0]!r} has two categories")
                 categories[row[0]] = row[2]
+            if len(row) > 3 and row[3]:
+                if instances.get(row[0], row[3]) != row[3]:
+                    raise ValueError(f"{path}:{line}: query {row[0]!r} has two instances")
+                instances[row[0]] = row[3]
     if not positives:
         raise ValueError(f"ground-truth file {path} holds no query_id,positive_id rows")
-    return positives, categories
+    return positives, categories, instances
 
 
 def build_ground_truth(
@@ -111,10 +125,10 @@ def build_ground_truth(
     for q, t in enumerate(first):
         if t >= 0:
             rows[q].append(int(t))
-    categories = None
+    categories = instances = None
     listed: set[str] = set()
     if ground_truth is not None:
-        gt, cats = read_ground_truth(ground_truth)
+        gt, cats, insts = read_ground_truth_rows(ground_truth)
         position = {str(d): i for i, d in enumerate(database_ids)}
         known = set(query_ids)
         unknown_queries = [q for q in gt if q not in known]
@@ -136,6 +150,8 @@ def build_ground_truth(
             log.warning("%s: %d positive ids are not in the database (ignored)", ground_truth, missing)
         if cats:
             categories = np.array([cats.get(q, "") for q in query_ids], dtype=object)
+        if insts:
+            instances = np.array([insts.get(q, "") for q in query_ids], dtype=object)
     width = max([len(r) for r in rows] + [1])
     positives = np.full((len(query_ids), width), -1, dtype=np.int64)
     for q, r in enumerate(rows):
@@ -156,7 +172,7 @@ def build_ground_truth(
                 dataset,
                 dataset,
             )
-    return GroundTruth(positives=positives, categories=categories, sources=sources)
+    return GroundTruth(positives=positives, categories=categories, sources=sources, instances=instances)
 
 
 def ilias_ground_truth(
@@ -167,7 +183,8 @@ def ilias_ground_truth(
     ILIAS's ``image_ids/`` folder holds ``image_query_ids.txt`` and ``positive_ids.txt`` (id first,
     comma-separated) and ``text_query_ids.txt``; a query's positives are the positives of its
     instance (the id's first path component), as ILIAS's evaluation defines them. With ILIAS's
-    ``misc/taxonomy.json`` each row also gets the instance's category (per-category scores).
+    ``misc/taxonomy.json`` each row also gets the instance's category (per-category scores); every
+    row names its instance (fourth column), so per-category mAP averages instances as ILIAS does.
     """
     folder = Path(image_ids_dir)
 
@@ -197,6 +214,6 @@ def ilias_ground_truth(
     for q in queries:
         instance = q.split("/")[0]
         for p in positives.get(instance, []):
-            rows.append(f"{q},{p},{category.get(instance, '')}".rstrip(","))
-    write_text(out_csv, "query_id,positive_id,category\n" + "\n".join(rows) + "\n")
+            rows.append(f"{q},{p},{category.get(instance, '')},{instance}")
+    write_text(out_csv, "query_id,positive_id,category,instance\n" + "\n".join(rows) + "\n")
     return len(rows)

@@ -19,6 +19,19 @@ counts within the first k only if its whole tied group does; since faiss cuts ti
 column arbitrarily, measures at k need one more column than k (``width > k``): a group that
 reaches that extra column is beyond k. `fast_search.experiment` searches ``max(ks) + 1`` neighbours.
 
+The group **cut at k** (it starts within the first k results and goes on beyond k) fills the
+remaining slots up to k, and whichever of its members faiss kept decides the field's own numbers.
+Each measure counts it the pessimistic way, so it never depends on that choice:
+
+- recall@k, threshold measures: its positives are beyond k (the rank of a result is its group's end);
+- micro-AP and DISC21 recall@P90: its slots within k are *wrong pairs* at its distance, so the value
+  is at or below isc2021's for every order of the tie, and equal to it when no group is cut;
+- mAP@k and the oracle: its members are ordered *negatives first*, so its positives fill only the
+  slots its negatives leave (all slots share the group's precision, as in sklearn). A group that
+  reaches the last column may hold results beyond it, taken as negatives. This equals ILIAS's
+  ``_compute_AP`` wherever ILIAS's value does not depend on the order of the tie, and is a lower
+  bound of it elsewhere.
+
 Degenerate cases return ``nan`` (no positive query for recall-type measures, no negative query
 for false-positive rates), never raise, and every scalar is a Python ``float``.
 """
@@ -32,6 +45,7 @@ import numpy as np
 __all__ = [
     "tie_ranks",
     "relevance",
+    "cut_group",
     "positive_ranks",
     "recall_at_k",
     "map_at_k",
@@ -151,6 +165,25 @@ def positive_ranks(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) 
     return ranks
 
 
+def cut_group(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(slots, positives it may fill) of each row's tied group cut at k (module docstring); 0 when none.
+
+    ``slots``: the cut group's columns among the first k. The positives, ordered negatives-first:
+    ``max(0, slots - negatives of the group)``, and 0 when the group reaches the last column (it
+    may go on with results that were not returned).
+    """
+    D, I, pos = _check_results(D, I, positives)
+    k = _check_k(k, I.shape[1])
+    ranks = tie_ranks(D)
+    cut = ranks[:, k - 1] > k
+    members = (D == D[:, k - 1 : k]) & cut[:, None]
+    slots = members[:, :k].sum(axis=1)
+    n_pos = (members & relevance(I, pos) & _first_occurrence(I)).sum(axis=1)
+    n_neg = members.sum(axis=1) - n_pos
+    known = ranks[:, k - 1] < I.shape[1]
+    return slots, np.where(known, np.maximum(slots - n_neg, 0), 0)
+
+
 def _per_query(D, I, positives, k) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ranks (nq, k), |GT| per query, positive-query mask)."""
     D, I, pos = _check_results(D, I, positives)
@@ -178,7 +211,8 @@ def average_precision_at_k(D: np.ndarray, I: np.ndarray, positives: np.ndarray, 
     """(nq,) AP@k of each query, ILIAS's definition, normalised by ``min(k, |GT|)``; nan for negatives.
 
     ``AP@k = sum_{positives at rank r <= k} precision@r / min(k, |GT|)`` with tie-group ranks (a
-    group of equal distances is scored at its end, like sklearn's ``average_precision_score``).
+    group of equal distances is scored at its end, like sklearn's ``average_precision_score``);
+    the group cut at k adds the positives it holds, negatives first, at precision@k (`cut_group`).
     With one positive per query AP@k = 1/rank (0 if beyond k).
     """
     ranks, n_rel, positive = _per_query(D, I, positives, k)
@@ -191,7 +225,9 @@ def average_precision_at_k(D: np.ndarray, I: np.ndarray, positives: np.ndarray, 
     for j in range(k - 2, -1, -1):  # propagate the group's total back to its first member
         group_hits[:, j] = np.where(same_as_next[:, j], group_hits[:, j + 1], group_hits[:, j])
     precision = np.where(found, group_hits / np.maximum(ranks, 1), 0.0)
-    ap = precision.sum(axis=1) / np.maximum(np.minimum(k, n_rel), 1)
+    _, cut_pos = cut_group(D, I, positives, k)  # the group cut at k, negatives first: precision at k
+    total = precision.sum(axis=1) + cut_pos * (found.sum(axis=1) + cut_pos) / k
+    ap = total / np.maximum(np.minimum(k, n_rel), 1)
     return np.where(positive, ap, np.nan)
 
 
@@ -214,7 +250,8 @@ def oracle_at_k(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) -> 
     ranks, n_rel, positive = _per_query(D, I, positives, k)
     if not positive.any():
         return math.nan
-    return float(((ranks > 0).sum(axis=1)[positive] / n_rel[positive]).mean())
+    found = (ranks > 0).sum(axis=1) + cut_group(D, I, positives, k)[1]  # cut group: negatives first
+    return float((found[positive] / n_rel[positive]).mean())
 
 
 def _top1(D: np.ndarray, I: np.ndarray, positives: np.ndarray):
@@ -324,14 +361,16 @@ def recall_at_precision(D: np.ndarray, I: np.ndarray, positives: np.ndarray, pre
 def _pooled_pairs(D, I, positives, k: int | None):
     """DISC21's pooled (distance, correct) pairs of every query's first k results, pessimistic order.
 
-    Only results whose tied group ends within k are pairs (order-independent); within equal
-    distances wrong pairs come first. Returns (distances, correct, N = total positives).
+    Every returned result within k is a pair; the slots of a tied group cut at k are wrong pairs
+    whichever members faiss kept (order-independent, at or below isc2021 for every tie order);
+    within equal distances wrong pairs come first. Returns (distances, correct, N = total positives).
     """
     D, I, pos = _check_results(D, I, positives)
     k = _check_k(D.shape[1] - 1 if k is None else k, D.shape[1])
     n_pos = int(_n_relevant(pos).sum())
-    keep = (tie_ranks(D)[:, :k] <= k) & (I[:, :k] >= 0)
-    good = (relevance(I, pos) & _first_occurrence(I))[:, :k][keep]
+    keep = I[:, :k] >= 0
+    whole = tie_ranks(D)[:, :k] <= k  # the group ends within k: its members are known
+    good = ((relevance(I, pos) & _first_occurrence(I))[:, :k] & whole)[keep]
     dist = D[:, :k][keep]
     order = np.lexsort((good, dist))  # by distance, then wrong (False) before right in ties
     return dist[order], good[order], n_pos

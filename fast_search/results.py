@@ -9,6 +9,7 @@ fingerprint of the inputs, reused only when it matches). Arrays are read with ``
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
 import re
@@ -81,11 +82,13 @@ def score(
     positives: np.ndarray,
     ks: list[int],
     categories: np.ndarray | None = None,
+    instances: np.ndarray | None = None,
 ) -> dict:
     """Every quality measure of one run's (D, I) (``max(ks) + 1`` columns), plain floats (None: undefined).
 
     `positives` is (nq,) targets or (nq, m) positives (`fast_search.metrics`); with `categories`
-    (one label per query, "" for none) recall@k and mAP@k are also given per category.
+    (one label per query, "" for none) recall@k and mAP@k are also given per category (`per_category`;
+    with `instances`, ILIAS's instance-first average).
     """
     kmax = max(ks)
     out = {
@@ -105,22 +108,43 @@ def score(
         M.disc21_recall_at_precision(D, I, positives, 0.9, kmax)
     )
     if categories is not None:
-        out["categories"] = per_category(D, I, positives, ks, categories)
+        out["categories"] = per_category(D, I, positives, ks, categories, instances)
     return _clean(out)
 
 
-def per_category(D: np.ndarray, I: np.ndarray, positives: np.ndarray, ks: list[int], categories) -> dict:
-    """``{category: {"n_queries", "recall_at_k", "map_at_k"}}`` over the queries of each category."""
+def per_category(
+    D: np.ndarray, I: np.ndarray, positives: np.ndarray, ks: list[int], categories, instances=None
+) -> dict:
+    """``{category: {"n_queries", "recall_at_k", "map_at_k", "map_at_k_per_query", ...}}`` per category.
+
+    With `instances` (one per query, ILIAS's ground truth) ``map_at_k`` averages each instance's
+    queries first, then the instances, as ILIAS does (``map_average: "instances"``); without, it is
+    the mean over queries. ``map_at_k_per_query`` is always the mean over the category's queries.
+    """
     categories = np.asarray(categories, dtype=object)
     pos = M.as_positives(positives, len(I))
+    by_instance = instances is not None and any(str(i) for i in instances)
     out = {}
     for cat in sorted({str(c) for c in categories if c}):
         rows = categories == cat
-        out[cat] = {
+        per_query = {str(k): M.map_at_k(D[rows], I[rows], pos[rows], k) for k in ks}
+        entry = {
             "n_queries": int(rows.sum()),
             "recall_at_k": {str(k): M.recall_at_k(D[rows], I[rows], pos[rows], k) for k in ks},
-            "map_at_k": {str(k): M.map_at_k(D[rows], I[rows], pos[rows], k) for k in ks},
+            "map_at_k": per_query,
+            "map_at_k_per_query": per_query,
+            "map_average": "queries",
         }
+        if by_instance:
+            inst = np.asarray(instances, dtype=object)[rows]
+            names = sorted({str(i) for i in inst})
+            aps = {k: M.average_precision_at_k(D[rows], I[rows], pos[rows], k) for k in ks}
+            means = {k: [np.nanmean(aps[k][inst == n]) for n in names if not np.isnan(aps[k][inst == n]).all()]
+                     for k in ks}
+            entry["map_at_k"] = {str(k): float(np.mean(v)) if v else math.nan for k, v in means.items()}
+            entry["n_instances"] = len(names)
+            entry["map_average"] = "instances"
+        out[cat] = entry
     return out
 
 

@@ -159,3 +159,20 @@ def test_ilias_ground_truth_to_csv(tmp_path):
     assert positives["cat1/query/q.jpg"] == ["cat1/pos/a.jpg", "cat1/pos/b.jpg"]
     assert positives["cat1/T.txt"] == ["cat1/pos/a.jpg", "cat1/pos/b.jpg"]
     assert positives["dog2/query/q.jpg"] == ["dog2/pos/c.jpg"] and categories["dog2/query/q.jpg"] == "animals"
+
+
+def test_ilias_ground_truth_names_each_query_instance(tmp_path):
+    from fast_search.groundtruth import build_ground_truth, ilias_ground_truth, read_ground_truth_rows
+
+    ids = tmp_path / "image_ids"
+    ids.mkdir()
+    (ids / "image_query_ids.txt").write_text("cat1/query/q.jpg,0\ndog2/query/q.jpg,0\n")
+    (ids / "text_query_ids.txt").write_text("cat1/T.txt\n")
+    (ids / "positive_ids.txt").write_text("cat1/pos/a.jpg,0.1,3\ndog2/pos/c.jpg,0.3,1\n")
+    (tmp_path / "taxonomy.json").write_text('{"animals": {"pets": {"x": ["cat1", "dog2"]}}}')
+    ilias_ground_truth(ids, tmp_path / "gt.csv", tmp_path / "taxonomy.json")
+    _, _, instances = read_ground_truth_rows(tmp_path / "gt.csv")
+    assert instances == {"cat1/query/q.jpg": "cat1", "cat1/T.txt": "cat1", "dog2/query/q.jpg": "dog2"}
+    truth = build_ground_truth(["cat1/T.txt", "dog2/query/q.jpg"], ["cat1/pos/a.jpg", "dog2/pos/c.jpg"],
+                               ground_truth=tmp_path / "gt.csv")
+    assert truth.instances.tolist() == ["cat1", "dog2"]
