@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint clean-demo app
+.PHONY: install demo test test-fast bench lint clean-demo app docs
 
 install: $(STAMP)
 
@@ -26,6 +26,14 @@ app: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The edit-test loop: everything but the tests marked slow (make test and CI still run them all).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
+
+# The documentation site (docs/, mkdocs.yml) at http://127.0.0.1:8000; tests/test_docs.py builds it with --strict.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs serve
 
 bench: $(STAMP)
 	$(PY) -m imsim.benchmarks $(BENCH)

@@ -41,8 +41,8 @@ class DatasetSpec:
     how_to_get: str = ""
 
 
-_BSDS = "Download BSDS500 and put its images in Datasets/BSDS500/Original (README, 'Real datasets')."
-_MEMES = "Download the Kaggle memes archive and run data_retrieval/kaggle_splitter.py (README)."
+_BSDS = "Download BSDS500 and put its images in Datasets/BSDS500/Original (docs/datasets.md)."
+_MEMES = "Download the Kaggle memes archive and run data_retrieval/kaggle_splitter.py (docs/datasets.md)."
 _DEMO = "Run `python -m data_retrieval.demo` (or `make demo`) to build it."
 
 SPECS: dict[str, DatasetSpec] = {

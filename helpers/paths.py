@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Parent of the four data folders: the repository, or ``$IMSIM_DATA_ROOT`` when set (data kept
-#: elsewhere; the tests of the README and notebooks point it at a small demo set).
+#: elsewhere; the tests of the docs and notebooks point it at a small demo set).
 DATA_ROOT = Path(os.environ.get("IMSIM_DATA_ROOT") or REPO_ROOT)
 DATASETS_DIR = DATA_ROOT / "Datasets"
 FEATURES_DIR = DATA_ROOT / "Features"

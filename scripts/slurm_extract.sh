@@ -7,7 +7,7 @@
 #
 # Every argument goes to extract_features.py. Resubmitting the same array redoes only the shards that
 # are not complete (a finished shard file is skipped; an interrupted one resumes from its last chunk).
-# Afterwards (README, "Scale-out"):
+# Afterwards (docs/scaleout.md):
 #   python -c "from extractor import load_features; print(len(load_features('Flickr500K', 'resnet50')))"
 #   python search_experiment.py big --method resnet50 --database Flickr500K ... --block-size 100000 --ondisk
 #

@@ -79,9 +79,9 @@ def bad_image_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return folder, write_bad_images(folder)
 
 
-#: The small demo set the README and notebook tests run on (the full one takes `make demo` minutes).
+#: The small demo set the docs and notebook tests run on (the full one takes `make demo` minutes).
 SMALL_DEMO = dict(
-    n_distractors=70,  # database >= 64 rows: the README's BIVF64 trains
+    n_distractors=70,  # database >= 64 rows: the Python API tour's BIVF64 trains
     photos=["astronaut", "camera", "coffee", "rocket"],
     attack_ids=["gaussian_noise_0.01", "jpg_compression_50", "rotation_10_and_rescaling", "text_length_20"],
     n_synthetic_negatives=1,

@@ -1,7 +1,7 @@
 """Run the benchmarks: `python -m imsim.benchmarks [NAME ...]` (all `imsim/benchmarks/bench_*.py` by default).
 
 Each module has a `main()` that prints its own timings and ratios against a baseline measured in
-the same run. Nothing here asserts a speed; the numbers are for the README and issue notes.
+the same run. Nothing here asserts a speed; the numbers go to docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ HASHES = ["ahash", "phash", "dhash", "whash"]
 BASELINE = "efficientnet_lite0"
 N_TRAIN_IMAGES = 2000
 TRAIN_SEED = 17  # the demo's distractors use seed 0: other pictures
-#: The measured run (the README's table): a short CPU fine-tune at a small resolution.
+#: The measured run (docs/benchmarks.md's table): a short CPU fine-tune at a small resolution.
 TRAIN = dict(
     recipe="sscd", encoder="efficientnet_lite0", weights="DEFAULT", size=128, eval_size=160, batch_size=32,
     epochs=8, optimizer="adamw", lr=2e-4, warmup_epochs=0.25, dim=256, freeze=0.8, preload=160, workers=1,
