@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
     for name in wanted:
         print(f"\n=== {name} ===", flush=True)
         start = time.perf_counter()
-        importlib.import_module(f"benchmarks.{name}").main()
+        importlib.import_module(f"imsim.benchmarks.{name}").main()
         print(f"--- {name}: {time.perf_counter() - start:.1f} s", flush=True)
     return 0
 

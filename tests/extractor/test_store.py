@@ -11,6 +11,7 @@ from extractor.store import (
     StoreError,
     iter_chunks,
     load_features,
+    read_index,
     store_files,
     store_info,
     store_path,
@@ -152,10 +153,83 @@ def test_flipped_id_bytes_are_detected(tmp_path):
     path = write_features(store_path("ds", "m", tmp_path), ["ds/alpha", "ds/beta"], np.zeros((2, 2), "f4"),
                           method="m")
     raw = path.read_bytes()
-    assert raw.count(b"ds/alpha") == 1
-    path.write_bytes(raw.replace(b"ds/alpha", b"ds/alphb"))
+    assert raw.count(b"ds/alpha") == 2  # the variable-length ``index`` and the ``index_lines`` bytes
+    lines_at = raw.find(b"ds/alpha\nds/beta\n")
+    assert lines_at > 0
+    path.write_bytes(raw.replace(b"ds/alpha", b"ds/alphb"))  # both copies
     with pytest.raises(StoreError, match="index_sha1"):
         load_features(path)
+    with pytest.raises(StoreError, match="index_sha1"):
+        list(iter_chunks(path))
+    flipped = bytearray(raw)  # only the copy readers use
+    flipped[lines_at + 7] ^= 0x01
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(StoreError, match="index_sha1"):
+        load_features(path)
+
+
+# ---- issue 26: ids read as one verified byte array (store format 2) ----------------------------
+
+
+def test_ids_are_also_stored_as_lines_that_hash_to_index_sha1(tmp_path):
+    import hashlib
+
+    path = write_features(store_path("ds", "m", tmp_path), _ids(5), np.zeros((5, 2), "f4"), method="m")
+    with h5py.File(path) as f:
+        lines = f["index_lines"][:].tobytes()
+        assert lines == b"".join(f"{i}\n".encode() for i in _ids(5))
+        assert hashlib.sha1(lines).hexdigest() == f.attrs["index_sha1"] and f.attrs["format"] == 2
+    assert read_index(path).tolist() == _ids(5)
+
+
+@pytest.mark.parametrize("ids", [["ds/a\nb", "ds/c"], ["ds/ü", "ds/日本"], ["ds/x"]])
+def test_ids_with_newlines_or_odd_bytes_round_trip(tmp_path, ids):
+    x = np.arange(2 * len(ids), dtype="f4").reshape(len(ids), 2)
+    path = write_features(store_path("ds", "m", tmp_path), ids, x, method="m")
+    assert load_features(path).ids.tolist() == ids
+    assert [i for b, _ in iter_chunks(path, chunk_size=1) for i in b] == ids and read_index(path).tolist() == ids
+
+
+def test_format_1_stores_and_partial_files_still_read_and_resume(tmp_path):
+    x = np.arange(12, dtype="f4").reshape(6, 2)
+    path = write_features(store_path("ds", "m", tmp_path), _ids(6), x, method="m")
+    with h5py.File(path, "r+") as f:  # a store written before ``index_lines`` existed
+        del f["index_lines"]
+    f = load_features(path)
+    assert f.ids.tolist() == _ids(6) and read_index(path).tolist() == _ids(6)
+    assert [i for b, _ in iter_chunks(path, chunk_size=4) for i in b] == _ids(6)
+    old = store_path("ds", "old", tmp_path)
+    w = FeatureWriter(old, method="old", dim=2)
+    w.append(_ids(2), x[:2])
+    del w._file["index_lines"]
+    w.close()
+    w = FeatureWriter(old, method="old", dim=2)
+    w.append(_ids(2, 2), x[2:4])
+    w.finish()
+    assert load_features(old).ids.tolist() == _ids(4)
+
+
+def test_resume_truncates_id_bytes_written_after_the_last_counted_chunk(tmp_path):
+    path = store_path("ds", "m", tmp_path)
+    w = FeatureWriter(path, method="m", dim=2)
+    w.append(_ids(2), np.ones((2, 2)))
+    lines = w._file["index_lines"]  # a kill after the data, before the counters: uncounted bytes
+    lines.resize(lines.shape[0] + 5, axis=0)
+    lines[-5:] = np.frombuffer(b"junk\n", np.uint8)
+    w.close()
+    w = FeatureWriter(path, method="m", dim=2)
+    w.append(_ids(1, 2), np.zeros((1, 2)))
+    w.finish()
+    assert load_features(path).ids.tolist() == _ids(3)
+
+
+def test_shards_read_straight_into_one_array(tmp_path):
+    x = np.random.default_rng(3).normal(size=(7, 3)).astype("f2")
+    for k, (a, b) in enumerate([(0, 3), (3, 3), (3, 7)]):  # an empty shard in the middle
+        write_features(store_path("ds", "m", tmp_path, (k, 3)), _ids(b - a, a), x[a:b], method="m")
+    f = load_features("ds", "m", tmp_path)
+    assert f.ids.tolist() == _ids(7) and f.features.dtype == np.float16
+    np.testing.assert_array_equal(f.features, x)
 
 
 def test_store_without_attributes_is_readable(tmp_path):
