@@ -25,7 +25,7 @@ NEURAL = ["efficientnet_lite0", "resnet50"]  # each used when its pretrained wei
 DATABASE = ["demo_original", "demo_distractors"]
 QUERIES = ["demo_attacks", "demo_negatives"]
 CLUSTER_DATASETS = ["demo_original", "demo_attacks"]
-GALLERY_SAMPLE = 40
+GALLERY_SAMPLE = 40  # successes drawn in each gallery; every failure is drawn
 NPROBES = (1, 4, 16)  # IVF probes shown in the demo table (figures use the same sweep)
 
 

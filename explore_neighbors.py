@@ -1,6 +1,6 @@
 """Neighbour galleries of an experiment: `python explore_neighbors.py NAME` -> Results/NAME/neighbors/index.html.
 
-One image per query (or a random sample): the query, its true original and its k nearest
+One image per failing query and per query of a random sample of the successes: the query, its true original and its k nearest
 neighbours with distances, framed green (the original) or red, sorted into correct/ and incorrect/.
 
     python explore_neighbors.py                 # the most recent experiment under Results/
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--list", action="store_true", help="list the experiments, most recent first, and exit")
     p.add_argument("--run", default=RUN, help="run key, e.g. 'IVF64,Flat--cosine--nprobe=16'")
     p.add_argument("--k", type=cli.int_in(1), default=K, help="neighbours shown per query")
-    p.add_argument("--sample", type=cli.int_in(0), default=SAMPLE, help="random queries to draw (0: all)")
+    p.add_argument("--sample", type=cli.int_in(0), default=SAMPLE, help="random successes to draw (0: all); every failure is always drawn")
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument(
         "--threshold",

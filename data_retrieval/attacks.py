@@ -401,5 +401,15 @@ def attack_family(attack_id: str) -> str:
     return stem
 
 
+def query_attack(image_id: str) -> str | None:
+    """The attack id that made an image, from its id's last name ('demo_attacks/x_jpg_compression_10'); None if none.
+
+    A trailing file extension (ids of files whose extension is kept) is ignored.
+    """
+    name = str(image_id).rpartition("/")[2]
+    found = split_attack_stem(name) or split_attack_stem(name.rpartition(".")[0]) if name else None
+    return found[1] if found else None
+
+
 #: The families of the 58 catalogue ids, in catalogue order.
 ATTACK_FAMILIES: list[str] = list(dict.fromkeys(attack_family(a) for a in ATTACK_IDS))

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -52,6 +53,13 @@ class SearchData:
     @property
     def n_negative(self) -> int:
         return len(self.positives) - self.n_positive
+
+    @cached_property
+    def attacks(self) -> np.ndarray:
+        """(nq,) the catalogue attack id that made each query (from its name), "" for none."""
+        from data_retrieval.attacks import query_attack
+
+        return np.array([query_attack(q) or "" for q in self.query_ids.tolist()], dtype=object)
 
 
 def _as_list(value: str | Sequence[str], what: str) -> list[str]:

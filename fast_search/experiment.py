@@ -31,7 +31,15 @@ from fast_search.autoindex import AutoIndex, choose_for_experiment, tune_experim
 from fast_search.block import array_blocks, block_search
 from fast_search.data import check_sources, database_blocks, load_search_data
 from fast_search.groundtruth import parse_targets
-from fast_search.improve import SIMILARITY_METRICS, adapt, alpha_qe, load_adaptation, score_normalise
+from fast_search.improve import (
+    NORMALISABLE_METRICS,
+    SIMILARITY_METRICS,
+    adapt,
+    alpha_qe,
+    check_normalisable,
+    load_adaptation,
+    score_normalise,
+)
 from fast_search.index import FaissIndex, check_metric, is_exact, make_index, sweep_param
 from fast_search.ivfpq import PREFIX as CUSTOM_PREFIX
 from fast_search.ivfpq import CustomIndex, is_custom
@@ -203,6 +211,8 @@ def _validate(cfg: ExperimentConfig, overwrite: bool, resume: bool) -> Plan:
         )
     if cfg.background:
         check_sources(cfg.method, cfg.background, cfg.sorted_sources()[1], cfg.snorm_n, cfg.features_root)
+        for metric in cfg.metrics:  # never silently ignored: normalised or refused
+            check_normalisable(metric)
     for metric in cfg.metrics:
         check_metric(metric, info["binary"])
     train_n = (
@@ -364,7 +374,7 @@ def _variants(cfg, data, metric: str) -> list[tuple[str, np.ndarray, np.ndarray 
 
 def _background(cfg, data, metric: str) -> np.ndarray | None:
     """Distances of every query to its ``snorm_n`` nearest background items (None: no normalisation)."""
-    if not cfg.background or metric not in SIMILARITY_METRICS:
+    if not cfg.background or metric not in NORMALISABLE_METRICS:
         return None
     blocks = database_blocks(sorted(cfg.background), cfg.method, cfg.features_root, cfg.block_size or 65536)
     D, _, _ = block_search(data.queries, blocks, cfg.snorm_n, metric, progress=True)
@@ -394,7 +404,7 @@ def _score_sweep(cfg, data, info, folder: Path, factory: str, metric: str, s: Sw
         "param": s.param,
         "value": s.value,
         "variant": s.variant,
-        **score(s.D, s.I, data.positives, cfg.ks, data.truth.categories, data.truth.instances),
+        **score(s.D, s.I, data.positives, cfg.ks, data.truth.categories, data.truth.instances, data.attacks),
         "recall_vs_exact": vs_exact,
         **s.timing,
         "queries_per_s": len(data.queries) / search_s if search_s > 0 else None,
@@ -471,6 +481,7 @@ def _save_ids(folder: Path, data) -> None:
             data.truth.categories if data.truth.categories is not None else [""] * len(data.query_ids),
             dtype=str,
         ),
+        attacks=np.array(data.attacks, dtype=str),
     )
 
 

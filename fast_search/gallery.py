@@ -6,9 +6,11 @@ to browse them: the run, its threshold and headline metrics and links to the fig
 failures first, and every caption (ids, ranks, distances, the verdict) in HTML text beside the
 picture, never drawn into its pixels. Neighbours are framed green when they are the query's
 original, red otherwise; a negative query's original slot is a hatched tile.
-A positive query is *correct* when its top-1 is its original; a negative query (no original in
-the database) is correct when its top-1 distance is above the decision threshold (by default the
-run's threshold at 1 % false-positive rate), i.e. when it would be rejected.
+A positive query is *correct* when its top-1 is its original *and* is accepted at the decision
+threshold (by default the run's threshold at 1 % false-positive rate): a right top-1 above the
+threshold is a miss there. A negative query (no original in the database) is correct when its
+top-1 distance is above the threshold, i.e. when it would be rejected. Every failure is drawn;
+`sample` limits only the successes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tqdm.auto import tqdm
 from data_retrieval.datasets import SPECS, image_paths
 from extractor.store import store_info
 from fast_search import metrics as M
+from fast_search.metric_table import BY_KEY
 from fast_search.report import load_results
 from fast_search.results import experiment_dir
 from helpers.atomic import save_image, write_text
@@ -98,6 +101,8 @@ def _caption(query_id: str, original_id: str | None, neighbours: list, correct: 
     else:
         found = next((j + 1 for j, n in enumerate(neighbours) if n[3]), None)
         where = f"original at rank {found}" if found else "original not in the top k"
+        if found == 1 and not correct and top1 > threshold:
+            where += f", but rejected at d = {top1:.4g} (threshold {threshold:.4g}): a miss at that threshold"
         head = f"<b>{e(query_id)}</b> -> original {e(original_id)}: {where}"
     items = "".join(
         f"<li class='{'hit' if good else 'miss'}'>#{j + 1} {e(image_id)} <span>d = {dist:.4g}</span></li>"
@@ -110,9 +115,9 @@ def _metrics_line(run: dict, threshold: float) -> str:
     recall = run.get("recall_at_k") or {}
     parts = [f"recall@{k} {float(v):.4f}" for k, v in sorted(recall.items(), key=lambda kv: int(kv[0]))[:3]
              if v is not None]
-    for key, label in (("recall_at_fpr_1pct", "recall at 1 % FPR"), ("micro_ap", "micro-AP")):
+    for key in ("recall_at_fpr_1pct", "micro_ap"):
         if run.get(key) is not None:
-            parts.append(f"{label} {float(run[key]):.4f}")
+            parts.append(f"{BY_KEY[key].lab()} {float(run[key]):.4f}")
     thr = f"{threshold:.4g}" if np.isfinite(threshold) else "none (no threshold reaches 1 % FPR)"
     return f"decision threshold (1 % FPR) d &le; {thr}; " + ", ".join(parts)
 
@@ -194,7 +199,7 @@ def explore_neighbors(
     datasets_root: str | os.PathLike = DATASETS_DIR,
     folders: dict[str, str | os.PathLike] | None = None,
 ) -> Path:
-    """Draw galleries for `sample` random queries (None: all) of one run; returns the index.html path.
+    """Draw the galleries of every failing query and of `sample` random successes (None: all); returns index.html.
 
     `run` is a run key of results.json (default: the first exact run); `folders` maps dataset
     names that are not registered to their image folders (see `data_retrieval.datasets.image_paths`);
@@ -220,9 +225,16 @@ def explore_neighbors(
     if threshold is None:
         threshold = chosen.get("threshold_at_fpr_1pct")
     threshold = np.inf if threshold is None else float(threshold)
-    order = np.arange(len(query_ids))
-    if sample is not None and sample < len(order):
-        order = np.sort(np.random.default_rng(seed).choice(order, size=sample, replace=False))
+    # a positive query is correct when its top-1 is a positive alone at that distance (ties count against
+    # it) and is accepted at the threshold; a negative query when its top-1 is rejected
+    top1_right = M.positive_ranks(D, I, positives, 1)[:, 0] == 1 if I.shape[1] > 1 else I[:, 0] == targets
+    accepted = D[:, 0] <= threshold
+    is_positive = (M.as_positives(positives, len(I)) >= 0).any(axis=1)
+    correct_all = np.where(is_positive, top1_right & accepted, ~accepted)
+    successes = np.flatnonzero(correct_all)
+    if sample is not None and sample < len(successes):
+        successes = np.random.default_rng(seed).choice(successes, size=sample, replace=False)
+    order = np.sort(np.r_[np.flatnonzero(~correct_all), successes]).astype(np.int64)  # every failure
     out = folder / "neighbors"
     for group in ("correct", "incorrect"):
         (out / group).mkdir(parents=True, exist_ok=True)
@@ -236,8 +248,6 @@ def explore_neighbors(
         needed.update(str(database_ids[i]) for i in I[q, :k] if i >= 0)
     needed = sorted(needed)
     paths = dict(zip(needed, image_paths(needed, datasets_root, folders), strict=False))
-    # a positive query is correct when its top-1 is a positive alone at that distance (ties count against it)
-    top1_right = M.positive_ranks(D, I, positives, 1)[:, 0] == 1 if I.shape[1] > 1 else I[:, 0] == targets
     entries = []
     for q in tqdm(order, desc=f"galleries {chosen['key']}", unit="query"):
         t = int(targets[q])
@@ -247,7 +257,7 @@ def explore_neighbors(
             for d, i in zip(D[q, :k], I[q, :k], strict=False)
             if i >= 0
         ]
-        correct = bool(top1_right[q]) if t >= 0 else bool(D[q, 0] > threshold)
+        correct = bool(correct_all[q])
         group = "correct" if correct else "incorrect"
         img = compose(
             paths.get(str(query_ids[q])),

@@ -7,12 +7,15 @@
 - **Score normalisation** (SSCD): ``score - beta * mean similarity of the query to its n nearest
   images of a background set`` (SSCD: beta = 1, n = 3). In distances (smaller is closer) this is
   ``d + beta * mean background similarity``: a per-query shift, so rankings stay and pooled
-  measures (micro-AP, thresholds) change.
+  measures (micro-AP, thresholds) change. Hamming distances (hashes) are normalised the same way,
+  their similarity being ``bits - d``: ``d - beta * mean background distance`` (equal up to a
+  constant, which no measure sees). L2 and L1 distances are refused (`check_normalisable`).
 - **Linear adaptation**: ``normalise(x W^T + b)`` for queries and database, with W (and b) from a
   ``.npy`` (W) or ``.npz`` (``weight``, optional ``bias``) file: the ``finetuning`` adaptation's
   linear layer or any learned matrix (ILIAS's linear adaptation is the same map).
 
-QE, DBA and score normalisation need similarities: they apply to the ``cosine`` and ``IP`` metrics.
+QE and DBA need similarities: they apply to the ``cosine`` and ``IP`` metrics; score normalisation
+also applies to ``hamming``. This is the one implementation: `finetuning.copy_eval` uses it too.
 """
 
 from __future__ import annotations
@@ -23,6 +26,16 @@ from pathlib import Path
 import numpy as np
 
 SIMILARITY_METRICS = ("cosine", "IP")
+NORMALISABLE_METRICS = (*SIMILARITY_METRICS, "hamming")
+
+
+def check_normalisable(metric: str) -> None:
+    """Refuse score normalisation for a metric it is not defined for, naming the ones it is."""
+    if metric not in NORMALISABLE_METRICS:
+        raise ValueError(
+            f"score normalisation (--background) is defined for the metrics {NORMALISABLE_METRICS}, "
+            f"not {metric!r}: drop --background or search with one of those metrics"
+        )
 
 
 def similarities(D: np.ndarray, metric: str) -> np.ndarray:
@@ -59,10 +72,21 @@ def alpha_qe(
 
 
 def score_normalise(D: np.ndarray, D_background: np.ndarray, metric: str, beta: float = 1.0, n: int = 3):
-    """SSCD's normalisation in distances: ``D + beta * mean(similarity to the n nearest background items)``."""
-    if D_background.shape[1] < n:
-        raise ValueError(f"score normalisation needs {n} background neighbours, got {D_background.shape[1]}")
-    shift = beta * similarities(D_background[:, :n], metric).mean(axis=1, keepdims=True)
+    """SSCD's normalisation in distances: ``D + beta * mean(similarity to the n nearest background items)``.
+
+    Hamming: ``D - beta * mean(background distance)`` (similarity = bits - d, up to a constant).
+    """
+    check_normalisable(metric)
+    D_background = np.asarray(D_background)
+    if D_background.shape[0] != np.shape(D)[0] or D_background.shape[1] < n:
+        raise ValueError(
+            f"score normalisation needs >= {n} background distances for each of {np.shape(D)[0]} queries, "
+            f"got {D_background.shape}"
+        )
+    if metric == "hamming":
+        shift = -beta * D_background[:, :n].astype(np.float32).mean(axis=1, keepdims=True)
+    else:
+        shift = beta * similarities(D_background[:, :n], metric).mean(axis=1, keepdims=True)
     return (np.asarray(D, np.float32) + shift).astype(np.float32)
 
 

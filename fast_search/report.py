@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fast_search import metrics as M
+from fast_search.metric_table import ATTACK_MEASURES, BY_KEY, summary_cells
 from fast_search.results import SCHEMA, experiment_dir
 from helpers.atomic import save_figure, write_text
 from helpers.jsonio import load_json
@@ -46,18 +47,10 @@ def _fmt(value, digits: int = 4) -> str:
 
 
 def summary_columns(res: dict) -> list[str]:
-    """Columns of the summary: recall@k for the experiment's own k values, mAP@(largest k), pooled measures."""
+    """Columns of the summary (`fast_search.metric_table.SUMMARY`): recall@k for the experiment's k
+    values, mAP@(largest k), pooled measures, then queries/s."""
     ks = sorted(int(k) for k in res["params"]["ks"])
-    return [
-        "method",
-        "index",
-        *[f"recall@{k}" for k in ks],
-        f"mAP@{ks[-1]}",
-        "recall@1%FPR",
-        "micro-AP",
-        "DISC21 recall@P90",
-        "queries/s",
-    ]
+    return ["method", "index", *summary_cells({}, ks), "queries/s"]
 
 
 def summary_rows(name_or_results: str | dict, results_root: str | os.PathLike = RESULTS_DIR) -> list[dict]:
@@ -68,32 +61,60 @@ def summary_rows(name_or_results: str | dict, results_root: str | os.PathLike = 
     ks = sorted(int(k) for k in res["params"]["ks"])
     rows = []
     for run in res["runs"]:
-        row = {"method": res["data"]["method"], "index": run["key"]}
-        row.update({f"recall@{k}": run["recall_at_k"].get(str(k)) for k in ks})
-        row[f"mAP@{ks[-1]}"] = run["map_at_k"].get(str(ks[-1]))
-        row["recall@1%FPR"] = run.get("recall_at_fpr_1pct")
-        row["micro-AP"] = run.get("micro_ap")
-        row["DISC21 recall@P90"] = run.get("disc21_recall_at_precision_90")
+        row = {"method": res["data"]["method"], "index": run["key"], **summary_cells(run, ks)}
         row["queries/s"] = run.get("queries_per_s")
         rows.append(row)
     return rows
+
+
+def attack_rows(res: dict, part: str = "families", runs: list[dict] | None = None) -> list[dict]:
+    """One row per (run, attack family or id) of the per-attack breakdown (`ATTACK_MEASURES`)."""
+    rows = []
+    for run in res["runs"] if runs is None else runs:
+        for name, scores in ((run.get("attacks") or {}).get(part) or {}).items():
+            row = {"method": res["data"]["method"], "index": run["key"], part[:-1] if part == "ids" else "family": name,
+                   "n_positive": scores["n_positive"], "n_negative": scores["n_negative"]}
+            row.update({column: _attack_value(scores, key) for key, column, _ in ATTACK_MEASURES})
+            rows.append(row)
+    return rows
+
+
+def _attack_value(scores: dict, key: str) -> float | None:
+    """``recall_at_1`` -> scores["recall_at_k"]["1"] (None when k was not searched); other keys as stored."""
+    if key.startswith("recall_at_") and key[10:].isdigit():
+        return (scores.get("recall_at_k") or {}).get(key[10:])
+    return scores.get(key)
 
 
 def format_table(rows: list[dict]) -> str:
     """A Markdown table of `summary_rows` (readable in a terminal too); columns are the rows' keys."""
     if not rows:
         return "(no runs)"
-    return markdown_table(rows, list(rows[0]), lambda c, v: _fmt(v, 0) if c == "queries/s" and v is not None else _fmt(v))
+    return markdown_table(
+        rows, list(rows[0]), lambda c, v: _fmt(v, 0) if c == "queries/s" and v is not None else _fmt(v)
+    )
 
 
 def write_summary(name: str, results_root: str | os.PathLike = RESULTS_DIR) -> list[Path]:
-    """``summary.md`` and ``summary.csv`` beside results.json."""
+    """``summary.md`` and ``summary.csv`` beside results.json; with attacked queries also the per-attack
+    tables (``summary_attacks.csv`` per family, ``summary_attack_ids.csv`` per attack id)."""
     folder = experiment_dir(name, results_root)
-    rows = summary_rows(name, results_root)
+    res = load_results(name, results_root)
+    rows = summary_rows(res)
+    text = f"# {name}\n\n{format_table(rows)}\n"
+    families = attack_rows(res, "families", _representative(res["runs"]))
+    if families:
+        text += (
+            "\n## Per attack family\n\nrecall@1%FPR: positive queries of the family whose top-1 is right and "
+            "accepted at the run's 1 % FPR threshold (set on all negative queries).\n\n" + format_table(families) + "\n"
+        )
     md = folder / "summary.md"
-    write_text(md, f"# {name}\n\n{format_table(rows)}\n")
-    path = write_csv(rows, folder / "summary.csv", summary_columns(load_results(name, results_root)))
-    return [md, path]
+    write_text(md, text)
+    paths = [md, write_csv(rows, folder / "summary.csv", summary_columns(res))]
+    if families:
+        paths.append(write_csv(attack_rows(res, "families"), folder / "summary_attacks.csv"))
+        paths.append(write_csv(attack_rows(res, "ids"), folder / "summary_attack_ids.csv"))
+    return paths
 
 
 def _run_arrays(folder: Path, run: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +191,7 @@ def plot_time_recall(res: dict, folder: Path) -> list[Path]:
                     xytext=(3, 3),
                     textcoords="offset points",
                 )
-    ax.set_xlabel(f"recall@{k}")
+    ax.set_xlabel(BY_KEY["recall_at_k"].lab(k))
     ax.set_ylabel(f"search time for {res['data']['n_queries']} queries (s)")
     ax.set_yscale("log")
     ax.set_title(f"{res['name']}: search time vs recall")
@@ -193,7 +214,7 @@ def plot_recall_k(res: dict, folder: Path, targets: np.ndarray) -> list[Path]:
             label=_label(run),
         )
     ax.set_xlabel("k")
-    ax.set_ylabel("recall@k")
+    ax.set_ylabel(BY_KEY["recall_at_k"].lab("k"))
     ax.set_title(f"{res['name']}: recall@k")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -270,6 +291,85 @@ def plot_distances(res: dict, folder: Path, targets: np.ndarray) -> list[Path]:
     return out
 
 
+def _heatmap(ax, values: np.ndarray, rows: list[str], cols: list[str], title: str):
+    """One annotated heat map (0..1, red to green) on `ax`; None cells are blank."""
+    im = ax.imshow(np.where(np.isnan(values), np.nan, values), vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    ax.set_title(title, fontsize=9)
+    for (r, c), v in np.ndenumerate(values):
+        if not np.isnan(v):
+            ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6)
+    return im
+
+
+def _attack_matrix(runs: list[dict], families: list[str], key: str) -> np.ndarray:
+    out = np.full((len(runs), len(families)), np.nan)
+    for r, run in enumerate(runs):
+        found = (run.get("attacks") or {}).get("families") or {}
+        for c, fam in enumerate(families):
+            v = _attack_value(found[fam], key) if fam in found else None
+            out[r, c] = np.nan if v is None else v
+    return out
+
+
+def plot_attacks(res: dict, folder: Path) -> list[Path]:
+    """Heat maps runs x attack families of each `ATTACK_MEASURES` measure (``attacks.png``/``.pdf``)."""
+    runs = [r for r in _representative(res["runs"]) if (r.get("attacks") or {}).get("families")]
+    if not runs:
+        return []
+    families = sorted({f for r in runs for f in r["attacks"]["families"]})
+    fig = Figure(figsize=(max(7, 0.45 * len(families) + 3), (0.3 * len(runs) + 1.6) * len(ATTACK_MEASURES)))
+    axes = fig.subplots(len(ATTACK_MEASURES), 1, squeeze=False)[:, 0]
+    for ax, (key, _, label) in zip(axes, ATTACK_MEASURES, strict=True):
+        im = _heatmap(ax, _attack_matrix(runs, families, key), [_label(r) for r in runs], families,
+                      f"{res['name']}: {label} per attack family")
+    fig.colorbar(im, ax=list(axes), shrink=0.6)
+    out = [folder / "attacks.png", folder / "attacks.pdf"]
+    save_figure(fig, out[0], dpi=120)
+    save_figure(fig, out[1])
+    return out
+
+
+def _method_run(res: dict) -> dict | None:
+    """The run that stands for an experiment's method: the first exact plain run, else the first plain run."""
+    plain = [r for r in res["runs"] if not r.get("variant") and (r.get("attacks") or {}).get("families")]
+    exact = [r for r in plain if r.get("exact")]
+    return (exact or plain or [None])[0]
+
+
+def plot_attack_heatmap(
+    names: list[str], out: str | os.PathLike, results_root: str | os.PathLike = RESULTS_DIR,
+    measure: str = "recall_at_fpr_1pct",
+) -> Path:
+    """One heat map methods x attack families across experiments (each experiment's exact plain run).
+
+    `measure` is one of `ATTACK_MEASURES` (default: recall at the run's 1 % FPR threshold). Writes
+    `out` (PNG, or PDF by its suffix); ValueError when no experiment holds a per-attack breakdown.
+    """
+    labels = {key: label for key, _, label in ATTACK_MEASURES}
+    if measure not in labels:
+        raise ValueError(f"measure must be one of {sorted(labels)}, got {measure!r}")
+    runs, rows = [], []
+    for name in names:
+        res = load_results(name, results_root)
+        run = _method_run(res)
+        if run is not None:
+            runs.append(run)
+            rows.append(f"{res['data']['method']} ({run['index']})")
+    if not runs:
+        raise ValueError(f"no per-attack breakdown in {names}: their queries carry no attack id in their names")
+    families = sorted({f for r in runs for f in r["attacks"]["families"]})
+    fig = Figure(figsize=(max(7, 0.5 * len(families) + 3), 0.45 * len(runs) + 2.2))
+    ax = fig.add_subplot()
+    im = _heatmap(ax, _attack_matrix(runs, families, measure), rows, families, f"{labels[measure]} per attack family")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    out = Path(out)
+    save_figure(fig, out, dpi=100)
+    return out
+
+
 def process_experiment(name: str, results_root: str | os.PathLike = RESULTS_DIR) -> list[Path]:
     """Draw every figure (PNG + PDF) and write summary.md / summary.csv; returns the paths written."""
     res = load_results(name, results_root)
@@ -282,4 +382,5 @@ def process_experiment(name: str, results_root: str | os.PathLike = RESULTS_DIR)
     paths += plot_recall_k(res, folder, targets)
     paths += plot_roc_pr(res, folder, targets)
     paths += plot_distances(res, folder, targets)
+    paths += plot_attacks(res, folder)
     return paths

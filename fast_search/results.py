@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 
 from fast_search import metrics as M
+from fast_search.metric_table import score_all
 from helpers.atomic import save_npz
 from helpers.cli import check_name
 from helpers.paths import RESULTS_DIR
@@ -28,7 +29,6 @@ from helpers.paths import RESULTS_DIR
 log = logging.getLogger(__name__)
 
 SCHEMA = "fast_search.results/1"
-FPRS = (0.01, 0.001)
 
 
 def experiment_dir(name: str, results_root: str | os.PathLike = RESULTS_DIR) -> Path:
@@ -83,33 +83,61 @@ def score(
     ks: list[int],
     categories: np.ndarray | None = None,
     instances: np.ndarray | None = None,
+    attacks: np.ndarray | None = None,
 ) -> dict:
     """Every quality measure of one run's (D, I) (``max(ks) + 1`` columns), plain floats (None: undefined).
 
-    `positives` is (nq,) targets or (nq, m) positives (`fast_search.metrics`); with `categories`
-    (one label per query, "" for none) recall@k and mAP@k are also given per category (`per_category`;
-    with `instances`, ILIAS's instance-first average).
+    The measures are those of `fast_search.metric_table.MEASURES`. `positives` is (nq,) targets or
+    (nq, m) positives (`fast_search.metrics`); with `categories` (one label per query, "" for none)
+    recall@k and mAP@k are also given per category (`per_category`; with `instances`, ILIAS's
+    instance-first average); with `attacks` (the attack id that made each query, "" for none), the
+    per-attack breakdown (`per_attack`).
     """
-    kmax = max(ks)
-    out = {
-        "recall_at_k": {str(k): M.recall_at_k(D, I, positives, k) for k in ks},
-        "map_at_k": {str(k): M.map_at_k(D, I, positives, k) for k in ks},
-        "oracle_at_k": {str(k): M.oracle_at_k(D, I, positives, k) for k in ks},
-        "roc_auc": M.roc_auc(D, I, positives),
-        "micro_ap": M.micro_average_precision(D, I, positives, kmax),
-    }
-    for fpr in FPRS:
-        tag = f"{fpr * 100:g}pct"
-        out[f"recall_at_fpr_{tag}"], out[f"threshold_at_fpr_{tag}"] = M.recall_at_fpr(D, I, positives, fpr)
-    out["top1_recall_at_precision_90"], out["top1_threshold_at_precision_90"] = M.recall_at_precision(
-        D, I, positives, 0.9
-    )
-    out["disc21_recall_at_precision_90"], out["disc21_threshold_at_precision_90"] = (
-        M.disc21_recall_at_precision(D, I, positives, 0.9, kmax)
-    )
+    out = score_all(D, I, positives, ks)
     if categories is not None:
         out["categories"] = per_category(D, I, positives, ks, categories, instances)
+    if attacks is not None and any(str(a) for a in attacks):
+        out["attacks"] = per_attack(D, I, positives, ks, attacks, out["threshold_at_fpr_1pct"])
     return _clean(out)
+
+
+def _attack_scores(D, I, pos, ks, rows: np.ndarray, correct: np.ndarray, accepted: np.ndarray) -> dict:
+    positive = (pos[rows] >= 0).any(axis=1)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    return {
+        "n_positive": n_pos,
+        "n_negative": n_neg,
+        "recall_at_k": {str(k): M.recall_at_k(D[rows], I[rows], pos[rows], k) for k in ks},
+        "recall_at_fpr_1pct": float((correct & accepted)[rows][positive].mean()) if n_pos else math.nan,
+        "fpr_at_threshold_1pct": float(accepted[rows][~positive].mean()) if n_neg else math.nan,
+    }
+
+
+def per_attack(
+    D: np.ndarray, I: np.ndarray, positives: np.ndarray, ks: list[int], attacks, threshold: float | None
+) -> dict:
+    """Per attack family and per attack id: recall@k and recall at the run's 1 % FPR threshold.
+
+    ``{"threshold_at_fpr_1pct", "families": {family: scores}, "ids": {attack id: scores}}`` where
+    scores are ``n_positive``, ``n_negative``, ``recall_at_k`` and ``recall_at_fpr_1pct``: the
+    fraction of the family's positive queries whose top-1 is right and accepted at the threshold
+    that gives 1 % FPR over *all* negative queries (one operating point for every family), plus
+    ``fpr_at_threshold_1pct``: the fraction of the family's negative queries accepted there.
+    Queries made by no known attack are left out.
+    """
+    from data_retrieval.attacks import attack_family
+
+    attacks = np.array([str(a) for a in attacks], dtype=object)
+    pos = M.as_positives(positives, len(I))
+    correct = M.positive_ranks(D, I, pos, 1)[:, 0] == 1
+    t = -math.inf if threshold is None or not np.isfinite(threshold) else float(threshold)
+    accepted = np.asarray(D)[:, 0] <= t
+    families = np.array([attack_family(a) if a else "" for a in attacks], dtype=object)
+    out = {"threshold_at_fpr_1pct": threshold, "families": {}, "ids": {}}
+    for part, labels in (("families", families), ("ids", attacks)):
+        for name in sorted({str(v) for v in labels if v}):
+            out[part][name] = _attack_scores(D, I, pos, ks, labels == name, correct, accepted)
+    return out
 
 
 def per_category(

@@ -10,9 +10,11 @@ Scores (`fast_search.metrics`, ties counted the DISC21 way): recall@1, recall at
 micro-AP over the first 10 results. Score normalisation (SSCD): a query's similarities are
 lowered by ``beta`` x its mean similarity to its ``n`` nearest images of a background set
 disjoint from the database (here: training images), so a query lying in a dense region must be
-closer to be accepted (`fast_search.improve.score_normalise`; for Hamming distances the same
-shift in distances). Ranking within a query is unchanged, so recall@1 is too; thresholds over
-all queries (FPR, micro-AP) change.
+closer to be accepted. The evaluation runs through fast_search's one path: its exact search, its
+measures (`fast_search.metric_table`) and its one score normalisation
+(`fast_search.improve.score_normalise`, which normalises Hamming distances too and refuses other
+distances with a message). Ranking within a query is unchanged, so recall@1 is too; thresholds
+over all queries (FPR, micro-AP) change.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from data_retrieval.attacks import ATTACK_IDS, attack_family, split_attack_stem
-from data_retrieval.datasets import load_dataset, split_id
+from data_retrieval.attacks import ATTACK_IDS, attack_family, query_attack
+from data_retrieval.datasets import load_dataset
 from helpers.atomic import save_figure
 from helpers.jsonio import load_json, save_json
 from helpers.paths import DATASETS_DIR, FEATURES_DIR
@@ -101,40 +103,12 @@ def write_split(cfg: Any, train_paths: Sequence[os.PathLike], policy: Any, path:
     return split
 
 
-def query_attack(query_id: str) -> str | None:
-    """The catalogue attack id that made a query (None when its name carries none)."""
-    found = split_attack_stem(split_id(query_id)[1].rpartition("/")[2])
-    return found[1] if found else None
-
-
-def score_normalize(
-    D: np.ndarray, background_D: np.ndarray, metric: str, beta: float = 1.0, n: int = 3
-) -> np.ndarray:
-    """SSCD's score normalisation of each query's distances from its `n` nearest background distances.
-
-    cosine / IP: `fast_search.improve.score_normalise`; Hamming (hashes): the same shift written in
-    distances, ``D - beta * mean(background D)`` (equal up to a constant, which no measure sees).
-    """
-    from fast_search.improve import SIMILARITY_METRICS, score_normalise
-
-    if background_D.shape[0] != D.shape[0] or background_D.shape[1] < n:
-        raise ValueError(f"need >= {n} background distances for each of {D.shape[0]} queries, got {background_D.shape}")
-    if metric in SIMILARITY_METRICS:
-        return score_normalise(D, background_D, metric, beta, n)
-    return D - beta * background_D[:, :n].mean(axis=1, keepdims=True)
-
-
 def copy_metrics(D: np.ndarray, I: np.ndarray, positives: np.ndarray) -> dict[str, float]:
-    """recall@1, recall at 1 % FPR (and its threshold), micro-AP of k-NN results (k = width - 1)."""
-    from fast_search import metrics as M
+    """The copy-detection measures of `fast_search.metric_table.COPY_EVAL` (recall@1, recall at 1 % FPR
+    and its threshold, micro-AP over k = width - 1), named by the table's report columns."""
+    from fast_search.metric_table import copy_eval_row
 
-    recall, threshold = M.recall_at_fpr(D, I, positives, FPR)
-    return {
-        "recall@1": M.recall_at_k(D, I, positives, 1),
-        "recall@1%fpr": recall,
-        "threshold@1%fpr": threshold,
-        "micro_ap": M.micro_average_precision(D, I, positives),
-    }
+    return copy_eval_row(D, I, positives)
 
 
 def evaluate_method(
@@ -156,6 +130,7 @@ def evaluate_method(
     from extractor.store import load_features
     from fast_search.block import array_blocks, block_search
     from fast_search.data import load_search_data
+    from fast_search.improve import score_normalise
 
     data = load_search_data(method, list(database), list(queries), features_root)
     metric = "hamming" if data.binary else "cosine"
@@ -182,7 +157,7 @@ def evaluate_method(
         bg = load_features(background, method, features_root).features
         n_bg = min(n_background, len(bg))
         bg_D, _, _ = block_search(xq, array_blocks(bg), n_bg, metric, total=len(bg))
-        out["normalized"] = copy_metrics(score_normalize(D, bg_D, metric, beta, n_bg), I, positives)
+        out["normalized"] = copy_metrics(score_normalise(D, bg_D, metric, beta, n_bg), I, positives)
         out["n_background"] = int(len(bg))
     return out
 
@@ -239,14 +214,17 @@ def plot_copy_eval(rows: list[dict], path: str | os.PathLike) -> None:
     """recall@1, recall at 1 % FPR and micro-AP against epoch; dashed: with score normalisation."""
     from matplotlib.figure import Figure  # the object API: no backend, no global pyplot state
 
+    from fast_search.metric_table import BY_KEY, COPY_EVAL
+
     fig = Figure(figsize=(6, 3.5))
     ax = fig.subplots()
     epochs = [r["epoch"] for r in rows]
-    for key, colour in (("recall@1", "tab:blue"), ("recall@1%fpr", "tab:red"), ("micro_ap", "tab:green")):
-        ax.plot(epochs, [r.get(key, np.nan) for r in rows], marker="o", color=colour, label=key)
+    for (name, k), colour in zip(COPY_EVAL, ("tab:blue", "tab:red", "tab:green"), strict=False):
+        key, label = BY_KEY[name].col(k), BY_KEY[name].lab(k)
+        ax.plot(epochs, [r.get(key, np.nan) for r in rows], marker="o", color=colour, label=label)
         if any(f"{key} (norm)" in r for r in rows):
             ax.plot(epochs, [r.get(f"{key} (norm)", np.nan) for r in rows], marker="o", ls="--", color=colour,
-                    label=f"{key}, score-normalised")  # fmt: skip
+                    label=f"{label}, score-normalised")  # fmt: skip
     ax.set(xlabel="epoch", ylabel="score", title="copy detection on held-out attacks", ylim=(0, 1.02))
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -92,13 +92,13 @@ def table(rows: list[dict], attacks: str) -> str:
     """Markdown table: best hash, the baseline, the run's epochs; raw / score-normalised columns."""
     chosen = [r for r in rows if r["attacks"] == attacks]
     hashes = [r for r in chosen if r["model"] in HASHES]
-    best = max(hashes, key=lambda r: (r["recall@1%fpr"], r["micro_ap"])) if hashes else None
+    best = max(hashes, key=lambda r: (r["recall@1%FPR"], r["micro-AP"])) if hashes else None
     keep = ([best] if best else []) + [r for r in chosen if r["model"] not in HASHES]
     head = "| descriptor | recall@1 | recall @ 1 % FPR | micro-AP |\n|---|---|---|---|\n"
     lines = []
     for r in keep:
         name = f"(a) best hash: {r['model']}" if r is best else r["model"]
-        cells = [f"{r[k]:.3f} / {r.get(k + ' (norm)', float('nan')):.3f}" for k in ("recall@1", "recall@1%fpr", "micro_ap")]
+        cells = [f"{r[k]:.3f} / {r.get(k + ' (norm)', float('nan')):.3f}" for k in ("recall@1", "recall@1%FPR", "micro-AP")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     n = chosen[0] if chosen else {}
     note = (f"\n{n.get('n_positive')} positive and {n.get('n_negative')} negative queries, {n.get('n_database')} "

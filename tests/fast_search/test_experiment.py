@@ -330,3 +330,18 @@ def test_resume_refuses_a_store_changed_since_the_interrupted_run(tmp_path, monk
         os.replace(path, stores / "demo_distractors" / path.name)
     with pytest.raises(ValueError, match=r"stores \['database/demo_distractors'\] changed"):
         _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine", "L2"], resume=True)
+
+
+def test_background_normalises_hashes_and_refuses_l2(binary_stores, stores, tmp_path):
+    """Issue 21: --background did nothing for hashes (silently); now they are normalised, L2 refused."""
+    rng = np.random.default_rng(1)
+    write_features(store_path("bg", "hash", binary_stores), [f"bg/{i}" for i in range(30)],
+                   rng.integers(0, 256, (30, 8), dtype=np.uint8), method="hash", binary=True, dim=64)  # fmt: skip
+    res = _run(binary_stores, tmp_path, method="hash", indexes=["BFlat"], metrics=["hamming"], background=["bg"])
+    runs = {r["key"]: r for r in res["runs"]}
+    assert set(runs) == {"BFlat--hamming", "BFlat--hamming--snorm"}
+    assert runs["BFlat--hamming--snorm"]["recall_at_k"] == runs["BFlat--hamming"]["recall_at_k"]
+    write_features(store_path("bg", "feat", stores), [f"bg/{i}" for i in range(30)],
+                   rng.normal(size=(30, 16)).astype("f4"), method="feat")  # fmt: skip
+    with pytest.raises(ValueError, match="score normalisation .* defined for the metrics"):
+        _run(stores, tmp_path, name="l2", indexes=["Flat"], metrics=["L2"], background=["bg"])

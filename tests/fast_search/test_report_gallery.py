@@ -103,7 +103,9 @@ def test_explore_neighbors_images_and_html(experiment):
         "exp", run="HNSW8--cosine--efSearch=32", k=3, sample=4, results_root=experiment / "Results",
         datasets_root=experiment / "Datasets",
     )  # fmt: skip
-    assert len(list(page.parent.glob("*/*.jpg"))) == 4  # earlier galleries replaced
+    drawn = list(page.parent.glob("*/*.jpg"))  # earlier galleries replaced
+    assert sum(p.parent.name == "correct" for p in drawn) == 4  # the sample limits the successes only
+    assert sum(p.parent.name == "incorrect" for p in drawn) == page.read_text().count("<p class='bad'>")
     with pytest.raises(ValueError, match="no run 'nope'"):
         explore_neighbors("exp", run="nope", results_root=experiment / "Results")
     with pytest.raises(ValueError, match="k must be"):
@@ -217,3 +219,13 @@ def test_gallery_page_reads_like_a_report(experiment):
     assert "no original in the database (negative query)" in page  # legend
     assert page.count("<b>negative query</b>") == 3 and "no original in the database; " in page
     assert "d = " in page and "-> original demo_original/" in page  # captions are HTML text
+
+
+def test_gallery_draws_every_failure_and_a_right_top1_above_the_threshold_is_a_miss(experiment):
+    # threshold below every distance: nothing is accepted, so every positive query fails there
+    page = explore_neighbors("exp", k=3, sample=1, threshold=-1.0, results_root=experiment / "Results",
+                             datasets_root=experiment / "Datasets")  # fmt: skip
+    drawn = list(page.parent.glob("*/*.jpg"))
+    assert sum(p.parent.name == "incorrect" for p in drawn) == 16  # all 16 positive queries, not a sample
+    assert sum(p.parent.name == "correct" for p in drawn) == 1  # one of the 3 rejected negatives
+    assert "but rejected at d =" in page.read_text()

@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from data_retrieval.attacks import apply_attack
+from fast_search.improve import score_normalise as score_normalize
 from finetuning.checkpoint import list_checkpoints, load_checkpoint
-from finetuning.copy_eval import check_disjoint, heldout_attack_ids, score_normalize
+from finetuning.copy_eval import check_disjoint, heldout_attack_ids
 from finetuning.training import TrainConfig, train
 from helpers.synthetic import synthetic_image
 
@@ -72,11 +73,19 @@ def test_score_normalisation_shifts_each_query_by_its_background_mean():
     D = np.array([[0.1, 0.5], [0.2, 0.3]])
     bg = np.array([[0.4, 0.6, 0.8, 9.0], [0.1, 0.1, 0.1, 9.0]])
     hamming = score_normalize(D, bg, "hamming", beta=1.0, n=3)
-    np.testing.assert_allclose(hamming, [[0.1 - 0.6, 0.5 - 0.6], [0.1, 0.2]])
+    np.testing.assert_allclose(hamming, [[0.1 - 0.6, 0.5 - 0.6], [0.1, 0.2]], atol=1e-6)
     cosine = score_normalize(D, bg, "cosine", beta=1.0, n=3)  # similarities: the same up to a constant
     np.testing.assert_allclose(cosine - hamming, np.ones_like(D), rtol=1e-6)
     with pytest.raises(ValueError, match="background"):
         score_normalize(D, bg[:, :2], "cosine", n=3)
+    with pytest.raises(ValueError, match="defined for the metrics"):  # refused, never silently ignored
+        score_normalize(D, bg, "L2", n=3)
+
+
+def test_copy_eval_has_no_score_normalisation_of_its_own():
+    import finetuning.copy_eval as ce
+
+    assert not hasattr(ce, "score_normalize")  # one implementation: fast_search.improve.score_normalise
 
 
 def _mini_demo(root):
@@ -115,7 +124,7 @@ def test_finetune_script_sscd_recipe_evaluates_each_epoch(tmp_path, image_folder
     assert [r["epoch"] for r in rows] == [0, 1, 2]
     # held-out families only: the JPEG queries are left out (blur=0 puts gaussian_filter back in, not noise)
     assert rows[0]["n_positive"] == 6 and rows[0]["n_negative"] == 4 and rows[0]["n_database"] == 7
-    for key in ("recall@1", "recall@1%fpr", "micro_ap", "recall@1 (norm)", "recall@1%fpr (norm)", "micro_ap (norm)"):
+    for key in ("recall@1", "recall@1%FPR", "micro-AP", "recall@1 (norm)", "recall@1%FPR (norm)", "micro-AP (norm)"):
         assert 0 <= rows[-1][key] <= 1, key
     assert rows[-1]["recall@1"] == rows[-1]["recall@1 (norm)"]  # a per-query shift never reorders a query's list
     assert (out / "copy_eval.png").is_file() and (out / "copy_eval.csv").is_file()
