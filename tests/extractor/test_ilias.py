@@ -254,8 +254,6 @@ def test_bad_command_lines(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
 
 def test_models_sh_style_run_with_a_timm_model_on_tars(tmp_path: Path) -> None:
     """A run_slurm.sh distractors line (timm, gem, resolution) on tars, random weights: ILIAS files out."""
-    pytest.importorskip("extractor.frameworks")  # the timm:<model> vocabulary with ILIAS's options
-    pytest.importorskip("timm")
     tars = tmp_path / "yfcc"
     make_tar(tars / "00000.tar", [(f"{k}.jpg", jpeg(k)) for k in range(3)])
     hdf5 = tmp_path / "hdf5" / "resnet18"

@@ -12,8 +12,6 @@ from extractor.store import StoreError
 from helpers.images import load_image
 from tests.conftest import synthetic_image
 
-pytest.importorskip("timm")
-
 
 def test_writer_round_trip_streaming_and_resume(tmp_path):
     rng = np.random.default_rng(0)

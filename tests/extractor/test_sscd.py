@@ -50,7 +50,8 @@ def test_feature_trunk_of_torchvision_and_timm_models():
 
     trunk = feature_trunk(resnet18(weights=None).eval())
     assert trunk(torch.rand(1, 3, 64, 64)).shape == (1, 512, 2, 2)
-    timm = pytest.importorskip("timm")
+    import timm
+
     model = timm.create_model("mobilenetv3_small_050", pretrained=False, num_classes=0).eval()
     assert feature_trunk(model)(torch.rand(1, 3, 64, 64)).ndim == 4
     with pytest.raises(ValueError, match="trunk"):

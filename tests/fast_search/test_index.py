@@ -68,8 +68,22 @@ def test_bad_factory_or_metric(factory, metric, binary, match):
 
 
 def test_l1_is_supported_on_ivf_and_hnsw():
+    """L1 indexes build, search with METRIC_L1 and return true L1 distances (exact for Flat)."""
+    rng = np.random.default_rng(5)
+    xb = rng.normal(size=(200, 16)).astype("f4")
+    xq = rng.normal(size=(10, 16)).astype("f4")
+    truth = _brute(xq, xb, "L1")
     for factory in ("Flat", "IVF4,Flat", "HNSW8"):
-        make_index(factory, 16, "L1", False)
+        import faiss
+
+        assert make_index(factory, 16, "L1", False).metric_type == faiss.METRIC_L1
+        index = FaissIndex(factory, "L1").fit(xb).add(xb)
+        if factory.startswith("IVF"):
+            index.set_param("nprobe", 4)  # every list: exact
+        D, I = index.search(xq, 5)
+        np.testing.assert_allclose(D, np.take_along_axis(truth, I, axis=1), rtol=1e-4, atol=1e-4)
+        if factory != "HNSW8":  # HNSW is approximate
+            np.testing.assert_allclose(D, np.sort(truth, axis=1)[:, :5], rtol=1e-4, atol=1e-4)
 
 
 def test_sweeps_set_parameters():

@@ -45,7 +45,8 @@ def app_url(tiny_demo, tmp_path_factory):
 def page(app_url):
     if CHROMIUM is None:
         pytest.skip("no Chromium on this machine (apt-get install chromium; .ci/run does it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    import playwright.sync_api as sync_api  # in requirements-dev.txt: a broken install fails, never skips
+
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1400, "height": 1500})

@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import ray
 import torch
 import torchvision
 
@@ -19,11 +20,9 @@ from extractor import (
 )
 from extractor.pipeline import errors_path
 from extractor.store import read_attrs
+from imsim.scaleout import RayClusterError, extract_dataset_ray
+from imsim.scaleout.ray_extract import KILL_ONCE_ENV
 from tests.conftest import synthetic_image
-
-ray = pytest.importorskip("ray")
-from imsim.scaleout import RayClusterError, extract_dataset_ray  # noqa: E402
-from imsim.scaleout.ray_extract import KILL_ONCE_ENV  # noqa: E402
 
 pytestmark = pytest.mark.slow  # one local Ray for the module: ~10 s to start on 2 cores
 
