@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from extractor.store import StoreError
+from helpers.atomic import publish
 from helpers.paths import DATASETS_DIR, FEATURES_DIR
 
 _STR = h5py.string_dtype("utf-8")
@@ -125,7 +126,7 @@ class LocalWriter:
     def finish(self) -> Path:
         self.file.attrs["complete"] = True
         self.file.close()
-        os.replace(self.partial, self.path)
+        publish(self.partial, self.path)
         return self.path
 
     def close(self) -> None:

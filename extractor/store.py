@@ -48,7 +48,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from helpers.atomic import fsync_dir
+from helpers.atomic import publish
 from helpers.lock import FileLock, LockError
 from helpers.paths import FEATURES_DIR
 
@@ -608,10 +608,7 @@ class FeatureWriter:
         f.attrs["complete"] = True
         f.close()
         self._file = None
-        with open(self.partial, "rb+") as raw:
-            os.fsync(raw.fileno())
-        os.replace(self.partial, self.path)
-        fsync_dir(self.path.parent)
+        publish(self.partial, self.path)  # fsync the file, rename, fsync the folder
         self._lock.release()
         return self.path
 

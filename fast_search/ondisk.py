@@ -26,6 +26,7 @@ from faiss.contrib.ondisk import merge_ondisk
 from tqdm.auto import tqdm
 
 from fast_search.index import FaissIndex, prepare, sweep_param
+from helpers.atomic import atomic_path
 
 #: Vectors per shard index before it is written to disk (1M PQ32 codes: ~40 MB with their ids).
 SHARD_ROWS = 1_000_000
@@ -89,7 +90,8 @@ class OnDiskIVF(FaissIndex):
         super().fit(x)
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True)
-        faiss.write_index(self.index_, str(self.folder / "trained.index"))
+        with atomic_path(self.folder / "trained.index") as tmp:
+            faiss.write_index(self.index_, str(tmp))
         self.shards_: list[Path] = []
         self._shard = None
         self._merged = False
@@ -102,9 +104,8 @@ class OnDiskIVF(FaissIndex):
         if self._shard is None or self._shard.ntotal == 0:
             return
         path = self.folder / f"shard_{len(self.shards_):05d}.index"
-        tmp = path.with_name(path.name + ".tmp")
-        faiss.write_index(self._shard, str(tmp))
-        os.replace(tmp, path)  # a shard file is whole or absent
+        with atomic_path(path) as tmp:  # a shard file is whole or absent
+            faiss.write_index(self._shard, str(tmp))
         self.shards_.append(path)
         self._shard = None
 
@@ -138,7 +139,8 @@ class OnDiskIVF(FaissIndex):
         self._flush()
         index = self._new_shard()
         merge_ondisk(index, [str(p) for p in self.shards_], str(self.folder / "merged.ivfdata"))
-        faiss.write_index(index, str(self.folder / "merged.index"))
+        with atomic_path(self.folder / "merged.index") as tmp:  # written last: it exists only over a whole .ivfdata
+            faiss.write_index(index, str(tmp))
         del index
         for path in self.shards_:
             path.unlink()

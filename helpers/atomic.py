@@ -89,9 +89,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", durable: bool = True,
         f.flush()
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Atomically replace `path` with `data`."""
-    with atomic_write(path, "wb") as f:
+def write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> Path:
+    """Atomically replace `path` with `data` (`durable=False` skips the fsync: scratch and generated data)."""
+    with atomic_write(path, "wb", durable=durable) as f:
         f.write(data)
     return Path(path)
 

@@ -25,6 +25,7 @@ from data_retrieval.datasets import image_paths
 from extractor.store import load_features, read_attrs, store_files
 from fast_search import FaissIndex, check_sources, default_search_params
 from fast_search.index import check_finite, check_metric, prepare, set_search_param, sweep_param, to_distance
+from helpers.atomic import atomic_path
 from helpers.jsonio import load_json, save_json
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 from imsim.app.embed import embed_file, embed_image, extractor_for_store
@@ -162,9 +163,8 @@ class Collection:
         log.info("building %s on %d vectors -> %s", self.factory, len(xb), self.index_path)
         index = FaissIndex(self.factory, self.metric, self.binary).fit(xb).add(xb).index_
         self.index_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.index_path.with_name(self.index_path.name + ".tmp")
-        (faiss.write_index_binary if self.binary else faiss.write_index)(index, str(tmp))
-        os.replace(tmp, self.index_path)
+        with atomic_path(self.index_path) as tmp:
+            (faiss.write_index_binary if self.binary else faiss.write_index)(index, str(tmp))
         save_json(
             {"fingerprint": self.fingerprint, "factory": self.factory, "metric": self.metric,
              "database": self.database, "method": self.method, "ntotal": int(index.ntotal)},

@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
+from helpers import atomic
 from helpers.images import BadImageError
 from imsim.app.collection import Collection, Hit
 from imsim.app.safe_fetch import MAX_BYTES, FetchError, check_upload, fetch_image
@@ -114,7 +115,7 @@ def build_app(
         except FetchError as err:
             return gr.update(), f"URL refused: {err}"
         path = temp_dir / f"url-{uuid.uuid4().hex}{fetched.suffix}"
-        path.write_bytes(fetched.content)
+        atomic.write_bytes(path, fetched.content, durable=False)  # a scratch copy of the query
         return str(path), f"Fetched {len(fetched.content):,} bytes from {fetched.url}"
 
     def to_editor(path):

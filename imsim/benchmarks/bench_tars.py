@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers import atomic
+
 PER_TAR = 1000
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,21 +49,17 @@ def make_data(folder: Path, n: int) -> tuple[Path, Path]:
     files.mkdir(parents=True)
     tars.mkdir()
     rng = np.random.default_rng(0)
-    tf = None
-    for i in range(n):
-        data = _jpeg(i, rng)
-        (files / f"{i}.jpg").write_bytes(data)
-        if i % PER_TAR == 0:
-            if tf is not None:
-                tf.close()
-            tf = tarfile.open(tars / f"{i // PER_TAR:05d}.tar", "w")
-        info = tarfile.TarInfo(f"{i}.jpg")
-        info.size = len(data)
-        tf.addfile(info, io.BytesIO(data))
-        info = tarfile.TarInfo(f"{i}.json")
-        info.size = 2
-        tf.addfile(info, io.BytesIO(b"{}"))
-    tf.close()
+    images = [_jpeg(i, rng) for i in range(n)]
+    for i, data in enumerate(images):
+        atomic.write_bytes(files / f"{i}.jpg", data, durable=False)
+    for start in range(0, n, PER_TAR):
+        with atomic.atomic_path(tars / f"{start // PER_TAR:05d}.tar", durable=False) as tmp, \
+                tarfile.open(tmp, "w") as tf:
+            for i in range(start, min(start + PER_TAR, n)):
+                for name, data in ((f"{i}.jpg", images[i]), (f"{i}.json", b"{}")):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
     return files, tars
 
 

@@ -27,6 +27,7 @@ from data_retrieval.datasets import dataset_folder
 from finetuning.checkpoint import list_checkpoints
 from finetuning.copy_eval import evaluate_epoch, evaluate_method, extract_for_eval, flat_row
 from finetuning.training import TrainConfig, train
+from helpers import atomic
 from helpers.jsonio import load_json, save_json
 from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         f"All 58 attacks:\n\n{table(rows, 'all')}"
     )
     print(report)
-    (results / "benchmark.md").write_text(report)
+    atomic.write_text(results / "benchmark.md", report)
     save_json(rows, results / "benchmark.json")
     print(f"-> {results / 'benchmark.md'}, {results / 'copy_eval.png'}; rows: {json.dumps(len(rows))}")
     return 0
