@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from extractor.frameworks import make_extractor, safe_name
+from extractor.framework_options import make_extractor, safe_name
 from extractor.neural import IMAGENET_MEAN, IMAGENET_STD, NeuralExtractor, PreprocessCfg
 from extractor.pooling import AvgpoolHookBackbone, Backbone, tokens_to_map
 

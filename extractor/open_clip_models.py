@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from extractor.frameworks import make_extractor, safe_name
+from extractor.framework_options import make_extractor, safe_name
 from extractor.neural import NeuralExtractor, PreprocessCfg
 from extractor.pooling import Backbone
 

@@ -9,22 +9,50 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from PIL import Image
 
-from extractor import efficientnet_lite, hashes, simclr, sscd, torchvision_models
+from extractor import efficientnet_lite, hashes, simclr, torchvision_models
 from extractor.base import Extractor
 from extractor.neural import NeuralExtractor, PreprocessCfg
+
+
+class LazyEntry:
+    """An entry named ``"module:function"``, imported on first use.
+
+    For extractors built on other entries of this registry (SSCD's backbone is any registry encoder):
+    their module imports the registry, so the registry names them instead of importing them.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def load(self) -> Callable[..., Extractor]:
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Extractor:
+        return self.load()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self.load())
+
+    def __repr__(self) -> str:
+        return f"LazyEntry({self.target!r})"
+
 
 ENTRIES: dict[str, Callable[..., Extractor]] = {
     **hashes.ENTRIES,
     **torchvision_models.ENTRIES,
     **simclr.ENTRIES,
     **efficientnet_lite.ENTRIES,
-    **sscd.ENTRIES,
+    "sscd": LazyEntry("extractor.sscd:create_sscd"),
 }
 #: Other accepted spellings (the seed's names, e.g. "SimCLR v2 ResNet50 2x") -> registered name.
 ALIASES: dict[str, str] = {**simclr.ALIASES}

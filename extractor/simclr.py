@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from extractor.framework_options import OPTIONS, make_extractor
 from extractor.neural import NeuralExtractor, PreprocessCfg
 from extractor.pooling import Backbone
 from helpers.paths import REPO_ROOT
@@ -91,8 +92,6 @@ def _finish(name: str, model: ResNet, path: Path | None, default: Path, tag: str
     else:
         suffix = "_" + re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem)
     params = {**params, "weights": str(path) if path else None}
-    from extractor.frameworks import OPTIONS, make_extractor
-
     if set(options or {}) - set(OPTIONS):
         raise TypeError(f"{name}: unexpected keyword argument {sorted(set(options) - set(OPTIONS))}")
     options = {k: v for k, v in (options or {}).items() if v not in (None, False, 0, "head")}

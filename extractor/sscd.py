@@ -208,5 +208,3 @@ def create_sscd(
         name, net.eval(), pre, normalize=True, device=device, precision=precision, dim=net.dim, params=params
     )
 
-
-ENTRIES = {"sscd": create_sscd}

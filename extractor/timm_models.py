@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from extractor.frameworks import make_extractor, safe_name
+from extractor.framework_options import make_extractor, safe_name
 from extractor.neural import NeuralExtractor, PreprocessCfg
 from extractor.pooling import Backbone, tokens_to_map
 
@@ -173,7 +173,7 @@ def create_timm(
     precision: str = "auto",
     **options: Any,
 ) -> NeuralExtractor:
-    """timm model `name` (e.g. 'resnet50.a1_in1k') as an extractor; `options` as in `frameworks.make_extractor`.
+    """timm model `name` (e.g. 'resnet50.a1_in1k') as an extractor; `options` as in `framework_options.make_extractor`.
 
     ViTs are built with ``dynamic_img_size=True`` (inputs padded to a multiple of the patch size), so
     aspect-keeping transforms work; CLIP-style towers keep their projection head, as ILIAS does.

@@ -19,7 +19,9 @@ import torchvision
 from torch import nn
 from torchvision.models import get_model, get_model_weights
 
+from extractor.framework_options import OPTIONS, make_extractor
 from extractor.neural import NeuralExtractor, PreprocessCfg
+from extractor.pooling import AvgpoolHookBackbone
 
 #: The models the seed used; any other torchvision classification model works by name too.
 SEED_MODELS = (
@@ -136,7 +138,7 @@ def create_torchvision(
 ) -> NeuralExtractor:
     """Build torchvision model `arch` as a feature extractor (classifier removed, eval mode).
 
-    `options` (pooling, transforms, resolution, multiscale...) as in `frameworks.make_extractor`;
+    `options` (pooling, transforms, resolution, multiscale...) as in `framework_options.make_extractor`;
     map poolings use the input of the model's `avgpool` (ResNets, EfficientNets, ConvNeXts, VGG...).
     """
     if arch not in ENTRIES:
@@ -165,14 +167,9 @@ def create_torchvision(
     preprocess = PreprocessCfg.from_torchvision(source.transforms()) if source is not None else PreprocessCfg()
     dim = strip_classifier(model)
     params = {"arch": arch, "weights": str(path) if path else (enum.name if enum else None)}
-    from extractor.frameworks import OPTIONS
-
     if set(options) - set(OPTIONS):
         raise TypeError(f"create_torchvision() got an unexpected keyword argument {sorted(set(options) - set(OPTIONS))}")
     if any(v not in (None, False, 0, "head") for v in options.values()):
-        from extractor.frameworks import make_extractor
-        from extractor.pooling import AvgpoolHookBackbone
-
         return make_extractor(f"{arch}{suffix}", AvgpoolHookBackbone(model), preprocess, normalize=normalize,
                               device=device, precision=precision, params={"framework": "torchvision", **params},
                               **options)

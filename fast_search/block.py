@@ -19,20 +19,13 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from fast_search.index import METRICS, check_finite, check_metric, prepare, to_distance
+from fast_search.index import METRICS, canonical_order, check_finite, check_metric, prepare, to_distance
 
 
 def array_blocks(x: np.ndarray, block_size: int = 65536) -> Iterator[tuple[None, np.ndarray]]:
     """(None, rows) blocks of an in-memory array, the same shape as `extractor.store.iter_chunks` yields."""
     for start in range(0, len(x), block_size):
         yield None, x[start : start + block_size]
-
-
-def canonical_order(D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows sorted by (distance, id), ``-1`` results last: one order for tied results everywhere."""
-    key_i = np.where(I < 0, np.iinfo(np.int64).max, I)
-    order = np.lexsort((key_i, D), axis=-1)
-    return np.take_along_axis(D, order, axis=1), np.take_along_axis(I, order, axis=1)
 
 
 def _keys(D: np.ndarray, I: np.ndarray, keep_max: bool) -> np.ndarray:

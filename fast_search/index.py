@@ -144,6 +144,13 @@ def prepare(x: np.ndarray, metric: str) -> np.ndarray:
     return x
 
 
+def canonical_order(D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows sorted by (distance, id), ``-1`` results last: one order for tied results everywhere."""
+    key_i = np.where(I < 0, np.iinfo(np.int64).max, I)
+    order = np.lexsort((key_i, D), axis=-1)
+    return np.take_along_axis(D, order, axis=1), np.take_along_axis(I, order, axis=1)
+
+
 def to_distance(D: np.ndarray, metric: str) -> np.ndarray:
     """faiss's raw scores -> distances, smaller is closer (see the module docstring)."""
     D = np.asarray(D, dtype=np.float32)
@@ -260,7 +267,7 @@ class FaissIndex:
     def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(D, I) of shape (nq, k): distances (smaller is closer) and database positions (-1: none).
 
-        Rows are in `fast_search.block.canonical_order` (ties by increasing id).
+        Rows are in `canonical_order` (ties by increasing id).
         """
         self._check_fitted()
         if k > self.ntotal_:
@@ -285,8 +292,6 @@ class FaissIndex:
             times.append(time.perf_counter() - start)
         self.search_time_ = min(times)
         self.search_repeats_ = len(times)
-        from fast_search.block import canonical_order  # noqa: PLC0415  (block imports this module)
-
         return canonical_order(to_distance(D, self.metric), I)
 
     def memory_bytes(self) -> int:
