@@ -49,7 +49,7 @@ DEFAULT_MAX_DISTANCE: dict[str, float] = {"ahash": 0, "phash": 10, "dhash": 7, "
 DEFAULT_NEURAL_MAX_DISTANCE = 0.1
 #: Above this many images the search uses an IVF index (``IVF<4 sqrt(n)>``, nprobe 32) instead of Flat.
 EXACT_UP_TO = 200_000
-#: IVF indexes are trained on at most this many images (a fixed random sample).
+#: IVF indexes are trained on at most this many images (a sample chosen by content, `sample_rows`).
 TRAIN_SAMPLE = 262_144
 #: Nearest neighbours examined per image; more matches than this still join through the group.
 NEIGHBOURS = 32
@@ -191,8 +191,11 @@ def search_pairs(
         index, nprobe = _index_for(n, binary)
     metric = "hamming" if binary else "cosine"
     train = features
-    if len(features) > TRAIN_SAMPLE:  # k-means on a fixed random sample: 64 points a list at 1M images
-        train = features[np.sort(np.random.default_rng(0).choice(len(features), TRAIN_SAMPLE, replace=False))]
+    if len(features) > TRAIN_SAMPLE:  # k-means on a sample chosen by content: 64 points a list at 1M images
+        from fast_search.block import array_blocks
+        from fast_search.ondisk import sample_rows
+
+        train = sample_rows(array_blocks(features), len(features), TRAIN_SAMPLE)
     searcher = FaissIndex(index, metric, binary=binary).fit(train).add(features)
     if nprobe:
         searcher.set_param("nprobe", nprobe)

@@ -43,7 +43,7 @@ from fast_search.improve import (
 from fast_search.index import FaissIndex, check_metric, is_exact, make_index, sweep_param
 from fast_search.ivfpq import PREFIX as CUSTOM_PREFIX
 from fast_search.ivfpq import CustomIndex, is_custom
-from fast_search.ondisk import build_experiment_index, check_ondisk
+from fast_search.ondisk import build_experiment_index, check_ondisk, sample_rows
 from fast_search.results import (
     SCHEMA,
     _file_name,
@@ -299,15 +299,10 @@ def _build(cfg, data, factory: str, metric: str, xb: np.ndarray | None = None) -
     xb = data.database if xb is None else xb
     if xb is not None:
         return index.fit(xb).add(xb)
-    train, have = [], 0
-    limit = cfg.train_size or 100_000
     database = cfg.sorted_sources()[0]
-    for _, block in database_blocks(database, cfg.method, cfg.features_root, cfg.block_size):
-        train.append(block[: limit - have])
-        have += len(train[-1])
-        if have >= limit:
-            break
-    index.fit(np.concatenate(train))
+    n = len(data.database_ids)  # a sample chosen by content, not the first rows: order- and name-free
+    index.fit(sample_rows(database_blocks(database, cfg.method, cfg.features_root, cfg.block_size), n,
+                          min(n, cfg.train_size or 100_000)))  # fmt: skip
     blocks = database_blocks(database, cfg.method, cfg.features_root, cfg.block_size)
     for _ids, block in tqdm(blocks, desc=f"adding to {factory}", unit="block"):
         index.add(block)

@@ -151,6 +151,45 @@ def canonical_order(D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.take_along_axis(D, order, axis=1), np.take_along_axis(I, order, axis=1)
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def content_keys(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(n,) uint64 hash of each row's bytes: an order and a sample defined by the vectors, not their positions."""
+    x = np.ascontiguousarray(x)
+    b = x.view(np.uint8).reshape(len(x), -1)
+    if b.shape[1] % 8:
+        b = np.hstack([b, np.zeros((len(b), 8 - b.shape[1] % 8), np.uint8)])
+    words = np.ascontiguousarray(b).view("<u8")
+    h = np.full(len(x), _GOLDEN * np.uint64(seed + 1), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(words.shape[1]):
+            h = _mix(h ^ words[:, j] + _GOLDEN)
+    return h
+
+
+def content_order(x: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
+    """Row order by content (hash, then the bytes themselves): the same vectors give the same order
+    whatever order they come in, so index training never depends on file names or store order."""
+    x = np.ascontiguousarray(x)
+    keys = content_keys(x) if keys is None else keys
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    same = np.flatnonzero(k[1:] == k[:-1])  # equal hashes (identical rows, or a rare collision)
+    for start in np.unique(np.searchsorted(k, k[same])):
+        stop = np.searchsorted(k, k[start], side="right")
+        group = order[start:stop]
+        order[start:stop] = sorted(group, key=lambda i: x[i].tobytes())
+    return order
+
+
 def to_distance(D: np.ndarray, metric: str) -> np.ndarray:
     """faiss's raw scores -> distances, smaller is closer (see the module docstring)."""
     D = np.asarray(D, dtype=np.float32)
@@ -238,7 +277,7 @@ class FaissIndex:
         self.index_ = make_index(self.factory, dim, self.metric, self.binary)
         start = time.perf_counter()
         if not self.index_.is_trained:  # Flat needs no training: no normalised copy either
-            self.index_.train(prepare(x, self.metric))
+            self.index_.train(prepare(x[content_order(x)], self.metric))  # order-free: by content
         self.train_time_ = time.perf_counter() - start
         self.add_time_ = 0.0
         self.ntotal_ = 0

@@ -24,7 +24,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from fast_search.index import prepare, to_distance
+from fast_search.index import content_order, prepare, to_distance
 
 PREFIX = "custom:"
 _FACTORY = re.compile(r"^IVF(\d+),PQ(\d+)(?:x(\d+))?$")
@@ -281,7 +281,7 @@ class CustomIndex:
             raise ValueError(f"{self.factory!r}: dimension {dim} is not a multiple of m={self.m}")
 
     def fit(self, x: np.ndarray) -> CustomIndex:
-        x = prepare(x, self.metric)
+        x = prepare(np.asarray(x)[content_order(x)], self.metric)  # training sees vectors in content order
         self.check_dim(x.shape[1])
         self.index_ = IVFPQ(self.nlist, self.m, self.nbits, metric="L2" if self.metric == "L2" else "IP")
         start = time.perf_counter()

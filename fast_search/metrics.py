@@ -239,7 +239,8 @@ def map_at_k(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) -> flo
     0.75
     """
     ap = average_precision_at_k(D, I, positives, k)
-    return math.nan if np.isnan(ap).all() else float(np.nanmean(ap))
+    ap = np.sort(ap[~np.isnan(ap)])  # summed in value order: the same bits whatever the query order
+    return math.nan if not len(ap) else float(ap.mean())
 
 
 def oracle_at_k(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) -> float:
@@ -251,7 +252,7 @@ def oracle_at_k(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) -> 
     if not positive.any():
         return math.nan
     found = (ranks > 0).sum(axis=1) + cut_group(D, I, positives, k)[1]  # cut group: negatives first
-    return float((found[positive] / n_rel[positive]).mean())
+    return float(np.sort(found[positive] / n_rel[positive]).mean())  # value order: query-order-free bits
 
 
 def _top1(D: np.ndarray, I: np.ndarray, positives: np.ndarray):

@@ -25,7 +25,7 @@ import numpy as np
 from faiss.contrib.ondisk import merge_ondisk
 from tqdm.auto import tqdm
 
-from fast_search.index import FaissIndex, prepare, sweep_param
+from fast_search.index import FaissIndex, content_keys, content_order, prepare, sweep_param
 from helpers.atomic import atomic_path
 
 #: Vectors per shard index before it is written to disk (1M PQ32 codes: ~40 MB with their ids).
@@ -44,29 +44,29 @@ def check_ondisk(factory: str, binary: bool) -> None:
 
 
 def sample_rows(blocks: Iterable[tuple[object, np.ndarray]], n_total: int, n: int, seed: int = 0) -> np.ndarray:
-    """`n` rows drawn uniformly without replacement from the concatenated blocks, in one streaming pass.
+    """`n` rows chosen by their content from the concatenated blocks, in one streaming pass.
 
-    A sample spread over the whole database, not its first rows (stores list originals before
-    distractors, shards one after another): the coarse quantizer then sees every part of it.
+    The rows whose content hash (`content_keys`, salted by `seed`) is smallest: a uniform sample
+    spread over the whole database, not its first rows (stores list originals before distractors,
+    shards one after another), and the same sample whatever the order of the rows or the names of
+    their files. Returned in content order.
     """
     n = min(n, n_total)
-    wanted = np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
-    out, offset, got = None, 0, 0
+    keys, rows, offset = np.zeros(0, np.uint64), None, 0
     for _, block in blocks:
-        stop = offset + len(block)
-        lo, hi = np.searchsorted(wanted, [offset, stop])
-        if hi > lo:
-            rows = np.asarray(block)[wanted[lo:hi] - offset]
-            if out is None:
-                out = np.empty((n, rows.shape[1]), rows.dtype)
-            out[got : got + len(rows)] = rows
-            got += len(rows)
-        offset = stop
-        if got == n:
-            break
-    if out is None or got != n:
+        block = np.asarray(block)
+        offset += len(block)
+        if not len(block):
+            continue
+        k = content_keys(block, seed)
+        keys = np.r_[keys, k]
+        rows = block if rows is None else np.concatenate([rows, block])
+        if len(keys) > 2 * max(n, 1):  # keep the n smallest keys seen so far
+            keep = np.argpartition(keys, n - 1)[:n] if n else np.zeros(0, np.int64)
+            keys, rows = keys[keep], rows[keep]
+    if rows is None or offset < n_total:
         raise ValueError(f"sample_rows: the blocks hold {offset} rows, fewer than the {n_total} announced")
-    return out
+    return np.ascontiguousarray(rows[content_order(rows, keys)[:n]])
 
 
 class OnDiskIVF(FaissIndex):
