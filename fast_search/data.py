@@ -55,6 +55,17 @@ class SearchData:
         return len(self.positives) - self.n_positive
 
     @cached_property
+    def self_positions(self) -> np.ndarray:
+        """(nq,) database position of each query's own id (the same image), -1 when it is not in the database."""
+        position = {str(d): i for i, d in enumerate(self.database_ids.tolist())}
+        return np.array([position.get(str(q), -1) for q in self.query_ids.tolist()], dtype=np.int64)
+
+    @property
+    def n_self(self) -> int:
+        """Queries that are also database items: their self-match is excluded from every result."""
+        return int((self.self_positions >= 0).sum())
+
+    @cached_property
     def attacks(self) -> np.ndarray:
         """(nq,) the catalogue attack id that made each query (from its name), "" for none."""
         from data_retrieval.attacks import query_attack

@@ -338,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         epilog="examples:\n"
                "  python -m fast_search.duplicates my_photos\n"
                "  python -m fast_search.duplicates my_photos --method dhash --max-distance 6\n"
-               "  python -m fast_search.duplicates my_photos --remove-list > to_delete.txt",
+               "  python -m fast_search.duplicates my_photos --remove-list > to_delete.txt\n"
+               "  python -m fast_search.duplicates my_photos --ground-truth pairs.csv   # precision/recall/F1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("folder", help="a folder of images (or a registered dataset name)")
@@ -353,7 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=cli.workers, default=2, help="decoding processes")
     p.add_argument("--features-root", type=cli.folder, default=FEATURES_DIR)
     p.add_argument("--results-root", type=cli.folder, default=RESULTS_DIR)
+    p.add_argument("--ground-truth", type=cli.existing_file, default=None, metavar="CSV",
+                   help="evaluate against true pairs (rows image,duplicate): pair precision/recall/F1 and "
+                        "retrieval measures per image (fast_search.folder_eval)")
     args = p.parse_args(argv)
+    if args.ground_truth is not None:
+        return _evaluate(args)
     try:
         dups = find_duplicates(args.folder, args.method, args.max_distance, index=args.index,
                                features_root=args.features_root, recursive=args.recursive, workers=args.workers,
@@ -370,6 +376,26 @@ def main(argv: list[str] | None = None) -> int:
           f"({dups.method}, distance <= {_fmt(dups.max_distance)}); {len(dups.remove_list())} files to remove")
     for path in files.values():
         print(path)
+    return 0
+
+
+def _evaluate(args) -> int:
+    """--ground-truth: print the folder evaluation (fast_search.folder_eval) and where it was written."""
+    from fast_search.folder_eval import evaluate_folder
+
+    try:
+        rep = evaluate_folder(args.folder, args.method, args.ground_truth, args.max_distance,
+                              features_root=args.features_root, results_root=args.results_root,
+                              recursive=args.recursive, workers=args.workers)  # fmt: skip
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"duplicates: error: {err}", file=sys.stderr)
+        return 2
+    pairs = rep["pairs"]
+    print(f"{rep['method']}, distance <= {_fmt(rep['max_distance'])}: {pairs['n_predicted']} pairs found, "
+          f"{pairs['n_true']} true, {pairs['tp']} right: precision {pairs['precision']}, recall {pairs['recall']}, "
+          f"F1 {pairs['f1']}")  # fmt: skip
+    print("per image (self-matches excluded): " + ", ".join(f"{k} {v:.4f}" for k, v in rep["retrieval"].items()
+                                                            if isinstance(v, float)))  # fmt: skip
     return 0
 
 

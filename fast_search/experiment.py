@@ -262,6 +262,30 @@ def _width(cfg: ExperimentConfig, n_database: int) -> int:
     return min(cfg.kmax + 1, n_database)
 
 
+def drop_self_matches(D: np.ndarray, I: np.ndarray, self_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each query's own database item (``self_pos[q]``, -1: none) from its results, one column fewer.
+
+    A folder searched against itself finds every image at distance 0; that is not a match. The
+    remaining results keep their order; the rows are searched with one extra column so none is lost.
+    """
+    if D.shape[1] == 0 or not (self_pos >= 0).any():
+        return D[:, : max(D.shape[1] - 1, 0)], I[:, : max(I.shape[1] - 1, 0)]
+    is_self = (I == self_pos[:, None]) & (self_pos[:, None] >= 0)
+    order = np.argsort(is_self, axis=1, kind="stable")  # the self-match (at most one) moves to the end
+    D2, I2 = np.take_along_axis(D, order, axis=1), np.take_along_axis(I, order, axis=1)
+    return D2[:, :-1], I2[:, :-1]
+
+
+def _search_width(cfg: ExperimentConfig, data, n_database: int) -> int:
+    """Neighbours to ask the index for: `_width`, plus one when queries are database items (self-matches)."""
+    return min(_width(cfg, n_database) + (1 if data.n_self else 0), n_database)
+
+
+def _found(data, D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw index results without self-matches (when queries are database items)."""
+    return drop_self_matches(D, I, data.self_positions) if data.n_self else (D, I)
+
+
 def _pad(D: np.ndarray, I: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Pad to `width` columns with (inf, -1) when the whole database was returned (k = database size)."""
     if D.shape[1] >= width:
@@ -285,7 +309,9 @@ def exact_results(cfg: ExperimentConfig, data, info: dict, metric: str, k: int, 
         blocks = database_blocks(
             cfg.sorted_sources()[0], cfg.method, cfg.features_root, cfg.block_size or 65536
         )
-    D, I, _ = block_search(data.queries, blocks, k, metric, total=info["n_database"], progress=True)
+    k_search = min(k + (1 if data.n_self else 0), info["n_database"])
+    D, I, _ = block_search(data.queries, blocks, k_search, metric, total=info["n_database"], progress=True)
+    D, I = _pad(*_found(data, D, I), k)
     save_exact(path, D, I, fp)
     return D, I
 
@@ -314,10 +340,11 @@ def _search_sweeps(cfg, data, info, factory: str, metric: str, xq, xb, variant: 
 
     With ``cfg.query_expansion`` each search is followed by an alpha-QE search (variant + "aqe").
     """
-    width = _width(cfg, info["n_database"])
+    width = _search_width(cfg, data, info["n_database"])
     if is_exact(factory) and cfg.block_size is not None and xb is None:  # bounded memory: block search
         blocks = database_blocks(cfg.sorted_sources()[0], cfg.method, cfg.features_root, cfg.block_size)
         D, I, stats = block_search(xq, blocks, width, metric, total=info["n_database"], progress=True)
+        D, I = _found(data, D, I)
         dim_bytes = data.dim // 8 if data.binary else data.dim * 4
         timing = {"train_time_s": 0.0, "add_time_s": 0.0, "search_time_s": stats["search_time_s"]}
         return [Sweep(None, None, *_pad(D, I, cfg.kmax + 1), timing, info["n_database"] * dim_bytes, variant)]
@@ -331,7 +358,7 @@ def _search_sweeps(cfg, data, info, factory: str, metric: str, xq, xb, variant: 
     for value in values:
         if param is not None:
             index.set_param(param, value)
-        D, I = index.search(xq, width)
+        D, I = _found(data, *index.search(xq, width))
         timing = {
             "train_time_s": index.train_time_,
             "add_time_s": index.add_time_,
@@ -341,7 +368,7 @@ def _search_sweeps(cfg, data, info, factory: str, metric: str, xq, xb, variant: 
         if cfg.query_expansion and metric in SIMILARITY_METRICS:
             base = data.database if xb is None else xb
             xq2 = alpha_qe(xq, base, D, I, metric, cfg.query_expansion, cfg.qe_alpha)
-            D2, I2 = index.search(xq2, width)
+            D2, I2 = _found(data, *index.search(xq2, width))
             timing2 = {**timing, "search_time_s": timing["search_time_s"] + index.search_time_}
             name = "+".join(v for v in (variant, "aqe") if v)
             sweeps.append(Sweep(param, value, *_pad(D2, I2, cfg.kmax + 1), timing2, nbytes, name))
@@ -433,6 +460,21 @@ def _run_index(cfg, data, info, folder: Path, factory: str, metric: str, auto=No
     return [_score_sweep(cfg, data, info, folder, factory, metric, s) for s in sweeps]
 
 
+SELF_MATCHES = (
+    "queries that are also database items (same id) never match themselves: their own item is removed from "
+    "their results and from their positives"
+)
+
+
+def _exclude_self(data) -> None:
+    """Queries that are database items: drop themselves from their positives (an image is not its own copy)."""
+    pos = data.truth.positives
+    pos[pos == data.self_positions[:, None]] = -1
+    order = np.argsort(pos < 0, axis=1, kind="stable")  # positives first, -1 padding last
+    data.truth.positives = np.take_along_axis(pos, order, axis=1)
+    log.warning("%d queries are also database items: %s", data.n_self, SELF_MATCHES)
+
+
 def _start(cfg: ExperimentConfig, plan: Plan, data, threads: int) -> dict:
     """The results dict before any run: parameters, machine, data counts, ground truth; resumed runs kept."""
     truth = data.truth
@@ -455,6 +497,7 @@ def _start(cfg: ExperimentConfig, plan: Plan, data, threads: int) -> dict:
             "n_positive": data.n_positive,
             "n_negative": data.n_negative,
             "ground_truth": truth.sources,
+            "self_matches_excluded": {"n_queries": data.n_self, "rule": SELF_MATCHES} if data.n_self else None,
         },
         "runs": [],
         "errors": [],
@@ -514,6 +557,8 @@ def run_experiment(
     )
     if not data.truth.sources:
         log.warning(NO_GROUND_TRUTH, queries_sorted)
+    if data.n_self:
+        _exclude_self(data)
     threads = cfg.threads or os.cpu_count() or 1
     faiss.omp_set_num_threads(threads)
     folder = plan.folder

@@ -225,9 +225,9 @@ def explore_neighbors(
     if threshold is None:
         threshold = chosen.get("threshold_at_fpr_1pct")
     threshold = np.inf if threshold is None else float(threshold)
-    # a positive query is correct when its top-1 is a positive alone at that distance (ties count against
+    # a positive query is correct when its top-1 is a positive after every negative tied with it (ties count against
     # it) and is accepted at the threshold; a negative query when its top-1 is rejected
-    top1_right = M.positive_ranks(D, I, positives, 1)[:, 0] == 1 if I.shape[1] > 1 else I[:, 0] == targets
+    top1_right = M.first_positive_rank(D, I, positives) == 1 if I.shape[1] > 1 else I[:, 0] == targets
     accepted = D[:, 0] <= threshold
     is_positive = (M.as_positives(positives, len(I)) >= 0).any(axis=1)
     correct_all = np.where(is_positive, top1_right & accepted, ~accepted)

@@ -23,7 +23,10 @@ The group **cut at k** (it starts within the first k results and goes on beyond 
 remaining slots up to k, and whichever of its members faiss kept decides the field's own numbers.
 Each measure counts it the pessimistic way, so it never depends on that choice:
 
-- recall@k, threshold measures: its positives are beyond k (the rank of a result is its group's end);
+- recall@k and the top-1 threshold measures: a query's first positive ranks after every negative of
+  its tied group (`first_positive_rank`; with one positive, its group's end, as isc2021's
+  ``find_tp_ranks``), so in the group cut at k it is beyond k unless the group's negatives leave
+  it a slot (and a group that reaches the last column is beyond k);
 - micro-AP and DISC21 recall@P90: its slots within k are *wrong pairs* at its distance, so the value
   is at or below isc2021's for every order of the tie, and equal to it when no group is cut;
 - mAP@k and the oracle: its members are ordered *negatives first*, so its positives fill only the
@@ -47,6 +50,7 @@ __all__ = [
     "relevance",
     "cut_group",
     "positive_ranks",
+    "first_positive_rank",
     "recall_at_k",
     "map_at_k",
     "oracle_at_k",
@@ -165,6 +169,30 @@ def positive_ranks(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) 
     return ranks
 
 
+def first_positive_rank(D: np.ndarray, I: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """(nq,) rank (1-based) of each query's first positive with its tied group ordered negatives first; 0: none.
+
+    In a group of equal distances starting after rank s that holds n negatives, the first positive
+    ranks s + n + 1 whatever order faiss left the group in (with one positive: the group's end, as
+    isc2021's ``find_tp_ranks`` counts it; a group of positives only: its start). A group that
+    reaches the last column may go on with unseen negatives: its positives count as not found.
+    """
+    D, I, pos = _check_results(D, I, positives)
+    nq, width = D.shape
+    if width == 0:
+        return np.zeros(nq, np.int64)
+    ends = tie_ranks(D)
+    starts_here = np.ones((nq, width), dtype=bool)
+    starts_here[:, 1:] = D[:, 1:] != D[:, :-1]
+    start = np.maximum.accumulate(np.where(starts_here, np.arange(width), 0), axis=1)  # 0-based group start
+    rel = relevance(I, pos) & _first_occurrence(I)
+    neg_before = np.concatenate([np.zeros((nq, 1), np.int64), np.cumsum(~rel, axis=1)], axis=1)
+    n_neg = np.take_along_axis(neg_before, ends, axis=1) - np.take_along_axis(neg_before, start, axis=1)
+    rank = np.where(rel & (ends < width), start + n_neg + 1, np.iinfo(np.int64).max)
+    first = rank.min(axis=1)
+    return np.where(first == np.iinfo(np.int64).max, 0, first).astype(np.int64)
+
+
 def cut_group(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(slots, positives it may fill) of each row's tied group cut at k (module docstring); 0 when none.
 
@@ -201,10 +229,13 @@ def recall_at_k(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) -> 
     >>> recall_at_k(D, I, np.array([1, 0, -1]), 1), recall_at_k(D, I, np.array([1, 0, -1]), 2)
     (0.0, 1.0)
     """
-    ranks, _, positive = _per_query(D, I, positives, k)
+    D, I, pos = _check_results(D, I, positives)
+    _check_k(k, I.shape[1])
+    positive = _n_relevant(pos) > 0
     if not positive.any():
         return math.nan
-    return float((ranks[positive, 0] > 0).mean())
+    first = first_positive_rank(D, I, pos)
+    return float(((first > 0) & (first <= k))[positive].mean())
 
 
 def average_precision_at_k(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) -> np.ndarray:
@@ -256,13 +287,13 @@ def oracle_at_k(D: np.ndarray, I: np.ndarray, positives: np.ndarray, k: int) -> 
 
 
 def _top1(D: np.ndarray, I: np.ndarray, positives: np.ndarray):
-    """(top-1 distance, top-1 is a positive alone in its tie group, positive-query mask)."""
+    """(top-1 distance, rank 1 is a positive with its tie group ordered negatives first, positive-query mask)."""
     D, I, pos = _check_results(D, I, positives)
     if D.shape[1] < 2:
         raise ValueError(
             f"threshold measures need 2 neighbours per query (one to close ties at rank 1), got D {D.shape}"
         )
-    correct = positive_ranks(D, I, pos, 1)[:, 0] == 1
+    correct = first_positive_rank(D, I, pos) == 1
     return D[:, 0], correct, _n_relevant(pos) > 0
 
 
@@ -270,7 +301,7 @@ def threshold_curve(D: np.ndarray, I: np.ndarray, positives: np.ndarray) -> dict
     """Recall, false-positive rate and precision as functions of a top-1 distance threshold.
 
     A query is *accepted* at threshold t when its top-1 distance is ``<= t``. A positive query
-    whose top-1 is a positive (alone at that distance: ties count against it) and is accepted is a
+    whose top-1 is a positive (after every negative tied with it: ties count against it) and is accepted is a
     true positive; an accepted negative query is a false positive (a positive query with a wrong
     top-1 is a miss, never a false positive). ``recall = TP / #positive``, ``fpr = FP / #negative``,
     ``precision = TP / (TP + FP)`` (1.0 where nothing is accepted). The first point is "accept

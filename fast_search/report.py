@@ -267,7 +267,7 @@ def plot_distances(res: dict, folder: Path, targets: np.ndarray) -> list[Path]:
         D, I = _run_arrays(folder, run)
         top1 = D[:, 0]
         positive = ~_negative(targets)
-        correct = M.positive_ranks(D, I, targets, 1)[:, 0] == 1
+        correct = M.first_positive_rank(D, I, targets) == 1
         fig = Figure(figsize=(7, 5))
         ax = fig.add_subplot()
         finite = top1[np.isfinite(top1)]

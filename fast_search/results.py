@@ -129,7 +129,7 @@ def per_attack(
 
     attacks = np.array([str(a) for a in attacks], dtype=object)
     pos = M.as_positives(positives, len(I))
-    correct = M.positive_ranks(D, I, pos, 1)[:, 0] == 1
+    correct = M.first_positive_rank(D, I, pos) == 1
     t = -math.inf if threshold is None or not np.isfinite(threshold) else float(threshold)
     accepted = np.asarray(D)[:, 0] <= t
     families = np.array([attack_family(a) if a else "" for a in attacks], dtype=object)

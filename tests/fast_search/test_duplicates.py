@@ -108,3 +108,25 @@ def test_default_thresholds():
     assert default_max_distance("phash_16", True, 256) == 4 * DEFAULT_MAX_DISTANCE["phash"]
     assert default_max_distance("dhash_exact", True, 64) == DEFAULT_MAX_DISTANCE["dhash"]
     assert 0 < default_max_distance("resnet50", False) < 1
+
+
+def test_folder_evaluation_against_true_pairs(dup_folder, tmp_path):
+    """Issue 21: one folder against itself, imagededup-style: pair precision/recall/F1 plus per-image retrieval."""
+    from fast_search.folder_eval import evaluate_folder, pair_scores
+
+    folder, groups = dup_folder
+    gt = tmp_path / "pairs.csv"
+    rows = [f"{a},{b}" for g in groups for a in sorted(g) for b in sorted(g) if a < b]
+    gt.write_text("query,duplicate\n" + "\n".join(rows[:-1]) + "\nimg2_bright.jpg,nope.jpg\n")  # one pair left out
+    rep = evaluate_folder(folder, "phash", gt, features_root=tmp_path / "F", results_root=tmp_path / "R",
+                          workers=0, progress=False)  # fmt: skip
+    pairs = rep["pairs"]
+    assert pairs["n_true"] == len(rows) - 1 and rep["unknown_names"] == 1
+    assert pairs["recall"] == 1.0 and pairs["precision"] == pytest.approx((len(rows) - 1) / pairs["n_predicted"])
+    assert rep["self_matches_excluded"]["n_queries"] == rep["n_images"] >= 13
+    assert rep["retrieval"]["recall@1"] > 0.8  # each duplicate finds another of its group, never itself
+    assert (tmp_path / "R" / "folder-eval-photos-phash" / "folder_eval.json").is_file()
+    assert pair_scores(set(), set())["f1"] != pair_scores(set(), set())["f1"]  # nan when undefined
+    out = main([str(folder), "--ground-truth", str(gt), "--features-root", str(tmp_path / "F"),
+                "--results-root", str(tmp_path / "R2"), "--workers", "0"])  # fmt: skip
+    assert out == 0

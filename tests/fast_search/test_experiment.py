@@ -55,7 +55,7 @@ def test_results_json_schema(stores, tmp_path):
         "n_positive": 40, "n_negative": 6, "ground_truth": {
             "demo_attacks": "names (demo_attacks copies demo_original)",
             "demo_negatives": "names (demo_negatives copies demo_original)",
-        },
+        }, "self_matches_excluded": None,
     }  # fmt: skip
     keys = [r["key"] for r in on_disk["runs"]]
     assert keys == [
@@ -345,3 +345,32 @@ def test_background_normalises_hashes_and_refuses_l2(binary_stores, stores, tmp_
                    rng.normal(size=(30, 16)).astype("f4"), method="feat")  # fmt: skip
     with pytest.raises(ValueError, match="score normalisation .* defined for the metrics"):
         _run(stores, tmp_path, name="l2", indexes=["Flat"], metrics=["L2"], background=["bg"])
+
+
+def _mixed_folder(root, n=20, seed=0):
+    """One store holding originals and their near-copies ("mixed/o<i>", "mixed/c<i>"), and a gt.csv of pairs."""
+    rng = np.random.default_rng(seed)
+    orig = rng.normal(size=(n, 16)).astype("f4")
+    copy = orig + 0.2 * rng.normal(size=(n, 16)).astype("f4")
+    ids = [f"mixed/o{i}" for i in range(n)] + [f"mixed/c{i}" for i in range(n)] + ["mixed/lonely"]
+    x = np.vstack([orig, copy, rng.normal(size=(1, 16)).astype("f4")])
+    write_features(store_path("mixed", "feat", root / "F"), ids, x, method="feat")
+    gt = root / "gt.csv"
+    gt.write_text("".join(f"mixed/c{i},mixed/o{i}\nmixed/o{i},mixed/c{i}\n" for i in range(n)))
+    return root / "F", gt
+
+
+def test_a_folder_against_itself_excludes_self_matches(tmp_path):
+    """Issue 21: --database mixed --queries mixed gave recall@1 0.0000, every image finding itself."""
+    features, gt = _mixed_folder(tmp_path)
+    res = run_experiment("self", "feat", ["mixed"], ["mixed"], ground_truth=str(gt), indexes=["Flat", "IVF2,Flat"],
+                         metrics=["cosine"], ks=[1, 5], nprobes=[2], threads=1, features_root=features,
+                         results_root=tmp_path / "R")  # fmt: skip
+    assert res["data"]["self_matches_excluded"]["n_queries"] == 41
+    assert res["data"]["n_positive"] == 40 and res["data"]["n_negative"] == 1  # "lonely" has no pair
+    for run in res["runs"]:
+        assert run["recall_at_k"]["1"] == 1.0, run["key"]  # each copy finds its original, not itself
+    with np.load(tmp_path / "R" / "self" / "runs" / "Flat--cosine.npz") as z:
+        ids = z["I"]
+    assert not (ids == np.arange(41)[:, None]).any()  # no query among its own results
+    assert ids.shape == (41, 6) and (ids >= 0).all()

@@ -254,3 +254,12 @@ def test_per_category_averages_instances_first_as_ilias_does():
     assert out["map_at_k"]["1"] == pytest.approx(((1 + 1 + 0) / 3 + 0) / 2)  # ILIAS
     assert out["map_at_k_per_query"]["1"] == pytest.approx(2 / 4)
     assert out["n_instances"] == 2
+
+
+def test_a_tie_of_positives_only_counts_at_its_start():
+    # the query's two duplicates tie at distance 0: whichever order, a positive is at rank 1
+    D, I = np.array([[0.0, 0.0, 5.0]]), np.array([[4, 7, 9]])
+    assert M.recall_at_k(D, I, np.array([[4, 7]]), 1) == 1.0
+    assert M.first_positive_rank(D, I, np.array([[4, 7]])).tolist() == [1]
+    assert M.first_positive_rank(D, I, np.array([[7, -1]])).tolist() == [2]  # one negative tied before it
+    assert M.first_positive_rank(np.array([[0.0, 0, 0]]), I, np.array([[4, 7]])).tolist() == [0]  # may go on
