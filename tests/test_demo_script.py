@@ -31,6 +31,8 @@ def test_demo_runs_end_to_end_offline(tmp_path, monkeypatch, capsys):
     assert "| efficientnet_lite0 |" in out.split("Clustering of originals")[1]
     assert "skipping resnet50" in out  # no weights on disk: says how to get them instead of failing
     results = tmp_path / "Results" / "demo-dhash"
-    for name in ("results.json", "summary.md", "summary.csv", "neighbors/index.html"):
+    for name in ("results.json", "summary.md", "summary.csv", "neighbors/index.html", "attacks.png",
+                 "summary_attacks.csv"):
         assert (results / name).is_file(), name
+    assert (tmp_path / "Results" / "demo_attack_heatmap.png").is_file()  # methods x attack families
     assert list((tmp_path / "Results" / "clustering").rglob("scores.csv"))

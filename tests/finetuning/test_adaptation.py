@@ -44,6 +44,13 @@ def test_topk_accuracy_ranks_distinct_originals():
     assert acc == {"top1": 0.75, "top2": 0.75, "top3": 1.0}
 
 
+def test_topk_accuracy_counts_ties_against_the_query():
+    """Issue 21 (one evaluation path): ties counted in the query's favour before; fast_search counts them against."""
+    o = np.eye(2, dtype=np.float32)
+    q = np.array([[1, 1], [0, 1]], np.float32)  # the first query is equally close to both originals
+    assert topk_accuracy(q, o, [0, 1], ks=(1, 2)) == {"top1": 0.5, "top2": 1.0}
+
+
 @pytest.mark.parametrize(("model", "floor"), [("linear", 0.9), ("linear-relu", 0.6)])
 def test_adapter_learns_planted_relation_from_chance_to_near_one(model, floor):
     q, o, g = planted(n_originals=200)
