@@ -31,6 +31,7 @@ HOST = "127.0.0.1"
 PORT = 7860
 URL_ALLOW: list[str] = []  # networks the URL fetcher may reach although they are not public (e.g. 10.0.0.0/8)
 MAX_UPLOAD_MB = 20
+CONCURRENCY = 16  # searches the page runs at once; their embeddings are batched together
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -102,6 +103,19 @@ def resolve_threshold(args, collection) -> tuple[float | None, str]:
     return value, f"{args.results_root}/{name}/results.json"
 
 
+def serve(demo, collection, threshold, max_bytes: int, host: str, port: int, allowed_paths: list[str]) -> None:
+    """Serve the page at / and the JSON API at /api (imsim.app.api) until interrupted."""
+    import uvicorn
+
+    from imsim.app.api import asgi_app
+
+    # enough concurrent searches for the embedding batcher to group them (one model, one worker)
+    demo.queue(default_concurrency_limit=CONCURRENCY)
+    app = asgi_app(demo, collection, threshold, max_bytes, allowed_paths=allowed_paths)
+    print(f"Page: http://{host}:{port}/   JSON: POST http://{host}:{port}/api/search (docs at /api/docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -124,10 +138,8 @@ def main(argv=None) -> int:
         url_allow=args.url_allow, max_bytes=max_bytes, temp_dir=temp_dir,
     )
     examples_dir = [str(p.parent) for p in example_files(args.examples, 1, args.datasets_root)]
-    demo.queue(default_concurrency_limit=4).launch(
-        server_name=args.host, server_port=args.port, max_file_size=max_bytes,
-        allowed_paths=[str(p) for p in collection.image_folders()] + examples_dir,
-    )
+    serve(demo, collection, threshold, max_bytes, args.host, args.port,
+          allowed_paths=[str(p) for p in collection.image_folders()] + examples_dir)
     return 0
 
 

@@ -28,7 +28,8 @@ from fast_search.index import check_finite, check_metric, prepare, set_search_pa
 from helpers.atomic import atomic_path
 from helpers.jsonio import load_json, save_json
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
-from imsim.app.embed import embed_file, embed_image, extractor_for_store
+from imsim.app.batcher import EmbeddingBatcher
+from imsim.app.embed import extractor_for_store, prepare_file, prepare_image
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class Collection:
         files = [f for d in self.database for f in _store_files(d, method, features_root)]
         self.attrs = read_attrs(files[0])
         self.extractor = extractor_for_store(self.attrs, device=device)
+        self.batcher = EmbeddingBatcher(self.extractor)
         self.fingerprint = store_fingerprint(
             files, database=self.database, factory=self.factory, metric=self.metric
         )
@@ -174,10 +176,14 @@ class Collection:
 
     # ---- queries -------------------------------------------------------------------------
     def embed(self, query: str | os.PathLike | Image.Image) -> np.ndarray:
-        """(1, width) features of an image file (decoded as extraction does) or a PIL image."""
+        """(1, width) features of an image file (decoded as extraction does) or a PIL image.
+
+        Decoding runs in the caller's thread; the extractor runs in the collection's batcher, so
+        concurrent queries share forward passes.
+        """
         if isinstance(query, Image.Image):
-            return embed_image(self.extractor, query, self.max_pixels)
-        return embed_file(self.extractor, query, self.max_pixels)
+            return self.batcher.embed(prepare_image(self.extractor, query, self.max_pixels))
+        return self.batcher.embed(prepare_file(self.extractor, query, self.max_pixels))
 
     def search_features(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(D, I) of feature rows: distances (smaller is closer) and positions in `ids`."""

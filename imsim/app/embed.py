@@ -81,9 +81,9 @@ def extractor_for_store(attrs: dict[str, Any], device: str = "cpu") -> Extractor
     )
 
 
-def embed_file(ext: Extractor, path: str | os.PathLike, max_pixels: int) -> np.ndarray:
-    """(1, width) features of an image file, decoded exactly as `extract_dataset` decodes it
-    (the extractor's own `decode`: e.g. reduced-scale grey JPEG decoding for hashes)."""
+def prepare_file(ext: Extractor, path: str | os.PathLike, max_pixels: int) -> Any:
+    """One sample of an image file, decoded exactly as `extract_dataset` decodes it (the extractor's
+    own `decode`: e.g. reduced-scale grey JPEG decoding for hashes), ready for `ext.collate`."""
     try:
         with Image.open(path) as img:  # header only: refuse a bomb before decoding
             size = img.size
@@ -91,11 +91,21 @@ def embed_file(ext: Extractor, path: str | os.PathLike, max_pixels: int) -> np.n
         raise BadImageError(f"{Path(path).name}: cannot decode ({type(err).__name__})") from None
     if size[0] * size[1] > max_pixels:
         raise BadImageError(f"{size[0]}x{size[1]} exceeds the {max_pixels} pixel limit")
-    return ext(ext.collate([ext.transform(ext.decode(Path(path)))]))
+    return ext.transform(ext.decode(Path(path)))
+
+
+def prepare_image(ext: Extractor, image: Image.Image, max_pixels: int) -> Any:
+    """One sample of an image already in memory (an edited or cropped query)."""
+    if image.width * image.height > max_pixels:
+        raise BadImageError(f"{image.width}x{image.height} exceeds the {max_pixels} pixel limit")
+    return ext.transform(_to_mode(image, "RGB"))
+
+
+def embed_file(ext: Extractor, path: str | os.PathLike, max_pixels: int) -> np.ndarray:
+    """(1, width) features of an image file, as the store's extraction computes them."""
+    return ext(ext.collate([prepare_file(ext, path, max_pixels)]))
 
 
 def embed_image(ext: Extractor, image: Image.Image, max_pixels: int) -> np.ndarray:
-    """(1, width) features of an image already in memory (an edited or cropped query)."""
-    if image.width * image.height > max_pixels:
-        raise BadImageError(f"{image.width}x{image.height} exceeds the {max_pixels} pixel limit")
-    return ext(ext.collate([ext.transform(_to_mode(image, "RGB"))]))
+    """(1, width) features of an image already in memory."""
+    return ext(ext.collate([prepare_image(ext, image, max_pixels)]))
