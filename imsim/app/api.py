@@ -1,3 +1,4 @@
+# ruff: noqa: E741  (D, I) is faiss's fixed name for k-NN distances and ids
 """A JSON search endpoint for programs, served beside the page (as clip-retrieval's back end offers).
 
     curl --data-binary @photo.jpg 'http://127.0.0.1:7860/api/search?k=5'
