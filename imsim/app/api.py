@@ -93,7 +93,8 @@ def api_router(collection: Collection, threshold: float | None = None, max_bytes
     def info() -> dict[str, Any]:
         return {"method": collection.method, "images": len(collection.ids), "index": collection.factory,
                 "metric": collection.metric, "binary": collection.binary, "dim": collection.dim,
-                "threshold": default_threshold, "max_k": MAX_K, "max_bytes": max_bytes}
+                "threshold": default_threshold, "max_k": MAX_K, "max_bytes": max_bytes,
+                "embedding_batches": list(collection.batcher.batch_sizes)[-1000:]}
 
     @router.post("/search")
     async def search(request: Request, k: int = 5, threshold: float | None = None) -> JSONResponse:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
@@ -27,8 +28,8 @@ class EmbeddingBatcher:
         self._queue: queue.SimpleQueue[tuple[Any, Future] | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
-        #: sizes of the forward passes run so far (what the tests and the benchmark read)
-        self.batch_sizes: list[int] = []
+        #: sizes of the last 10,000 forward passes (what /api/info, the tests and the benchmark read)
+        self.batch_sizes: deque[int] = deque(maxlen=10_000)
 
     def embed(self, item: Any) -> np.ndarray:
         """(1, width) features of one prepared item; blocks until its batch has run."""

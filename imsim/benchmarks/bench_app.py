@@ -2,8 +2,10 @@
 
 The app serves the demo collection (BENCH_APP_METHOD, default efficientnet_lite0, else dhash; the
 demo set and features are made if missing, as `make app` does) on 127.0.0.1, as `search_app.py`
-serves it: the JSON endpoint (`POST /api/search`) and the page's own API (gradio_client, what the
-browser does) in one ASGI app. Rows, all in this run on the same attacked demo images:
+serves it: the JSON endpoint (`POST /api/search`) and the page's own gradio API in one ASGI app.
+The page row makes the browser's three requests (upload the file, queue the `search` event, read its
+result stream) with plain HTTP; gradio_client's own overhead (it downloads every result image) is not
+the app's. Rows, all in this run on the same attacked demo images:
 - in process: `Collection.search` (embedding + index), the floor any HTTP path pays on top of;
 - sequential: BENCH_APP_SEQ queries one after another (p50/p95 and the ratio to in process);
 - concurrent: BENCH_APP_N clients at the same moment (p50/p95/max, errors, searches/s, and the
@@ -13,13 +15,15 @@ Every row also counts how many top-1 results are the query's original.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
-import tempfile
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -75,25 +79,15 @@ def _timed(fn: Callable[[int], str | None], picks: list[int], originals: list[st
 
 def main() -> list[dict]:
     import httpx
-    import uvicorn
-    from gradio_client import Client, handle_file
 
     import search_app
     from data_retrieval.datasets import load_dataset
-    from extractor import store_files
     from imsim.app import Collection
-    from imsim.app.api import asgi_app
-    from imsim.app.ui import build_app
 
     n = int(os.environ.get("BENCH_APP_N", 50))
     n_seq = int(os.environ.get("BENCH_APP_SEQ", 30))
     method = os.environ.get("BENCH_APP_METHOD", "efficientnet_lite0")
     database = ["demo_original", "demo_distractors"]
-    try:
-        for d in database:
-            store_files(d, method, FEATURES_DIR)
-    except ValueError:
-        method = "dhash"
     args = search_app.parse_args(["--method", method, "--demo"])
     search_app.prepare_demo(args)
     collection = Collection(method, database, features_root=FEATURES_DIR, datasets_root=DATASETS_DIR)
@@ -102,17 +96,20 @@ def main() -> list[dict]:
     originals = ["demo_original/" + p.stem.split("_")[0] for p in paths]
     bodies = [p.read_bytes() for p in paths]
 
-    demo = build_app(collection, temp_dir=tempfile.mkdtemp(prefix="bench_app_"))
-    demo.queue(default_concurrency_limit=search_app.CONCURRENCY)
-    app = asgi_app(demo, collection, allowed_paths=[str(p) for p in collection.image_folders()])
     port = _port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
     url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "search_app.py", "--method", method, "--examples", "", "--port", str(port)]
+    server = subprocess.Popen(cmd, cwd=Path(search_app.__file__).parent, stdout=subprocess.DEVNULL)
     http = httpx.Client(timeout=120)
-    gradio = Client(url, verbose=False)
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            http.get(f"{url}/api/info")
+            break
+        except httpx.TransportError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the app did not start: {' '.join(cmd)}") from None
+            time.sleep(0.5)
 
     def in_process(i: int) -> str:
         return collection.search(paths[i], 5)[0].id
@@ -121,11 +118,20 @@ def main() -> list[dict]:
         return http.post(f"{url}/api/search", params={"k": 5}, content=bodies[i]).json()["results"][0]["id"]
 
     def page_api(i: int) -> str | None:
-        _, table, _ = gradio.predict(handle_file(str(paths[i])), 5, 0.0, api_name="/search")
+        api = f"{url}/gradio_api"
+        uploaded = http.post(f"{api}/upload", files={"files": (paths[i].name, bodies[i])}).json()[0]
+        query = {"path": uploaded, "meta": {"_type": "gradio.FileData"}}
+        event = http.post(f"{api}/call/search", json={"data": [query, 5, 0.0]}).json()["event_id"]
+        stream = http.get(f"{api}/call/search/{event}").text
+        if "event: complete" not in stream:
+            raise RuntimeError(stream[-300:])
+        data = json.loads(stream.split("event: complete", 1)[1].split("data:", 1)[1].strip().splitlines()[0])
+        table = data[1]
         first = table.split("\n")[2] if table.count("\n") >= 2 else ""
         return next((o for o in originals if o in first), first)
 
-    print(f"{collection.describe()}; {os.cpu_count()} cores; concurrency limit {search_app.CONCURRENCY}")
+    print(f"{collection.describe()}; {os.cpu_count()} cores; the app in its own process "
+          f"(search_app.py, concurrency limit {search_app.CONCURRENCY}), clients in this one")
     rows = []
     try:
         for fn in (in_process, json_api, page_api):  # warm-up: model, index, clients
@@ -138,15 +144,15 @@ def main() -> list[dict]:
             lat, hits, errors, _ = _timed(fn, seq, originals, concurrent=False)
             rows.append(_row(name, lat, hits, base_ms=base, errors=errors))
         for name, fn in ((f"JSON /api/search, {n} at once", json_api), (f"page API, {n} at once", page_api)):
-            before = len(collection.batcher.batch_sizes)
+            before = len(http.get(f"{url}/api/info").json()["embedding_batches"])
             lat, hits, errors, wall = _timed(fn, list(range(n)), originals, concurrent=True)
             rows.append(_row(name, lat, hits, wall=wall, errors=errors))
-            batches = collection.batcher.batch_sizes[before:]
+            batches = http.get(f"{url}/api/info").json()["embedding_batches"][before:]
             rows[-1]["embedding_batches"] = batches
             print(f"{'':<34} {len(batches)} embedding batches, largest {max(batches, default=0)}")
     finally:
-        server.should_exit = True
-        collection.batcher.close()
+        server.terminate()
+        server.wait(30)
     return rows
 
 
