@@ -45,7 +45,7 @@ def test_concurrent_queries_are_batched_and_each_gets_its_own_row():
     batcher.close()
     for i, row in enumerate(out):
         np.testing.assert_array_equal(row, np.full((1, 3), 2 * i, np.float32))
-    assert batcher.batch_sizes == [1, 8]
+    assert list(batcher.batch_sizes) == [1, 8]
 
 
 def test_items_of_different_shapes_run_in_separate_passes():
