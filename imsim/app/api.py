@@ -23,6 +23,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from helpers import atomic
 from helpers.images import BadImageError
 from imsim.app.collection import Collection
 from imsim.app.safe_fetch import MAX_BYTES, FetchError, check_upload
@@ -62,7 +63,7 @@ async def _body(request: Request, max_bytes: int) -> bytes:
 def _search(collection: Collection, data: bytes, k: int, threshold: float | None, temp_dir: Path,
             max_bytes: int) -> dict[str, Any]:
     path = temp_dir / f"api-{uuid.uuid4().hex}"
-    path.write_bytes(data)
+    atomic.write_bytes(path, data, durable=False)  # a scratch copy of the query
     try:
         start = time.perf_counter()
         fmt = check_upload(path, max_bytes=max_bytes, max_pixels=collection.max_pixels)
