@@ -5,8 +5,14 @@
 2. residuals: vector minus its list's centroid;
 3. product quantiser: the residual is cut into `m` sub-vectors, each replaced by the nearest of
    ``2**nbits`` centroids of its sub-space (one k-means per sub-space): `m` codes per vector;
-4. search: the `nprobe` nearest lists of a query are scanned with asymmetric distances, one
-   look-up table of query-to-codeword distances per (query, list), summed over the `m` codes.
+4. search: the `nprobe` nearest lists of a query are scanned with asymmetric distances. As in
+   faiss's precomputed tables, ``||q - c - r||^2 = ||q - c||^2 + (||r||^2 + 2<c, r>) - 2<q, r>``:
+   the middle term depends on the database vector only (computed once when it is added), and
+   ``<q, r> = sum_j <q_j, r_j>`` is one look-up table per query (m x 2**nbits inner products),
+   shared by all its lists. The lists are one flat code array ordered by list, so a block of
+   queries gathers all its candidates at once and sums the table over the m codes in m
+   vectorised gathers; the top k come from a partition of each query's candidate row (no Python
+   loop over lists or queries).
 
 Metrics: ``L2`` (squared distances, as faiss) and ``IP`` (inner product: the coarse list is the
 largest product, the score ``<q, c> + sum_j <q_j, r_j>``). `from_faiss` copies a trained
@@ -37,6 +43,22 @@ def _sq_dists(x: np.ndarray, c: np.ndarray, c_norms: np.ndarray | None = None) -
     return np.maximum(d, 0, out=d)
 
 
+def _nearest(x: np.ndarray, c: np.ndarray, block: int = 16384) -> np.ndarray:
+    """Index of the nearest row of c for each row of x: argmin of ||c||^2 - 2 <x, c> (x's norm is common),
+    one matrix product of [x, 1] with [-2c, ||c||^2] (no elementwise passes over the (n, k) scores)."""
+    aug = np.empty((len(c), c.shape[1] + 1), np.float32)
+    aug[:, :-1] = -2.0 * c
+    aug[:, -1] = (c * c).sum(1)
+    out = np.empty(len(x), np.int64)
+    xa = np.empty((min(block, len(x)), x.shape[1] + 1), np.float32)
+    xa[:, -1] = 1.0
+    for s in range(0, len(x), block):  # bounded (block, k) scratch
+        e = min(s + block, len(x))
+        xa[: e - s, :-1] = x[s:e]
+        out[s:e] = (xa[: e - s] @ aug.T).argmin(1)
+    return out
+
+
 def kmeans(
     x: np.ndarray, k: int, niter: int = 25, seed: int = 1234, max_points_per_centroid: int = 256
 ) -> np.ndarray:
@@ -52,12 +74,14 @@ def kmeans(
         n = len(x)
     centroids = x[rng.choice(n, k, replace=False)].copy()
     for _ in range(niter):
-        assign = _sq_dists(x, centroids).argmin(1)
+        assign = _nearest(x, centroids)
         counts = np.bincount(assign, minlength=k)
-        sums = np.zeros_like(centroids, dtype=np.float64)
-        np.add.at(sums, assign, x)
         nonempty = counts > 0
-        centroids[nonempty] = (sums[nonempty] / counts[nonempty, None]).astype(np.float32)
+        # per-cluster sums in float64 over the points sorted by cluster (np.add.at's order, 100x faster)
+        order = np.argsort(assign, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[nonempty]
+        sums = np.add.reduceat(x[order], starts, axis=0, dtype=np.float64)
+        centroids[nonempty] = (sums / counts[nonempty, None]).astype(np.float32)
         for empty in np.flatnonzero(~nonempty):  # split the largest cluster, as faiss does
             big = int(counts.argmax())
             eps = rng.uniform(-1e-4, 1e-4, centroids.shape[1]).astype(np.float32)
@@ -73,20 +97,21 @@ class IVFPQ:
 
     D holds squared L2 distances (``metric="L2"``) or inner products (``"IP"``) of the decoded
     vectors, best first; I the positions in added order (-1 where fewer than k were scanned).
-    Learned attributes: ``coarse_centroids_`` (nlist, d), ``codebooks_`` (m, 2**nbits, d/m),
+    `coarse_niter` (10) and `niter` (25) are faiss's k-means iterations for the coarse quantiser
+    and for each PQ sub-space. Learned attributes: ``coarse_centroids_`` (nlist, d), ``codebooks_`` (m, 2**nbits, d/m),
     ``codes_`` and ``ids_`` per list.
     """
 
     def __init__(
         self, nlist: int = 100, m: int = 8, nbits: int = 8, nprobe: int = 1, metric: str = "L2",
-        niter: int = 25, seed: int = 1234,
+        niter: int = 25, seed: int = 1234, coarse_niter: int = 10,
     ) -> None:
         if metric not in ("L2", "IP"):
             raise ValueError(f"metric must be 'L2' or 'IP', got {metric!r}")
         if not 1 <= nbits <= 16:
             raise ValueError(f"nbits must be in 1..16, got {nbits}")
         self.nlist, self.m, self.nbits, self.nprobe = nlist, m, nbits, nprobe
-        self.metric, self.niter, self.seed = metric, niter, seed
+        self.metric, self.niter, self.seed, self.coarse_niter = metric, niter, seed, coarse_niter
 
     @property
     def ksub(self) -> int:
@@ -99,7 +124,7 @@ class IVFPQ:
         d = x.shape[1]
         if d % self.m:
             raise ValueError(f"dimension {d} is not a multiple of m={self.m}")
-        coarse = kmeans(x, self.nlist, self.niter, self.seed)
+        coarse = kmeans(x, self.nlist, self.coarse_niter, self.seed)  # faiss's Level1Quantizer: 10 iterations
         residuals = x - coarse[self._assign_with(x, coarse)]
         dsub = d // self.m
         books = np.empty((self.m, self.ksub, dsub), np.float32)
@@ -115,11 +140,26 @@ class IVFPQ:
         self.nbits = int(np.log2(self.codebooks_.shape[1]))
         self.d = self.coarse_centroids_.shape[1]
         self._book_norms = (self.codebooks_**2).sum(2)  # (m, ksub)
+        self._books_t = np.ascontiguousarray(self.codebooks_.transpose(0, 2, 1))  # (m, dsub, ksub)
         self._coarse_norms = (self.coarse_centroids_**2).sum(1)
-        self.codes_ = [np.empty((0, self.m), self._code_dtype) for _ in range(self.nlist)]
-        self.ids_ = [np.empty(0, np.int64) for _ in range(self.nlist)]
+        # the inverted lists, flat and ordered by list: list l holds rows offsets_[l]:offsets_[l + 1]
+        self._codes = np.empty((0, self.m), self._code_dtype)
+        self._ids = np.empty(0, np.int64)
+        self._lists = np.empty(0, np.int64)
+        self._term = np.empty(0, np.float32)  # ||r||^2 + 2 <c, r> per stored vector (L2)
+        self.offsets_ = np.zeros(self.nlist + 1, np.int64)
         self.ntotal = 0
         return self
+
+    @property
+    def codes_(self) -> list[np.ndarray]:
+        """The PQ codes of each inverted list (views of the flat code array)."""
+        return [self._codes[a:b] for a, b in zip(self.offsets_[:-1], self.offsets_[1:], strict=True)]
+
+    @property
+    def ids_(self) -> list[np.ndarray]:
+        """The ids (positions in added order) of each inverted list."""
+        return [self._ids[a:b] for a, b in zip(self.offsets_[:-1], self.offsets_[1:], strict=True)]
 
     @classmethod
     def from_faiss(cls, index, nprobe: int | None = None) -> IVFPQ:
@@ -173,6 +213,18 @@ class IVFPQ:
         parts = [self.codebooks_[j][codes[:, j]] for j in range(self.m)]
         return self.coarse_centroids_[lists] + np.concatenate(parts, axis=1)
 
+    def _residual_term(self, codes: np.ndarray, lists: np.ndarray, block: int = 8192) -> np.ndarray:
+        """||r||^2 + 2 <c, r> of each encoded vector (r its decoded residual, c its list's centroid)."""
+        out = np.empty(len(codes), np.float32)
+        dsub = self.d // self.m
+        for s in range(0, len(codes), block):
+            cb, lb = codes[s : s + block], lists[s : s + block]
+            r = np.empty((len(cb), self.d), np.float32)
+            for j in range(self.m):
+                r[:, j * dsub : (j + 1) * dsub] = self.codebooks_[j][cb[:, j]]
+            out[s : s + block] = np.einsum("nd,nd->n", r, r + 2.0 * self.coarse_centroids_[lb])
+        return out
+
     def add(self, x: np.ndarray, batch_size: int = 65536) -> IVFPQ:
         """Encode and append vectors; their ids continue from `ntotal`."""
         self._check_trained()
@@ -180,19 +232,23 @@ class IVFPQ:
             xb = np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32)
             lists = self.assign(xb)
             codes = self.encode(xb, lists)
-            ids = np.arange(self.ntotal, self.ntotal + len(xb))
-            order = np.argsort(lists, kind="stable")
-            bounds = np.searchsorted(lists[order], np.arange(self.nlist + 1))
-            for l in np.flatnonzero(np.diff(bounds)):
-                sel = order[bounds[l] : bounds[l + 1]]
-                self.codes_[l] = np.concatenate([self.codes_[l], codes[sel]])
-                self.ids_[l] = np.concatenate([self.ids_[l], ids[sel]])
+            term = self._residual_term(codes, lists) if self.metric == "L2" else np.zeros(len(xb), np.float32)
+            all_lists = np.concatenate([self._lists, lists])
+            order = np.argsort(all_lists, kind="stable")  # by list; within a list, in added order
+            self._lists = all_lists[order]
+            self._codes = np.concatenate([self._codes, codes])[order]
+            self._ids = np.concatenate([self._ids, np.arange(self.ntotal, self.ntotal + len(xb))])[order]
+            self._term = np.concatenate([self._term, term])[order]
+            self.offsets_ = np.searchsorted(self._lists, np.arange(self.nlist + 1))
             self.ntotal += len(xb)
         return self
 
     # ---- search ----------------------------------------------------------------------------
-    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(D, I) of the k best database vectors among the `nprobe` lists nearest each query."""
+    def search(self, xq: np.ndarray, k: int, max_candidates: int = 1 << 17) -> tuple[np.ndarray, np.ndarray]:
+        """(D, I) of the k best database vectors among the `nprobe` lists nearest each query.
+
+        Queries go in blocks of at most `max_candidates` scanned codes (bounded memory).
+        """
         self._check_trained()
         xq = np.ascontiguousarray(xq, dtype=np.float32)
         nq, nprobe = len(xq), min(self.nprobe, self.nlist)
@@ -203,52 +259,92 @@ class IVFPQ:
         else:
             coarse = _sq_dists(xq, self.coarse_centroids_, self._coarse_norms)
             probe = np.argsort(coarse, axis=1, kind="stable")[:, :nprobe]
-        dsub = self.d // self.m
-        sub_q = xq.reshape(nq, self.m, dsub)
-        # inner products of each query sub-vector with every codeword: (nq, m, ksub)
-        q_dot_book = np.einsum("qjd,jkd->qjk", sub_q, self.codebooks_)
-        # per-query candidate scores and ids, list by list (queries grouped by probed list)
-        cand_d: list[list[np.ndarray]] = [[] for _ in range(nq)]
-        cand_i: list[list[np.ndarray]] = [[] for _ in range(nq)]
-        q_rows, ranks = np.nonzero(np.ones_like(probe, dtype=bool))
-        lists = probe[q_rows, ranks]
-        order = np.argsort(lists, kind="stable")
-        bounds = np.searchsorted(lists[order], np.arange(self.nlist + 1))
-        js = np.arange(self.m)
-        for l in np.flatnonzero(np.diff(bounds)):
-            codes = self.codes_[l]
-            if not len(codes):
-                continue
-            qs = q_rows[order[bounds[l] : bounds[l + 1]]]
-            if ip:
-                tables = q_dot_book[qs]  # (nql, m, ksub)
-                base = coarse[qs, l]
-            else:  # ||q - c - r||^2 = sum_j ||(q - c)_j - r_j||^2
-                c_sub = self.coarse_centroids_[l].reshape(self.m, dsub)
-                c_dot_book = np.einsum("jd,jkd->jk", c_sub, self.codebooks_)
-                tables = self._book_norms[None] - 2.0 * (q_dot_book[qs] - c_dot_book[None])
-                base = coarse[qs, l]
-            scores = np.repeat(base[:, None], len(codes), axis=1).astype(np.float32)
-            for j in js:
-                scores += tables[:, j, :][:, codes[:, j]]
-            for row, q in enumerate(qs):
-                cand_d[q].append(scores[row])
-                cand_i[q].append(self.ids_[l])
+        sizes = np.diff(self.offsets_)
+        per_query = sizes[probe].sum(1)
         D = np.full((nq, k), -np.inf if ip else np.inf, np.float32)
         I = np.full((nq, k), -1, np.int64)
-        for q in range(nq):
-            if not cand_d[q]:
-                continue
-            d, i = np.concatenate(cand_d[q]), np.concatenate(cand_i[q])
-            key = -d if ip else d
-            top = np.lexsort((i, key))[:k]  # ties: smaller id first, as faiss's heaps keep them
-            D[q, : len(top)], I[q, : len(top)] = d[top], i[top]
+        start = 0
+        while start < nq:  # blocks of queries, each scanned in one pass
+            stop = start + max(1, int(np.searchsorted(np.cumsum(per_query[start:]), max_candidates, side="right")))
+            stop = min(stop, nq)
+            rows = np.arange(start, stop)
+            base = np.take_along_axis(coarse[rows], probe[rows], axis=1)
+            D[rows], I[rows] = self._scan(xq[rows], probe[rows], base, k)
+            start = stop
+        return D, I
+
+    def _scan(self, xq: np.ndarray, probe: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top k of a block of queries over their probed lists: one table per query, m gathers."""
+        ip = self.metric == "IP"
+        nq, nprobe = probe.shape
+        ksub, dsub = self.ksub, self.d // self.m
+        # <q_j, book_j[c]> for every query, sub-space and codeword: (m, nq, ksub), batched BLAS
+        tables = np.matmul(np.ascontiguousarray(xq.reshape(nq, self.m, dsub).transpose(1, 0, 2)), self._books_t)
+        lists = probe.ravel()  # pair p = (query p // nprobe, its rank p % nprobe)
+        sizes = self.offsets_[lists + 1] - self.offsets_[lists]
+        total = int(sizes.sum())
+        D = np.full((nq, k), -np.inf if ip else np.inf, np.float32)
+        I = np.full((nq, k), -1, np.int64)
+        if total == 0:
+            return D, I
+        pair = np.repeat(np.arange(len(lists), dtype=np.int32), sizes)  # candidate -> (query, list) pair
+        first = np.cumsum(sizes) - sizes  # each pair's first candidate
+        rows = np.arange(total, dtype=np.int64) - np.repeat(first - self.offsets_[lists], sizes)  # rows of the flat lists
+        if self.ntotal < 2**31:
+            rows = rows.astype(np.int32)
+        query = pair // nprobe
+        flat = tables.reshape(self.m, nq * ksub)
+        at = query * ksub  # int32: the query's row of each sub-space's table
+        codes = self._codes.take(rows, axis=0)  # (total, m): one contiguous m-byte copy per candidate
+        idx, part = np.empty(total, np.int32), np.empty(total, np.float32)
+        acc = np.zeros(total, np.float32)
+        for j in range(self.m):  # m vectorised gathers: acc += T_j[query, code_j]
+            np.add(at, codes[:, j], out=idx)
+            flat[j].take(idx, out=part)
+            acc += part
+        score = base.ravel()[pair]
+        if ip:
+            score += acc
+            key = -score
+        else:
+            score += self._term[rows]
+            score -= 2.0 * acc
+            key = score
+        ids = self._ids[rows]
+        # one row per query: its candidates left-aligned, padded with +inf keys and a sentinel id
+        per_query = np.bincount(query, minlength=nq)
+        width = int(per_query.max())
+        col = np.arange(total) - np.repeat(np.cumsum(per_query) - per_query, per_query)
+        pad = np.iinfo(np.int64).max
+        keys = np.full((nq, width), np.inf, np.float32)
+        idm = np.full((nq, width), pad, np.int64)
+        keys[query, col], idm[query, col] = key, ids
+        if width > k:  # the k best plus every candidate tied with the k-th (ties: smaller id first)
+            kk = min(width, 2 * k)
+            part = np.argpartition(keys, kk - 1, axis=1)[:, :kk]
+            sub_keys, sub_ids = np.take_along_axis(keys, part, 1), np.take_along_axis(idm, part, 1)
+            kth = np.sort(sub_keys, axis=1)[:, k - 1 : k]
+            whole = (keys <= kth).sum(1) > kk  # more ties than the partition kept: sort the whole row
+            if whole.any():
+                sub_keys = np.where(whole[:, None], np.inf, sub_keys)
+            order = np.lexsort((sub_ids, sub_keys), axis=1)[:, :k]
+            top_keys, top_ids = np.take_along_axis(sub_keys, order, 1), np.take_along_axis(sub_ids, order, 1)
+            for q in np.flatnonzero(whole):  # rare: exact ties spanning more than 2k candidates
+                o = np.lexsort((idm[q], keys[q]))[:k]
+                top_keys[q], top_ids[q] = keys[q, o], idm[q, o]
+        else:
+            order = np.lexsort((idm, keys), axis=1)
+            top_keys, top_ids = np.take_along_axis(keys, order, 1), np.take_along_axis(idm, order, 1)
+        found = top_ids != pad
+        n = top_keys.shape[1]
+        D[:, :n] = np.where(found, -top_keys if ip else top_keys, D[:, :n])
+        I[:, :n] = np.where(found, top_ids, -1)
         return D, I
 
     def memory_bytes(self) -> int:
         """Codes and ids of the lists plus the centroids and codebooks."""
         self._check_trained()
-        lists = sum(c.nbytes + i.nbytes for c, i in zip(self.codes_, self.ids_, strict=True))
+        lists = self._codes.nbytes + self._ids.nbytes + self._term.nbytes + self.offsets_.nbytes
         return int(lists + self.coarse_centroids_.nbytes + self.codebooks_.nbytes)
 
 

@@ -6,7 +6,7 @@ demo_negatives) of BENCH_IVFPQ_METHOD (default efficientnet_lite0; run `make dem
 that store is missing, clustered synthetic vectors of the same shape. Both indexes get the same
 nlist/m/nbits/nprobe (BENCH_IVFPQ_NLIST, _M, _NBITS, _NPROBE); faiss's polysemous training (a code
 permutation for Hamming filtering, not used by this search) is off so training times compare the same
-work. Recall@10 is against exact search (10-NN recall) and, on the demo, the share of positive
+work. Search is timed in BENCH_IVFPQ_ROUNDS (3) interleaved rounds, best of each. Recall@10 is against exact search (10-NN recall) and, on the demo, the share of positive
 queries whose original is in the top 10.
 """
 
@@ -17,6 +17,7 @@ import time
 
 import faiss
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from fast_search.index import prepare
 from fast_search.ivfpq import IVFPQ
@@ -55,39 +56,48 @@ def main() -> None:
                                _env("BENCH_IVFPQ_NBITS", 8), _env("BENCH_IVFPQ_NPROBE", 8))
     threads = _env("BENCH_IVFPQ_THREADS", 1)
     faiss.omp_set_num_threads(threads)
+    threadpool_limits(limits=threads, user_api="blas")  # numpy's BLAS on as many threads as faiss
     xb, xq, targets, what = _data(method)
     d = xb.shape[1]
     m = m if d % m == 0 else next(v for v in (64, 32, 16, 8, 4) if d % v == 0)
     print(f"{what}: {len(xb)} database, {len(xq)} queries, d={d}; IVF{nlist},PQ{m}x{nbits}, nprobe={nprobe}, "
-          f"L2 on L2-normalised vectors, faiss threads={threads} (numpy BLAS threads: default)")
+          f"L2 on L2-normalised vectors, threads={threads} (faiss and numpy's BLAS)")
     _, gt = faiss.knn(xq, xb, 10)
 
     ref = faiss.index_factory(d, f"IVF{nlist},PQ{m}x{nbits}")
     faiss.downcast_index(faiss.extract_index_ivf(ref)).do_polysemous_training = False
     mine = IVFPQ(nlist, m, nbits, nprobe=nprobe)
-    rows = []
-    for name, train, add, search in [
+    rounds = _env("BENCH_IVFPQ_ROUNDS", 3)
+    ref.nprobe = nprobe
+    entries = [
         ("faiss IndexIVFPQ", lambda: ref.train(xb), lambda: ref.add(xb), lambda: ref.search(xq, 10)),
         ("numpy IVFPQ", lambda: mine.fit(xb), lambda: mine.add(xb), lambda: mine.search(xq, 10)),
-    ]:
-        ref.nprobe = nprobe
-        t_train, _ = _timed(train)
-        t_add, _ = _timed(add)
-        t_search, (_, I) = _timed(search)
+    ]
+    times = {name: [_timed(train)[0], _timed(add)[0], float("inf")] for name, train, add, _ in entries}
+    found_I = {}
+    for _ in range(rounds):  # interleaved search rounds, best of each (a loaded machine)
+        for name, _, _, search in entries:
+            t, (_, I) = _timed(search)
+            times[name][2] = min(times[name][2], t)
+            found_I[name] = I
+    rows = []
+    for name, *_ in entries:
+        I = found_I[name]
         knn = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, gt, strict=True)]))
         found = None
         if targets is not None:
             pos = targets >= 0
             found = float((I[pos] == targets[pos, None]).any(1).mean())
-        rows.append((name, t_train, t_add, t_search, knn, found))
+        rows.append((name, *times[name], knn, found))
     print("| index | train s | add s | search s | queries/s | 10-NN recall@10 | originals in top 10 |")
     print("|---|---|---|---|---|---|---|")
     for name, tt, ta, ts, knn, found in rows:
         f = "n/a" if found is None else f"{found:.4f}"
         print(f"| {name} | {tt:.2f} | {ta:.2f} | {ts:.3f} | {len(xq) / ts:,.0f} | {knn:.4f} | {f} |")
     (_, *a), (_, *b) = rows
-    print(f"numpy / faiss time: train {b[0] / a[0]:.1f}x, add {b[1] / a[1]:.1f}x, search {b[2] / a[2]:.1f}x; "
-          f"recall difference {100 * (b[3] - a[3]):+.2f} points")
+    print(f"numpy / faiss time: train {b[0] / a[0]:.1f}x (goal <= 4x), add {b[1] / a[1]:.1f}x, search "
+          f"{b[2] / a[2]:.1f}x (goal <= 3x; best of {rounds} interleaved rounds); recall difference "
+          f"{100 * (b[3] - a[3]):+.2f} points")
 
 
 if __name__ == "__main__":

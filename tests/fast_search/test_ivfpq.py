@@ -129,3 +129,42 @@ def test_custom_index_in_run_experiment(tmp_path):
     assert set(runs) == {"Flat--L2", "custom:IVF8,PQ4--L2--nprobe=1", "custom:IVF8,PQ4--L2--nprobe=8"}
     assert runs["custom:IVF8,PQ4--L2--nprobe=8"]["recall_vs_exact"] > 0.5
     assert runs["custom:IVF8,PQ4--L2--nprobe=8"]["index_bytes"] > 0
+
+
+def _reference_search(index: IVFPQ, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force over the decoded vectors of each query's probed lists (ties: smaller id first)."""
+    ip = index.metric == "IP"
+    coarse = xq @ index.coarse_centroids_.T if ip else ((xq[:, None] - index.coarse_centroids_[None]) ** 2).sum(2)
+    D = np.full((len(xq), k), -np.inf if ip else np.inf, np.float32)
+    I = np.full((len(xq), k), -1, np.int64)
+    for q in range(len(xq)):
+        probe = np.argsort(-coarse[q] if ip else coarse[q], kind="stable")[: index.nprobe]
+        ids = np.concatenate([index.ids_[l] for l in probe])
+        lists = np.concatenate([np.full(len(index.ids_[l]), l) for l in probe])
+        x = index.decode(np.concatenate([index.codes_[l] for l in probe]), lists)
+        d = x @ xq[q] if ip else ((x - xq[q]) ** 2).sum(1)
+        top = np.lexsort((ids, -d if ip else d))[:k]
+        D[q, : len(top)], I[q, : len(top)] = d[top], ids[top]
+    return D, I
+
+
+@pytest.mark.parametrize("metric", ["L2", "IP"])
+def test_batched_search_equals_brute_force_over_probed_lists(data, metric):
+    """One table per query, m gathers over all candidates, blocks of queries: the same top k as scanning
+    each probed list's decoded vectors, also with duplicate vectors (exact ties, smaller id first)."""
+    x, xq = data
+    x = np.concatenate([x[:1500], x[:300]])  # rows 1500.. repeat rows 0..299: identical codes, tied scores
+    index = IVFPQ(16, 8, 6, nprobe=3, metric=metric, niter=4, coarse_niter=4).fit(x).add(x[:1000]).add(x[1000:])
+    D_ref, I_ref = _reference_search(index, xq[:60], 10)
+    for max_candidates in (1 << 17, 500):  # one block, and one query per block
+        D, I = index.search(xq[:60], 10, max_candidates=max_candidates)
+        np.testing.assert_allclose(D, D_ref, rtol=1e-4, atol=1e-3)
+        untied = ~tied(D_ref, 1e-5)
+        np.testing.assert_array_equal(I[untied], I_ref[untied])
+    D, I = index.search(x[:20], 10)  # rows q and 1500 + q have equal scores: q always comes first
+    for q in range(20):
+        row = I[q].tolist()
+        if 1500 + q in row:
+            at = row.index(1500 + q)
+            assert q in row[:at] and D[q, row.index(q)] == D[q, at]
+    assert index.codes_[0].shape[1] == 8 and sum(len(i) for i in index.ids_) == index.ntotal == len(x)
