@@ -1,18 +1,25 @@
 # ruff: noqa: E741
 """``--indexes auto``: a faiss factory string chosen for N, d and a memory budget, then tuned to a latency.
 
-The choice follows autofaiss's rules (criteo/autofaiss ``get_optimal_index_keys_v2``), each
-candidate checked against the budget with the size estimates below:
+The choice follows autofaiss's rules (criteo/autofaiss ``get_optimal_index_keys_v2``, its first
+key), each candidate checked against the budget with the size estimates below:
 
 1. N < 1,000: ``Flat``; N < 10,000: ``HNSW15`` (quantizers need more training vectors);
 2. ``HNSW{M}`` when M = floor((budget / 4N - d) / 2) >= 8 (M capped at 32): the best speed/recall;
 3. N < 1M: ``IVF{k},Flat`` with k the power of two nearest 4 sqrt(N), if it fits;
-4. else (N >= 10,000) ``OPQ{m},IVF{k}_HNSW32,PQ{m}`` with the largest m (dividing d) that fits; k = 16,384
-   below 10M vectors, 65,536 below 300M, 131,072 beyond (an HNSW over the centroids from 1,000 lists).
+4. else (N >= 10,000) ``OPQ{m}_{d'},IVF{k}_HNSW32,PQ{m}x8`` with the largest m < d of 256, 128, 64,
+   48, 32, 24, 16, 8, 4 that fits (m need not divide d: OPQ rotates into d' = (min(d // m, 6) + 1) m
+   dimensions, autofaiss's choice); k = 16,384 below 10M vectors, 65,536 below 300M, 131,072 beyond
+   (an HNSW over the centroids from 1,000 lists).
 
-Nothing fits: `BudgetError` names the smallest index and the budget it needs. Then `tune` binary
-searches the largest nprobe (IVF) or efSearch (HNSW) whose latency on a held-out sample of database
-vectors stays under ``max_query_ms`` (autofaiss's procedure); the experiment records both steps.
+Nothing fits: `BudgetError` names the smallest index and the budget it needs. Where the string
+differs from autofaiss's (``tests/fast_search/autofaiss_keys.json`` lists cases with both), it is
+for one of `DIFFERENCES`. Then `tune` binary searches the largest nprobe (IVF) or efSearch (HNSW)
+whose latency stays under ``max_query_ms``, measured as autofaiss does: one query per search call
+on held-out database vectors (`measure_ms`), not a batch divided by its size. An index that is
+slower than exact search even at its fastest setting is replaced by ``Flat`` when Flat fits the
+budget (exact search has the best recall, so a slower index is never worth it); the experiment
+records both steps.
 """
 
 from __future__ import annotations
@@ -25,8 +32,18 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-#: PQ code sizes tried, largest first (bytes per vector).
+#: PQ code sizes tried, largest first (bytes per vector): autofaiss's list.
 PQ_SIZES = (256, 128, 64, 48, 32, 24, 16, 8, 4)
+#: Why a choice may differ from autofaiss's ``get_optimal_index_keys_v2(N, d, budget)[0]``.
+DIFFERENCES = {
+    "units": "budget strings: we read GB as 1e9 bytes (SI; GiB = 2**30), autofaiss as 2**30 (equal in bytes)",
+    "full_size": "we check a PQ index's whole size (codes, ids, centroids, their HNSW graph, OPQ matrix) against "
+                 "the budget; autofaiss checks codes and ids only, so its choice can exceed the budget",
+    "ivf_ids": "we count the int64 id an IVF-Flat list stores beside each vector; autofaiss does not",
+    "min_per_list": "at most N / 39 lists (faiss's minimum of 39 training vectors per centroid); autofaiss takes "
+                    "the power of two nearest 4 sqrt(N) even below 24,336 vectors",
+    "small_budget": "below 10,000 vectors autofaiss returns Flat / HNSW15 whatever the budget; we check it",
+}
 ID_BYTES = 8  # an IVF list stores an int64 id beside each code
 _UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9, "T": 1e12, "TB": 1e12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -76,6 +93,16 @@ def _ivf(k: int) -> str:
     return f"IVF{k}_HNSW32" if k >= 1000 else f"IVF{k}"
 
 
+def opq_dim(d: int, m: int) -> int:
+    """OPQ's output dimension for m sub-quantizers: a multiple of m a little above d (autofaiss's rule)."""
+    return (min(d // m, 6) + 1) * m
+
+
+def pq_factory(m: int, d: int, k: int) -> str:
+    """``OPQ{m}_{d'},IVF{k}[_HNSW32],PQ{m}x8``, autofaiss's spelling."""
+    return f"OPQ{m}_{opq_dim(d, m)},{_ivf(k)},PQ{m}x8"
+
+
 def estimate_bytes(factory: str, n: int, d: int) -> int:
     """Memory of `factory` holding N d-dimensional float vectors (codes, ids, centroids, graph links)."""
     f = factory.replace(" ", "")
@@ -88,10 +115,10 @@ def estimate_bytes(factory: str, n: int, d: int) -> int:
     if m:
         k, code = int(m[1]), (4 * d if m[3] == "Flat" else d)
         return n * (code + ID_BYTES) + k * 4 * d + (k * 32 * 8 if m[2] else 0)
-    m = re.fullmatch(r"OPQ(\d+)(?:_\d+)?,IVF(\d+)(_HNSW32)?,PQ(\d+)(?:x8)?", f)
-    if m:
-        k, pq = int(m[2]), int(m[4])
-        return n * (pq + ID_BYTES) + k * 4 * d + (k * 32 * 8 if m[3] else 0) + 4 * d * d + 256 * 4 * d
+    m = re.fullmatch(r"OPQ(\d+)(?:_(\d+))?,IVF(\d+)(_HNSW32)?,PQ(\d+)(?:x8)?", f)
+    if m:  # centroids and codebooks live in OPQ's output space d'
+        d_out, k, pq = int(m[2] or d), int(m[3]), int(m[5])
+        return n * (pq + ID_BYTES) + k * 4 * d_out + (k * 32 * 8 if m[4] else 0) + 4 * d * d_out + 256 * 4 * d_out
     raise ValueError(f"no memory estimate for {factory!r}")
 
 
@@ -112,9 +139,15 @@ class AutoIndex:
     query_ms: float | None = None
     met: bool | None = None
     tried: list[tuple[int, float]] = field(default_factory=list)
+    exact_ms: float | None = None  # latency of exact search on the same queries (when Flat fits the budget)
+    replaced: str | None = None  # the index replaced by Flat for being slower than exact search
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def binary_like(self) -> bool:
+        """True for hash indexes (BFlat / BIVF): exact Hamming search is already chosen whenever it fits."""
+        return self.factory.startswith("B")
 
 
 def choose_index(n: int, dim: int, budget: str | int, binary: bool = False, ondisk: bool = False) -> AutoIndex:
@@ -157,10 +190,11 @@ def choose_index(n: int, dim: int, budget: str | int, binary: bool = False, ondi
         why = "on disk: IVF only" if ondisk else "HNSW with M >= 8 does not fit"
         candidates.append((f"IVF{k},Flat", f"{why}; N < 1M: IVF-Flat, k ~ 4 sqrt(N) = {k}"))
     # PQ codebooks have 256 centroids each: faiss wants >= 39 x 256 training vectors (autofaiss: 10,000)
-    pq_options = [pq for pq in PQ_SIZES if pq < dim and dim % pq == 0] if n >= 10_000 else []
+    pq_options = [pq for pq in PQ_SIZES if pq < dim] if n >= 10_000 else []
     for pq in pq_options:
-        candidates.append((f"OPQ{pq},{_ivf(k)},PQ{pq}",
-                           f"neither HNSW nor IVF-Flat fits; the largest PQ code that fits is {pq} bytes, k = {k}"))
+        candidates.append((pq_factory(pq, dim, k),
+                           f"neither HNSW nor IVF-Flat fits; the largest PQ code that fits is {pq} bytes "
+                           f"(OPQ to {opq_dim(dim, pq)} dimensions), k = {k}"))
     for factory, reason in candidates:
         size = estimate_bytes(factory, n, dim)
         if size <= budget_bytes:
@@ -183,17 +217,26 @@ def search_range(factory: str, n: int) -> tuple[str | None, list[int]]:
     return None, []
 
 
-def measure_ms(search: Callable[[np.ndarray], object], xq: np.ndarray, min_time_s: float = 0.2) -> float:
-    """Milliseconds per query: the sample searched in one call, repeated until `min_time_s`, best run kept."""
-    best, spent = math.inf, 0.0
-    while spent < min_time_s or best == math.inf:
-        start = time.perf_counter()
-        search(xq)
-        took = time.perf_counter() - start
-        best, spent = min(best, took), spent + took
-        if spent > 5 * min_time_s:
+def measure_ms(search: Callable[[np.ndarray], object], xq: np.ndarray, timeout_s: float = 1.0,
+               max_queries: int = 2000) -> float:
+    """Mean milliseconds per query, one query per search call (autofaiss's ``speed_test_ms_per_query``).
+
+    Queries are taken in order (cycling) until `max_queries` or `timeout_s` seconds: the latency a
+    user waits for one query, not a batch's throughput divided by its size.
+    """
+    xq = np.ascontiguousarray(xq)
+    count, start = 0, time.perf_counter()
+    while count < max_queries:
+        search(xq[count % len(xq)][None])
+        count += 1
+        if time.perf_counter() - start > timeout_s:
             break
-    return 1000 * best / len(xq)
+    return 1000 * (time.perf_counter() - start) / count
+
+
+def point_timeout_s(max_query_ms: float) -> float:
+    """Time spent measuring one parameter value: 15 queries' worth of the budget, at most 1 s (autofaiss)."""
+    return min(1.0, 15 * max_query_ms / 1000)
 
 
 def tune(
@@ -203,21 +246,29 @@ def tune(
     xq: np.ndarray,
     max_query_ms: float,
     latency: Callable[[np.ndarray], float] | None = None,
+    exact_ms: float | None = None,
 ) -> AutoIndex:
     """Binary search the largest parameter value whose latency on `xq` stays under `max_query_ms`.
 
     `set_param(name, value)` and `search(xq)` act on the built index; `latency(xq)` measures ms per
-    query (default: `measure_ms` of `search`; tests pass a deterministic one). Latency grows with
-    nprobe / efSearch, so the largest acceptable value is the most accurate. When even the
-    smallest value is too slow it is kept and ``met`` is False.
+    query (default: `measure_ms` of `search`, one query per call; tests pass a deterministic one).
+    Latency grows with nprobe / efSearch, so the largest acceptable value is the most accurate; the
+    value found is measured again 6x longer and lowered by 5 % steps while too slow (autofaiss).
+    `exact_ms`: the latency of exact search (Flat) on the same queries, when Flat fits the budget.
+    Then the limit is also `exact_ms` (never slower than exact search), and an index slower than
+    that even at its fastest value becomes ``Flat`` (``replaced`` names the index it was). When
+    nothing is fast enough the fastest value is kept and ``met`` is False.
     """
     if max_query_ms <= 0:
         raise ValueError(f"max_query_ms must be positive, got {max_query_ms!r}")
-    latency = latency or (lambda q: measure_ms(search, q))
+    timeout = point_timeout_s(max_query_ms)
+    measure = latency or (lambda q: measure_ms(search, q, timeout))
+    confirm = latency or (lambda q: measure_ms(search, q, min(1.0, 6 * timeout)))
     param, values = search_range(choice.factory, choice.n)
-    choice.max_query_ms, choice.param = float(max_query_ms), param
+    limit = min(max_query_ms, exact_ms) if exact_ms is not None else max_query_ms
+    choice.max_query_ms, choice.param, choice.exact_ms = float(max_query_ms), param, exact_ms
     if param is None:
-        ms = latency(xq)
+        ms = measure(xq)
         choice.query_ms, choice.met = ms, ms <= max_query_ms
         return choice
     tried: dict[int, float] = {}
@@ -226,21 +277,32 @@ def tune(
         value = values[i]
         if value not in tried:
             set_param(param, value)
-            tried[value] = latency(xq)
+            tried[value] = measure(xq)
         return tried[value]
 
     lo, hi = 0, len(values) - 1  # invariant: the answer is in [lo, hi] (lo when nothing is fast enough)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if ms_at(mid) <= max_query_ms:
+        if ms_at(mid) <= limit:
             lo = mid
         else:
             hi = mid - 1
-    best = values[lo]
-    ms = ms_at(lo)
-    set_param(param, best)
-    choice.value, choice.query_ms, choice.met = best, ms, ms <= max_query_ms
+    set_param(param, values[lo])
+    ms = confirm(xq)  # longer measurement of the value found; step down while it is too slow
+    while ms > limit and lo > 0:
+        lo = max(0, lo - max(1, math.floor(0.05 * lo)))
+        set_param(param, values[lo])
+        ms = confirm(xq)
+    tried[values[lo]] = ms
     choice.tried = sorted(tried.items())
+    if exact_ms is not None and ms > exact_ms:  # slower than exact search at its fastest: use exact search
+        choice.replaced, choice.factory, choice.param = choice.factory, "Flat", None
+        choice.reason += (f"; replaced by Flat: even at {param}={values[lo]} it took {ms:.3g} ms per query, "
+                          f"exact search {exact_ms:.3g} ms with recall 1")
+        choice.estimated_bytes = estimate_bytes("Flat", choice.n, choice.dim)
+        choice.value, choice.query_ms, choice.met = None, exact_ms, exact_ms <= max_query_ms
+        return choice
+    choice.value, choice.query_ms, choice.met = values[lo], ms, ms <= max_query_ms
     return choice
 
 
@@ -263,12 +325,27 @@ def tune_experiment_index(choice: AutoIndex, index, cfg, data, metric: str, widt
     else:
         blocks = database_blocks(cfg.sorted_sources()[0], cfg.method, cfg.features_root, cfg.block_size)
     xq = prepare(sample_rows(blocks, n, min(n_sample, n), seed=1), metric)
+    database = None if cfg.ondisk else data.database
+    return tune_index(choice, index, xq, width, cfg.max_query_ms, metric, database).value
+
+
+def tune_index(choice: AutoIndex, index, xq: np.ndarray, width: int, max_query_ms: float, metric: str = "L2",
+               database: np.ndarray | None = None) -> AutoIndex:
+    """`tune` a built `FaissIndex` on prepared queries `xq`, k = `width`; with `database` (in memory) and
+    Flat within the budget, exact search's latency is measured on the same queries and bounds the result."""
     raw = index.index_
+    exact_ms = None
+    fits = estimate_bytes("Flat", choice.n, choice.dim) <= choice.budget_bytes and not choice.binary_like()
+    if fits and database is not None and choice.factory != "Flat":
+        from fast_search.index import FaissIndex
+
+        flat = FaissIndex("Flat", metric).fit(database).add(database)
+        exact_ms = measure_ms(lambda q: flat.index_.search(q, width), xq, point_timeout_s(max_query_ms))
+        del flat
 
     def set_param(name: str, value: int) -> None:
         index.set_param(name, value)
         if name == "nprobe" and "_HNSW" in choice.factory:  # the centroid graph searched as wide (autofaiss)
             index.set_param("quantizer_efSearch", max(16, 2 * value))
 
-    tune(choice, set_param, lambda q: raw.search(q, width), xq, cfg.max_query_ms)
-    return choice.value
+    return tune(choice, set_param, lambda q: raw.search(q, width), xq, max_query_ms, exact_ms=exact_ms)

@@ -353,6 +353,9 @@ def _search_sweeps(cfg, data, info, factory: str, metric: str, xq, xb, variant: 
     values = {"nprobe": cfg.nprobes, "efSearch": cfg.efsearches}.get(param, [None])
     if auto is not None:  # indexes=["auto"]: the one value tuned to the latency budget
         values = [tune_experiment_index(auto, index, cfg, data, metric, width)]
+        if auto.factory != factory:  # slower than exact search at its fastest setting: exact search instead
+            del index
+            return _search_sweeps(cfg, data, info, auto.factory, metric, xq, xb, variant)
     nbytes = index.memory_bytes()  # does not change with nprobe / efSearch
     sweeps = []
     for value in values:
@@ -442,6 +445,8 @@ def _run_index(cfg, data, info, folder: Path, factory: str, metric: str, auto=No
     sweeps: list[Sweep] = []
     for variant, xq, xb in _variants(cfg, data, metric):
         sweeps += _search_sweeps(cfg, data, info, factory, metric, xq, xb, variant, auto)
+        if auto is not None and auto.factory != factory:  # auto replaced a slower index by exact search
+            factory, auto = auto.factory, None
     plain = [s for s in sweeps if not s.variant]
     if is_exact(factory) and plain:
         save_exact(
