@@ -38,7 +38,7 @@ def time_generator(folder: Path, out: Path, workers: int) -> float:
     return elapsed
 
 
-def main() -> None:
+def main() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         folder = tmp / "in"
@@ -70,6 +70,8 @@ def main() -> None:
             f"  {WORKERS:2d} processes   : {many:6.2f} s  {N_IMAGES / many:6.2f} images/s  {N_IMAGES * 58 / many:7.1f} files/s"
         )
         print(f"  speed-up       : {one / many:.2f}x on {WORKERS} workers ({os.cpu_count()} cores)")
+        out = {"apply_attack_s": per_attack, "images": N_IMAGES, "workers": WORKERS, "generate_1_process_s": one,
+               f"generate_{WORKERS}_processes_s": many, "speedup": one / many}
 
         if DEMO_DISTRACTORS:
             start = time.perf_counter()
@@ -81,6 +83,8 @@ def main() -> None:
             print(
                 f"build_demo ({WORKERS} workers): {built:.1f} s for {counts}; rerun (nothing to do) {rerun:.2f} s"
             )
+            out.update(build_demo_s=built, build_demo_rerun_s=rerun, build_demo_counts=counts)
+    return out
 
 
 if __name__ == "__main__":

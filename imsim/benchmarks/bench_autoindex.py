@@ -27,7 +27,7 @@ def _env(name: str, default):
     return type(default)(os.environ.get(f"BENCH_AUTO_{name}", default))
 
 
-def main() -> None:
+def main() -> dict:
     n, d, nq = _env("N", 5023), _env("DIM", 1280), _env("NQ", 1000)
     budget, max_ms, rounds, k = _env("BUDGET", "4GB"), _env("MS", 10.0), _env("ROUNDS", 3), 10
     rng = np.random.default_rng(0)
@@ -72,6 +72,10 @@ def main() -> None:
     for name in rows:
         print(f"{name:<34} {one[name]:>22.3f} {batch[name]:>17.4f} {base / one[name]:>21.2f}x")
     print(f"10-NN recall of the tuned index vs exact: {recall:.4f}")
+    return {"n": n, "dim": d, "queries": nq, "budget": budget, "max_ms": max_ms, "factory": choice.factory,
+            "reason": choice.reason, "param": choice.param, "value": choice.value, "build_s": build_s, "tune_s": tune_s,
+            "query_ms_tuned": choice.query_ms, "exact_ms": choice.exact_ms, "recall_at_10_vs_exact": recall,
+            "rows": [{"index": name, "ms_per_query_one": one[name], "ms_per_query_batch": batch[name]} for name in rows]}
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def _run(n: int, dim: int, linkage: str, path: str, index: str, timeout: float) 
     return json.loads(lines[-1])
 
 
-def main() -> None:
+def main() -> dict:
     from clustering.agglomerative import dense_memory_bytes
 
     sizes = [int(v) for v in _env_list("BENCH_CLUSTER_SIZES", "2000,5000")]
@@ -84,14 +84,17 @@ def main() -> None:
     print(f"planted clusters: {N_PLANTED}, dim {dim}, cuts {CUTS}, kNN k=15 ({index}), cores {os.cpu_count()}", flush=True)
     print(f"{'n':>7} {'linkage':>8} {'path':>10} {'fit s':>8} {'(graph)':>8} {'cpu s':>7} {'cuts s':>7} {'peak GB':>8} "
           f"{'data GB':>8} {'ARI':>6}", flush=True)  # fmt: skip
+    out = {"planted": N_PLANTED, "dim": dim, "cuts": CUTS, "index": index, "baselines": [], "runs": []}
     for n in sizes:
         base = _run(n, dim, "average", "none", index, timeout)
         matrix_gb = n * (n - 1) / 2 * 8 / 1e9
+        out["baselines"].append(base)
         for linkage in linkages:
             dense_gb = dense_memory_bytes(n, dim, linkage) / 1e9
             runs = [_run(n, dim, linkage, "knn-graph", index, timeout)]
             if dense_gb <= dense_max:
                 runs.append(_run(n, dim, linkage, "dense", index, timeout))
+            out["runs"] += [{**r, "dense_estimate_gb": dense_gb} for r in runs]
             for r in runs:
                 if "error" in r:
                     print(f"{n:>7} {linkage:>8} {r['path']:>10}  failed: {r['error']}", flush=True)
@@ -106,6 +109,7 @@ def main() -> None:
             if measured and "error" not in sparse:
                 ratio = f"; dense/sparse time {measured[0]['fit_s'] / max(sparse['fit_s'], 1e-9):.2f}x"
             print(f"{'':>7} {'':>8} dense path: matrix {matrix_gb:.2f} GB, with scipy's copy {dense_gb:.2f} GB, {note}{ratio}", flush=True)
+    return out
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def planted(n: int, groups: int, seed: int = 0) -> tuple[np.ndarray, set[tuple[i
     return x, truth
 
 
-def main() -> None:
+def main() -> dict:
     n = int(os.environ.get("BENCH_DUP_N", 200_000))
     groups = int(os.environ.get("BENCH_DUP_GROUPS", 2_000))
     x, truth = planted(n, groups)
@@ -43,6 +43,8 @@ def main() -> None:
     n_groups = len(connected_groups(n, pairs))
     print(f"search_pairs on {n:,} 64-bit hashes ({index}): {elapsed:.1f} s ({n / elapsed:,.0f} images/s); "
           f"{len(truth):,} planted pairs, {recall:.4f} found; {len(pairs):,} pairs, {n_groups:,} groups")
+    return {"n": n, "groups_planted": groups, "index": str(index), "search_s": elapsed, "planted_pairs": len(truth),
+            "planted_found": recall, "pairs": len(pairs), "groups": n_groups}
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def _decode_ceiling(ext, paths: list[Path], threads: int) -> float:
         return min(_timed(lambda: list(pool.map(decode, paths, chunksize=32)))[1] for _ in range(3))
 
 
-def _hash_row(name: str, reference, paths: list[Path], folder: Path, workers: int, root: Path) -> None:
+def _hash_row(name: str, reference, paths: list[Path], folder: Path, workers: int, root: Path) -> dict:
     """One row: imagehash loop vs fast (workers, in-process) vs exact, the decode-alone ceiling,
     and the Hamming distances to imagehash."""
     from PIL import Image
@@ -114,9 +114,13 @@ def _hash_row(name: str, reference, paths: list[Path], folder: Path, workers: in
           f"{100 * t_ceiling / t_fast:3.0f} % of it) | "
           f"mean Hamming fast-imagehash {(fast_bits != bits).sum(1).mean() * per64:.2f} bits of 64, "
           f"exact-imagehash {(exact_bits != bits).sum(1).mean() * per64:.2f}")
+    return {"images": n, "imagehash_loop_s": t_loop, "fast_s": t_fast, "fast_in_process_s": t_one, "exact_s": t_exact,
+            "decode_alone_s": t_ceiling, "speedup_fast": t_loop / t_fast, "speedup_in_process": t_loop / t_one,
+            "ceiling": t_loop / t_ceiling, "mean_hamming_fast_per64": float((fast_bits != bits).sum(1).mean() * per64),
+            "mean_hamming_exact_per64": float((exact_bits != bits).sum(1).mean() * per64)}
 
 
-def bench_hashes(folder: Path, paths: list[Path], workers: int, root: Path, kind: str) -> None:
+def bench_hashes(folder: Path, paths: list[Path], workers: int, root: Path, kind: str) -> dict:
     import imagehash
 
     def crop_resistant(img):
@@ -132,6 +136,7 @@ def bench_hashes(folder: Path, paths: list[Path], workers: int, root: Path, kind
           "(targets: >= 10x the imagehash loop for a/p/d/wHash, >= 3x for crop-resistant; Hamming <= 2 bits of 64; "
           "'decode alone' is the grey libjpeg-turbo decode by itself on as many threads, the ceiling of any "
           "hasher that reads the JPEG)")
+    rows = {}
     for name, func in reference.items():
         if name == "crop_resistant":  # imagehash takes ~0.1-0.2 s an image here: a subset
             n_cr = min(len(paths), _env("BENCH_EXTRACT_CR_N", 300))
@@ -139,11 +144,12 @@ def bench_hashes(folder: Path, paths: list[Path], workers: int, root: Path, kind
             sub.mkdir(parents=True, exist_ok=True)
             for p in paths[:n_cr]:
                 os.link(p, sub / p.name)
-            _hash_row(name, func, paths[:n_cr], sub, workers, root / "cr")
+            rows[name] = _hash_row(name, func, paths[:n_cr], sub, workers, root / "cr")
         else:
-            _hash_row(name, func, paths, folder, workers, root)
+            rows[name] = _hash_row(name, func, paths, folder, workers, root)
+    return {"images": kind, "workers": workers, "rows": rows}
 
-def bench_resnet(folder: Path, paths: list[Path], workers: int, batch: int, root: Path) -> None:
+def bench_resnet(folder: Path, paths: list[Path], workers: int, batch: int, root: Path) -> dict:
     import torchvision
 
     n = len(paths)
@@ -186,9 +192,12 @@ def bench_resnet(folder: Path, paths: list[Path], workers: int, batch: int, root
     bf16 = NeuralExtractor("b", ext.model, ext.preprocess, precision="bf16", dim=ext.dim).features(images)
     cos = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
     print(f"  mean cosine bf16 vs fp32 features: {cos.mean():.5f} (min {cos.min():.5f})")
+    return {"images": n, "batch": batch, "workers": workers, "precision": ext.precision, "model_alone_img_s": rate_model,
+            "files_to_store_img_s": rate_files, "naive_fp32_img_s": rate_naive, "cosine_bf16_fp32_mean": float(cos.mean()),
+            "cosine_bf16_fp32_min": float(cos.min())}
 
 
-def bench_demo_recall(tmp: Path, n_distractors: int, workers: int) -> None:
+def bench_demo_recall(tmp: Path, n_distractors: int, workers: int) -> dict:
     """Recall of fast vs exact hashes on the demo set (exact BFlat Hamming search, negatives included)."""
     from data_retrieval.demo import build_demo
     from fast_search import run_experiment
@@ -196,6 +205,7 @@ def bench_demo_recall(tmp: Path, n_distractors: int, workers: int) -> None:
     database, queries = ["demo_original", "demo_distractors"], ["demo_attacks", "demo_negatives"]
     counts = build_demo(tmp / "D", n_distractors=n_distractors)
     print(f"demo set {counts}: recall@1 / recall@10, fast vs exact")
+    recall = {}
     for name in ["ahash", "phash", "dhash", "whash"]:
         line = []
         for exact in (False, True):
@@ -205,11 +215,13 @@ def bench_demo_recall(tmp: Path, n_distractors: int, workers: int) -> None:
             res = run_experiment(f"r-{ext.name}", ext.name, database, queries, overwrite=True, metrics=["hamming"],
                                  indexes=["BFlat"], ks=[1, 10], features_root=tmp / "F", results_root=tmp / "R")
             rec = res["runs"][0]["recall_at_k"]
+            recall[ext.name] = rec
             line.append(f"{ext.name} {100 * rec['1']:.2f} / {100 * rec['10']:.2f}")
         print("  " + " | ".join(line))
+    return {"counts": counts, "recall_at_k": recall}
 
 
-def bench_bf16_matmul(n: int = 512) -> None:
+def bench_bf16_matmul(n: int = 512) -> dict:
     """Is bf16 native here? `precision="auto"` relies on the CPU flags; this shows the speed behind them."""
     import torch
 
@@ -222,10 +234,12 @@ def bench_bf16_matmul(n: int = 512) -> None:
     ratio = times[torch.bfloat16] / times[torch.float32]
     print(f"matmul {n}x{n}: fp32 {times[torch.float32] * 1e3:.2f} ms, bf16 {times[torch.bfloat16] * 1e3:.2f} ms "
           f"(bf16 takes {ratio:.1f}x the fp32 time; cpu capability {torch.backends.cpu.get_cpu_capability()})")
+    return {"n": n, "fp32_s": times[torch.float32], "bf16_s": times[torch.bfloat16], "bf16_over_fp32": ratio,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
-def main() -> None:
-    bench_bf16_matmul()
+def main() -> dict:
+    out = {"bf16_matmul": bench_bf16_matmul()}
     n_hash = _env("BENCH_EXTRACT_HASH_N", 2000)
     n_cnn = _env("BENCH_EXTRACT_CNN_N", 32)
     workers = _env("BENCH_EXTRACT_WORKERS", 2)
@@ -239,17 +253,18 @@ def main() -> None:
             sub.mkdir()
             for p in paths[:n_hash]:
                 os.link(p, sub / p.name)
-            bench_hashes(sub, paths[:n_hash], workers, tmp / "F",
+            out["hashes"] = bench_hashes(sub, paths[:n_hash], workers, tmp / "F",
                          "crops of photographs" if photos else "noisy procedural pictures")
         if n_cnn:
             sub = tmp / "cnn_subset"
             sub.mkdir()
             for p in paths[:n_cnn]:
                 os.link(p, sub / p.name)
-            bench_resnet(sub, paths[:n_cnn], workers, batch, tmp / "F")
+            out["resnet50"] = bench_resnet(sub, paths[:n_cnn], workers, batch, tmp / "F")
         n_demo = _env("BENCH_EXTRACT_DEMO_DISTRACTORS", 0)
         if n_demo:
-            bench_demo_recall(tmp / "demo", n_demo, workers)
+            out["demo_recall"] = bench_demo_recall(tmp / "demo", n_demo, workers)
+    return out
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def _timed(fn):
     return time.perf_counter() - start, out
 
 
-def main() -> None:
+def main() -> dict:
     method = _env("BENCH_IVFPQ_METHOD", "efficientnet_lite0")
     nlist, m, nbits, nprobe = (_env("BENCH_IVFPQ_NLIST", 100), _env("BENCH_IVFPQ_M", 32),
                                _env("BENCH_IVFPQ_NBITS", 8), _env("BENCH_IVFPQ_NPROBE", 8))
@@ -98,6 +98,10 @@ def main() -> None:
     print(f"numpy / faiss time: train {b[0] / a[0]:.1f}x (goal <= 4x), add {b[1] / a[1]:.1f}x, search "
           f"{b[2] / a[2]:.1f}x (goal <= 3x; best of {rounds} interleaved rounds); recall difference "
           f"{100 * (b[3] - a[3]):+.2f} points")
+    keys = ("index", "train_s", "add_s", "search_s", "knn_recall_at_10", "originals_in_top10")
+    return {"data": what, "database": len(xb), "queries": len(xq), "dim": d, "factory": f"IVF{nlist},PQ{m}x{nbits}",
+            "nprobe": nprobe, "threads": threads, "rounds": rounds,
+            "rows": [dict(zip(keys, row, strict=True)) for row in rows]}
 
 
 if __name__ == "__main__":

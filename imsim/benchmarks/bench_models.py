@@ -34,8 +34,8 @@ def _timed(fn) -> float:
 
 
 def bench_model(name: str, kwargs: dict, folder: Path, paths: list[Path], batch: int, workers: int, device: str,
-                precision: str, root: Path) -> float:
-    """Print one model's rates; returns files/model-alone."""
+                precision: str, root: Path) -> dict:
+    """Print one model's rates; returns them (``ratio``: files -> store / model alone)."""
     ext = create_extractor(name, device=device, precision=precision, **kwargs)
     n = len(paths)
     ready = ext.collate([ext.transform(load_image(p)) for p in paths[:batch]])
@@ -62,10 +62,13 @@ def bench_model(name: str, kwargs: dict, folder: Path, paths: list[Path], batch:
     if threaded:
         print(f"  the same with worker processes:     {n / t_procs:7.1f} img/s  ({n / t_procs / rate_model:.2f} of model "
               f"alone; threads are {t_procs / t_files:.2f}x as fast)")
-    return ratio
+    return {"extractor": ext.name, "images": n, "batch": batch, "workers": workers, "device": device,
+            "precision": ext.precision, "torch_threads": torch.get_num_threads(), "threaded": threaded,
+            "model_alone_img_s": rate_model, "files_to_store_img_s": rate_files, "ratio": ratio,
+            "worker_processes_img_s": n / t_procs}
 
 
-def main() -> None:
+def main() -> dict:
     n = int(os.environ.get("BENCH_MODELS_N", 96))
     batch = int(os.environ.get("BENCH_MODELS_BATCH", 32))
     workers = int(os.environ.get("BENCH_MODELS_WORKERS", 2))
@@ -74,9 +77,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_models_") as tmp:
         tmp = Path(tmp)
         paths = _make_jpegs(tmp / "jpegs", n)
-        ratios = {name: bench_model(name, kwargs, tmp / "jpegs", paths, batch, workers, device, precision, tmp / "F")
+        rows = {name: bench_model(name, kwargs, tmp / "jpegs", paths, batch, workers, device, precision, tmp / "F")
                   for name, kwargs in MODELS}
-    print("ratios (files -> store / model alone): " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
+    print("ratios (files -> store / model alone): " + ", ".join(f"{k} {v['ratio']:.2f}" for k, v in rows.items()))
+    return rows
 
 
 if __name__ == "__main__":

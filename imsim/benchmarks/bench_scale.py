@@ -187,7 +187,7 @@ def _gb(b: float) -> str:
     return f"{b / 1e9:.2f} GB"
 
 
-def extrapolate(points: list[dict]) -> None:
+def extrapolate(points: list[dict]) -> list[dict]:
     """Linear extrapolation from the two largest points (per-vector slope, fixed intercept)."""
     a, b = (points[-2], points[-1]) if len(points) > 1 else (points[-1], points[-1])
     span = max(1, b["n"] - a["n"])
@@ -200,6 +200,7 @@ def extrapolate(points: list[dict]) -> None:
     d = b["dim"]
     print("\nlinear extrapolation (disk: slope of the two largest points; times: the largest point's rate):")
     print(f"  {'N':>14} {'build':>10} {'generate':>10} {'index disk':>11} {'store f16':>10} {'peak anon':>10}")
+    rows = []
     for n in (100_000_000, 1_000_000_000):
         build = b["build_s"] + slope("build_s") * (n - b["n"])
         gen = b["generate_s"] + slope("generate_s") * (n - b["n"])
@@ -208,14 +209,17 @@ def extrapolate(points: list[dict]) -> None:
         k = 65_536 if n < 300_000_000 else 131_072
         anon = b["peak_anon_bytes"] + (k - 4096) * d * 4 * 2  # centroids + their HNSW graph grow with k
         print(f"  {n:>14,} {build / 3600:>8.1f} h {gen / 3600:>8.1f} h {_gb(disk):>11} {_gb(store):>10} {_gb(anon):>10}")
+        rows.append({"n": n, "build_s": build, "generate_s": gen, "index_disk_bytes": disk, "store_bytes": store,
+                     "peak_anon_bytes": anon})
     print("  assumptions: add time and disk grow linearly in N (fixed code size, 1M-vector shards); training on a")
     print("  fixed-size sample; memory is one block + one shard index + the training sample + the coarse quantizer,")
     print("  which grows with the number of lists (65,536 at 100M, 131,072 at 1B, autofaiss's choice) not with N;")
     print("  the merged lists are memory-mapped, so search needs the quantizer plus the lists probed (page cache).")
     print("  Search time per query grows with N / lists x nprobe: at fixed lists and nprobe, linearly in N.")
+    return rows
 
 
-def main() -> None:
+def main() -> dict | None:
     if len(sys.argv) > 2 and sys.argv[1] == "--point":  # the child: one size
         print("POINT " + json.dumps(run_point(int(sys.argv[2]), Path(sys.argv[3]))), flush=True)
         return
@@ -246,8 +250,10 @@ def main() -> None:
               "merge; q/s: one batch of held-out queries on the memory-mapped index; R@k vs exact search on "
               f"{_env('RECALL_NQ', 100)} queries)")
         print("peak anonymous memory by N: " + ", ".join(f"{p['n']:,}: {_gb(p['peak_anon_bytes'])}" for p in points))
-        extrapolate(points)
+        extrapolated = extrapolate(points)
         print("POINTS " + json.dumps(points))
+        return {"points": points, "extrapolated": extrapolated}
+    return {"points": points}
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def _matmul_time(xq: np.ndarray, xb: np.ndarray, block: int = 16384) -> float:
     return time.perf_counter() - start
 
 
-def bench_float(nb: int, nq: int, dim: int, k: int, nb_sklearn: int, rounds: int) -> None:
+def bench_float(nb: int, nq: int, dim: int, k: int, nb_sklearn: int, rounds: int) -> dict:
     rng = np.random.default_rng(0)
     threads = faiss.omp_get_max_threads()
     print(f"exact L2 search: {nq:,} queries x {nb:,} vectors, dim {dim}, k={k}, {threads} threads")
@@ -100,9 +100,13 @@ def bench_float(nb: int, nq: int, dim: int, k: int, nb_sklearn: int, rounds: int
         f"  scikit-learn brute NearestNeighbors on {nbs:,} vectors: {t_sk:.2f} s vs fast_search {t_fs_sub:.2f} s "
         f"-> fast_search is {t_sk / t_fs_sub:.1f}x faster"
     )
+    return {"nb": nb, "nq": nq, "dim": dim, "k": k, "threads": threads, "rounds": rounds, "blas": check_faiss_blas(),
+            "direct_s": t_direct, "fast_search_s": t_fs, "block_s": t_block, "matmul_s": t_mm, "gflop": flops / 1e9,
+            "same_ids": same, "same_ids_block": same_block, "sklearn_nb": nbs, "sklearn_s": t_sk,
+            "fast_search_sklearn_nb_s": t_fs_sub}
 
 
-def bench_hamming(nb: int, nq: int, bits: int, k: int, nq_numpy: int) -> None:
+def bench_hamming(nb: int, nq: int, bits: int, k: int, nq_numpy: int) -> dict:
     rng = np.random.default_rng(1)
     nbytes = bits // 8
     print(f"Hamming search: {nq:,} queries x {nb:,} hashes of {bits} bits, k={k}")
@@ -139,16 +143,19 @@ def bench_hamming(nb: int, nq: int, bits: int, k: int, nq_numpy: int) -> None:
         f"  numpy popcount baseline: {t_np:.2f} s for {m:,} queries -> {t_np_full:.1f} s for {nq:,} (extrapolated); "
         f"fast_search is {t_np_full / t_fs:.0f}x faster"
     )
+    return {"nb": nb, "nq": nq, "bits": bits, "k": k, "threads": threads, "fast_search_s": t_fs,
+            "numpy_s_extrapolated": t_np_full, "numpy_queries": m, "speedup": t_np_full / t_fs}
 
 
-def main() -> None:
+def main() -> dict:
     faiss.omp_set_num_threads(_env("BENCH_SEARCH_THREADS", os.cpu_count() or 1))
     print(
         "full size: BENCH_SEARCH_NB=500500 BENCH_SEARCH_NQ=11600 BENCH_SEARCH_HAMMING_NQ=11600 "
         ".venv/bin/python -m imsim.benchmarks search"
     )
     print("(timings on a shared machine are provisional)")
-    bench_float(
+    out = {}
+    out["float"] = bench_float(
         nb=_env("BENCH_SEARCH_NB", 50_000),
         nq=_env("BENCH_SEARCH_NQ", 1_000),
         dim=_env("BENCH_SEARCH_DIM", 2048),
@@ -156,13 +163,14 @@ def main() -> None:
         nb_sklearn=_env("BENCH_SEARCH_SKLEARN_NB", 20_000),
         rounds=_env("BENCH_SEARCH_ROUNDS", 2),
     )
-    bench_hamming(
+    out["hamming"] = bench_hamming(
         nb=_env("BENCH_SEARCH_HAMMING_NB", 500_500),
         nq=_env("BENCH_SEARCH_HAMMING_NQ", 2_000),
         bits=_env("BENCH_SEARCH_BITS", 64),
         k=_env("BENCH_SEARCH_K", 10),
         nq_numpy=_env("BENCH_SEARCH_NUMPY_NQ", 200),
     )
+    return out
 
 
 if __name__ == "__main__":

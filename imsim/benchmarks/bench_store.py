@@ -58,7 +58,7 @@ def readers(path: Path, npy: Path) -> dict:
             "load_features": lambda: load_features(path), "iter_chunks": chunks}
 
 
-def main() -> None:
+def main() -> dict:
     n, dim, rounds = _env("N", 1_000_000), _env("DIM", 256), _env("ROUNDS", 3)
     tmp = Path(tempfile.mkdtemp(prefix="bench_store_"))
     try:
@@ -81,6 +81,9 @@ def main() -> None:
         print(f"{'reader':<22} {'s':>7} {'MB/s':>8} {'vs raw h5py':>12}")
         for name, s in best.items():
             print(f"{name:<22} {s:>7.3f} {mb / s:>8,.0f} {base / s:>11.2f}x")
+        return {"n": n, "dim": dim, "rounds": rounds, "mb": mb,
+                "rows": [{"reader": name, "best_s": s, "mb_per_s": mb / s, "vs_raw_h5py": base / s}
+                         for name, s in best.items()]}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -75,7 +75,7 @@ def subset(src_files: Path, src_tars: Path, dst: Path, n: int) -> tuple[Path, Pa
     return files, tars
 
 
-def throughput(files: Path, tars: Path, features: Path, workers: int, repeat: int) -> None:
+def throughput(files: Path, tars: Path, features: Path, workers: int, repeat: int) -> dict:
     from data_retrieval.tars import load_tar_dataset
     from extractor import create_extractor, extract_dataset
 
@@ -93,6 +93,8 @@ def throughput(files: Path, tars: Path, features: Path, workers: int, repeat: in
     print(f"throughput, dhash, {n} JPEGs 64x48, {workers} workers, best of {repeat}: "
           f"loose files {rate['files']:.0f} img/s, tars {rate['tars']:.0f} img/s, "
           f"ratio tars/files {rate['tars'] / rate['files']:.2f} (issue: >= 1)")
+    return {"images": n, "workers": workers, "repeat": repeat, "best_s": best, "images_per_s": rate,
+            "ratio_tars_files": rate["tars"] / rate["files"]}
 
 
 _CHILD = """
@@ -115,7 +117,7 @@ def peak_memory(kind: str, source: Path, out: Path, workers: int) -> dict[str, i
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main() -> dict:
     n, n_mem, workers = _env("BENCH_TARS_N", 4000), _env("BENCH_TARS_MEM_N", 20000), _env("BENCH_TARS_WORKERS", 2)
     repeat = _env("BENCH_TARS_REPEAT", 2)
     print(f"{os.cpu_count()} CPUs (shared with other jobs: compare ratios, not absolute numbers)")
@@ -125,12 +127,13 @@ def main() -> None:
         big_files, big_tars = make_data(tmp / "big", max(n, n_mem))
         print(f"made {max(n, n_mem)} JPEGs in {time.perf_counter() - start:.1f} s")
         files, tars = subset(big_files, big_tars, tmp / "speed", n)
-        throughput(files, tars, tmp / "F", workers, repeat)
+        out = {"throughput": throughput(files, tars, tmp / "F", workers, repeat), "peak_memory": {}}
         small_files, small_tars = subset(big_files, big_tars, tmp / "small", n_mem // 10)
         large_files, large_tars = subset(big_files, big_tars, tmp / "large", n_mem)
         for kind, small, large in (("files", small_files, large_files), ("tars", small_tars, large_tars)):
             a = peak_memory(kind, small, tmp / f"M{kind}s", workers)
             b = peak_memory(kind, large, tmp / f"M{kind}l", workers)
+            out["peak_memory"][kind] = {"images": [n_mem // 10, n_mem], "maxrss_kib": [a, b]}
             line = (f"peak RSS, {kind}, {workers} {'threads' if a['threaded'] else 'workers'}: {n_mem // 10} images "
                     f"main {a['main'] / 1024:.0f} MiB; {n_mem} images main {b['main'] / 1024:.0f} MiB; ratio "
                     f"{n_mem}/{n_mem // 10}: main {b['main'] / a['main']:.3f} (+{(b['main'] - a['main']) / 1024:.0f} MiB)")
@@ -138,6 +141,7 @@ def main() -> None:
                 line += (f"; largest worker {a['workers'] / 1024:.0f} / {b['workers'] / 1024:.0f} MiB, ratio "
                          f"{b['workers'] / max(a['workers'], 1):.3f}")
             print(line + " (issue: <= 1.10)")
+    return out
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from finetuning.training import TrainConfig, train
 from helpers import atomic
 from helpers.jsonio import load_json, save_json
 from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
+from imsim.benchmarks import record
 
 RUN = "sscd_lite0_f08"
 HASHES = ["ahash", "phash", "dhash", "whash"]
@@ -133,13 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     epochs = args.epochs or sorted({0, max(found)})
     rows = score_baselines(cfg, attack_ids) + score_run(cfg, epochs, attack_ids)
     report = (
+        f"{record.header(cfg.name)}\n\n"
         f"Held-out attack families ({', '.join(split['eval']['heldout_families'])}):\n\n{table(rows, 'heldout')}\n"
         f"All 58 attacks:\n\n{table(rows, 'all')}"
     )
     print(report)
     atomic.write_text(results / "benchmark.md", report)
-    save_json(rows, results / "benchmark.json")
-    print(f"-> {results / 'benchmark.md'}, {results / 'copy_eval.png'}; rows: {json.dumps(len(rows))}")
+    save_json({"commit": record.commit(), "machine": record.machine(), "versions": record.versions(), "rows": rows},
+              results / "benchmark.json")
+    print(f"-> {results / 'benchmark.md'}, {results / 'benchmark.json'}, {results / 'copy_eval.png'}; "
+          f"rows: {json.dumps(len(rows))}")
     return 0
 
 
