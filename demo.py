@@ -43,7 +43,7 @@ def _neural_extractors(names: list[str]) -> list:
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None):
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--distractors", type=cli.int_in(0, 10_000_000), default=DISTRACTORS,
                         help="procedural distractor images")
@@ -53,20 +53,83 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features-root", type=lambda t: Path(cli.folder(t)), default=FEATURES_DIR)
     parser.add_argument("--results-root", type=lambda t: Path(cli.folder(t)), default=RESULTS_DIR)
     parser.add_argument("--no-cluster", action="store_true", help="skip the clustering step")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return parser.parse_args(argv)
 
-    from clustering import AgglomerativeConfig, ClusteringSource, RunOutput, cluster_experiment
-    from data_retrieval.demo import build_demo
-    from extractor import create_extractor, extract_dataset
+
+def _search(extractors, args) -> tuple[list[dict], list[Path]]:
+    """Steps 3-4: an exact and an approximate index per method, figures and a gallery; summary rows and folders."""
     from fast_search import (
         default_search_params,
         explore_neighbors,
-        format_table,
         process_experiment,
         run_experiment,
         summary_rows,
     )
+
+    rows, experiments = [], []
+    for ext in extractors:
+        name = f"demo-{ext.name}"
+        params = default_search_params(ext.name, DATABASE, args.features_root)
+        params["ks"] = [1, 5, 10]
+        params["nprobes"] = [p for p in params["nprobes"] if p in NPROBES]
+        run_experiment(name, ext.name, DATABASE, QUERIES, overwrite=True, features_root=args.features_root,
+                       results_root=args.results_root, **params)
+        print(f"[demo] 4/5 figures and gallery for {name}")
+        process_experiment(name, results_root=args.results_root)
+        explore_neighbors(
+            name, k=5, sample=GALLERY_SAMPLE, results_root=args.results_root, datasets_root=args.datasets_root
+        )
+        rows += summary_rows(name, results_root=args.results_root)
+        experiments.append(args.results_root / name)
+    return rows, experiments
+
+
+def _cluster(extractors, args) -> list[dict]:
+    """Step 5: the originals with their attacks, clustered by each method (average linkage)."""
+    from clustering import AgglomerativeConfig, ClusteringSource, RunOutput, cluster_experiment
+
+    print("[demo] 5/5 clustering originals + attacks (average linkage, cosine / hamming)")
+    cluster_rows = []
+    for ext in extractors:
+        metric = "hamming" if ext.binary else "cosine"
+        for row in cluster_experiment(
+            ClusteringSource(ext.name, CLUSTER_DATASETS, features_root=args.features_root,
+                             datasets_root=args.datasets_root),
+            AgglomerativeConfig(linkage="average", metric=metric),
+            RunOutput(run_name=f"demo-{ext.name}", results_root=args.results_root, max_grids=5, verbose=False),
+        ):
+            cluster_rows.append({"method": ext.name, **row})
+    return cluster_rows
+
+
+def _print_summary(rows: list[dict], cluster_rows: list[dict], experiments: list[Path], heatmap: Path, args,
+                   seconds: float) -> None:
+    from fast_search import format_table
+
+    print("\nRetrieval (positives: attacked copies of database images; negatives: copies of absent images)\n")
+    print(format_table(rows))
+    if cluster_rows:
+        print("\nClustering of originals + their attacks\n")
+        keys = ["method", "n_clusters", "v_measure", "ari", "bcubed_f", "purity", "path"]
+        print("| " + " | ".join(keys) + " |")
+        print("|" + "---|" * len(keys))
+        for r in cluster_rows:
+            cells = [f"{r.get(k):.4f}" if isinstance(r.get(k), float) else str(r.get(k)) for k in keys]
+            print("| " + " | ".join(cells) + " |")
+    print(f"\n[demo] done in {seconds:.0f} s. Results:")
+    for folder in experiments:
+        print(f"  {folder}/  (results.json, summary.md, figures, neighbors/index.html)")
+    print(f"  {heatmap}  (recall at 1 % FPR per method and attack family)")
+    if cluster_rows:
+        print(f"  {args.results_root / 'clustering'}/")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    from data_retrieval.demo import build_demo
+    from extractor import create_extractor, extract_dataset
     from fast_search.report import plot_attack_heatmap
 
     start = time.perf_counter()
@@ -84,63 +147,12 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     print("[demo] 3/5 searching (exact + approximate index, with negative queries)")
-    rows, experiments = [], []
-    for ext in extractors:
-        name = f"demo-{ext.name}"
-        params = default_search_params(ext.name, DATABASE, args.features_root)
-        params["ks"] = [1, 5, 10]
-        params["nprobes"] = [p for p in params["nprobes"] if p in NPROBES]
-        run_experiment(
-            name,
-            ext.name,
-            DATABASE,
-            QUERIES,
-            overwrite=True,
-            features_root=args.features_root,
-            results_root=args.results_root,
-            **params,
-        )
-        print(f"[demo] 4/5 figures and gallery for {name}")
-        process_experiment(name, results_root=args.results_root)
-        explore_neighbors(
-            name, k=5, sample=GALLERY_SAMPLE, results_root=args.results_root, datasets_root=args.datasets_root
-        )
-        rows += summary_rows(name, results_root=args.results_root)
-        experiments.append(args.results_root / name)
-
+    rows, experiments = _search(extractors, args)
     heatmap = plot_attack_heatmap([f.name for f in experiments], args.results_root / "demo_attack_heatmap.png",
                                   args.results_root)  # fmt: skip
-    cluster_rows = []
-    if not args.no_cluster:
-        print("[demo] 5/5 clustering originals + attacks (average linkage, cosine / hamming)")
-        for ext in extractors:
-            metric = "hamming" if ext.binary else "cosine"
-            for row in cluster_experiment(
-                ClusteringSource(ext.name, CLUSTER_DATASETS, features_root=args.features_root,
-                                 datasets_root=args.datasets_root),
-                AgglomerativeConfig(linkage="average", metric=metric),
-                RunOutput(run_name=f"demo-{ext.name}", results_root=args.results_root, max_grids=5, verbose=False),
-            ):
-                cluster_rows.append({"method": ext.name, **row})
-
-    print("\nRetrieval (positives: attacked copies of database images; negatives: copies of absent images)\n")
-    print(format_table(rows))
-    if cluster_rows:
-        print("\nClustering of originals + their attacks\n")
-        keys = ["method", "n_clusters", "v_measure", "ari", "bcubed_f", "purity", "path"]
-        print("| " + " | ".join(keys) + " |")
-        print("|" + "---|" * len(keys))
-        for r in cluster_rows:
-            cells = [f"{r.get(k):.4f}" if isinstance(r.get(k), float) else str(r.get(k)) for k in keys]
-            print("| " + " | ".join(cells) + " |")
-    print(f"\n[demo] done in {time.perf_counter() - start:.0f} s. Results:")
-    for folder in experiments:
-        print(f"  {folder}/  (results.json, summary.md, figures, neighbors/index.html)")
-    print(f"  {heatmap}  (recall at 1 % FPR per method and attack family)")
-    if cluster_rows:
-        print(f"  {args.results_root / 'clustering'}/")
+    cluster_rows = [] if args.no_cluster else _cluster(extractors, args)
+    _print_summary(rows, cluster_rows, experiments, heatmap, args, time.perf_counter() - start)
     return 0
-
 
 if __name__ == "__main__":
     cli.run(main)

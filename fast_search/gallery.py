@@ -188,6 +188,31 @@ def _write_html(folder: Path, entries: list[tuple[str, str, str]], title: str, s
     return path
 
 
+def _correct_queries(D: np.ndarray, I: np.ndarray, positives: np.ndarray, targets: np.ndarray,
+                     threshold: float) -> np.ndarray:
+    """Per query: is it right at `threshold`?
+
+    A positive query is right when its top-1 is a positive after every negative tied with it (ties count
+    against it) and is accepted at the threshold; a negative query when its top-1 is rejected.
+    """
+    top1_right = M.first_positive_rank(D, I, positives) == 1 if I.shape[1] > 1 else I[:, 0] == targets
+    accepted = D[:, 0] <= threshold
+    is_positive = (M.as_positives(positives, len(I)) >= 0).any(axis=1)
+    return np.where(is_positive, top1_right & accepted, ~accepted)
+
+
+def _image_paths_of(order, query_ids, database_ids, targets, I, datasets_root, folders) -> dict[str, Path | None]:
+    """id -> image file of every image the galleries of queries `order` draw (query, original, neighbours)."""
+    needed = set()
+    for q in order:
+        needed.add(str(query_ids[q]))
+        if targets[q] >= 0:
+            needed.add(str(database_ids[targets[q]]))
+        needed.update(str(database_ids[i]) for i in I[q] if i >= 0)
+    needed = sorted(needed)
+    return dict(zip(needed, image_paths(needed, datasets_root, folders), strict=False))
+
+
 def explore_neighbors(
     name: str,
     run: str | None = None,
@@ -225,12 +250,7 @@ def explore_neighbors(
     if threshold is None:
         threshold = chosen.get("threshold_at_fpr_1pct")
     threshold = np.inf if threshold is None else float(threshold)
-    # a positive query is correct when its top-1 is a positive after every negative tied with it (ties count against
-    # it) and is accepted at the threshold; a negative query when its top-1 is rejected
-    top1_right = M.first_positive_rank(D, I, positives) == 1 if I.shape[1] > 1 else I[:, 0] == targets
-    accepted = D[:, 0] <= threshold
-    is_positive = (M.as_positives(positives, len(I)) >= 0).any(axis=1)
-    correct_all = np.where(is_positive, top1_right & accepted, ~accepted)
+    correct_all = _correct_queries(D, I, positives, targets, threshold)
     successes = np.flatnonzero(correct_all)
     if sample is not None and sample < len(successes):
         successes = np.random.default_rng(seed).choice(successes, size=sample, replace=False)
@@ -240,14 +260,7 @@ def explore_neighbors(
         (out / group).mkdir(parents=True, exist_ok=True)
         for old in (out / group).glob("*.jpg"):  # galleries of an earlier call
             old.unlink()
-    needed = set()
-    for q in order:
-        needed.add(str(query_ids[q]))
-        if targets[q] >= 0:
-            needed.add(str(database_ids[targets[q]]))
-        needed.update(str(database_ids[i]) for i in I[q, :k] if i >= 0)
-    needed = sorted(needed)
-    paths = dict(zip(needed, image_paths(needed, datasets_root, folders), strict=False))
+    paths = _image_paths_of(order, query_ids, database_ids, targets, I[:, :k], datasets_root, folders)
     entries = []
     for q in tqdm(order, desc=f"galleries {chosen['key']}", unit="query"):
         t = int(targets[q])

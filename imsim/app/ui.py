@@ -51,8 +51,145 @@ def gallery_items(hits: Sequence[Hit], binary: bool) -> list[tuple[str, str]]:
 def _placeholder() -> str:
     path = Path(tempfile.gettempdir()) / "search_app_missing.png"
     if not path.exists():
-        Image.new("RGB", (64, 64), (200, 200, 200)).save(path)
+        atomic.save_image(Image.new("RGB", (64, 64), (200, 200, 200)), path)
     return str(path)
+
+
+def _composite(edited) -> Image.Image | None:
+    """The editor's current image, or None when it is empty."""
+    return (edited or {}).get("composite") if isinstance(edited, dict) else None
+
+
+class _Handlers:
+    """The page's callbacks over one collection: searches, URL fetching, the editor, reusing a result."""
+
+    def __init__(self, collection: Collection, temp_dir: Path, url_allow: Sequence[str], max_bytes: int) -> None:
+        self.collection, self.temp_dir, self.url_allow, self.max_bytes = collection, temp_dir, url_allow, max_bytes
+
+    def _results(self, hits, what):
+        paths = [str(h.path) if h.path else "" for h in hits]
+        return gallery_items(hits, self.collection.binary), hits_table(hits, self.collection.binary), paths, what
+
+    def run_search(self, path, k, thr):
+        if not path:
+            return [], "", [], "Give a query: click an example, upload, use the webcam or paste a URL."
+        try:
+            fmt = check_upload(path, max_bytes=self.max_bytes, max_pixels=self.collection.max_pixels)
+            with Image.open(path) as img:
+                size = img.size
+            hits = self.collection.search(path, int(k), float(thr))
+        except (FetchError, BadImageError) as err:
+            raise gr.Error(str(err)) from None
+        return self._results(hits, f"Searched the query ({fmt}, {size[0]}x{size[1]}).")
+
+    def run_search_edited(self, edited, k, thr):
+        image = _composite(edited)
+        if image is None:
+            raise gr.Error("The editor is empty: give a query first, then crop it here.")
+        try:
+            hits = self.collection.search(image, int(k), float(thr))
+        except BadImageError as err:
+            raise gr.Error(str(err)) from None
+        return self._results(hits, f"Searched the edited image ({image.width}x{image.height}).")
+
+    def fetch_url(self, url):
+        if not url or not url.strip():
+            raise gr.Error("Paste an http(s) URL of an image.")
+        try:
+            fetched = fetch_image(url, allow=self.url_allow, max_bytes=self.max_bytes,
+                                  max_pixels=self.collection.max_pixels)
+        except FetchError as err:
+            return gr.update(), f"URL refused: {err}"
+        path = self.temp_dir / f"url-{uuid.uuid4().hex}{fetched.suffix}"
+        atomic.write_bytes(path, fetched.content, durable=False)  # a scratch copy of the query
+        return str(path), f"Fetched {len(fetched.content):,} bytes from {fetched.url}"
+
+    @staticmethod
+    def to_editor(path):
+        return {"background": path, "layers": [], "composite": path} if path else None
+
+    def edited_to_query(self, edited):
+        image = _composite(edited)
+        if image is None:
+            raise gr.Error("The editor is empty.")
+        return str(atomic.save_image(image, self.temp_dir / f"edited-{uuid.uuid4().hex}.png"))
+
+    @staticmethod
+    def describe_edit(edited):
+        image = _composite(edited)
+        return "" if image is None else f"Edited image: {image.width}x{image.height} px"
+
+    @staticmethod
+    def select_result(evt: gr.SelectData):
+        return evt.index
+
+    @staticmethod
+    def reuse(paths, index):
+        if index is None or not paths or index >= len(paths) or not paths[index]:
+            raise gr.Error("Select a result in the gallery first.")
+        return paths[index]
+
+
+def _threshold_slider(collection: Collection, threshold: float | None, source: str) -> dict:
+    """The copy-threshold slider's range, step, start value and label: an experiment's threshold, else a guess."""
+    if collection.binary:
+        top, step = float(collection.dim), 1.0
+    else:
+        top, step = (2.0 if collection.metric == "cosine" else 4.0), 0.001
+    if threshold is None:
+        value = round(top * (0.1 if collection.binary else 0.05), 3)
+        note = "no threshold from an experiment: set it with the slider"
+    else:
+        value = float(threshold)
+        top = max(top, value)
+        note = f"threshold at 1 % FPR from {source}" if source else "threshold given"
+    return {"minimum": 0.0, "maximum": top, "value": value, "step": step, "label": f"copy threshold ({note})"}
+
+
+def _query_column(examples: Sequence[str | os.PathLike]) -> dict:
+    """The query image, its URL field and the status line."""
+    query = gr.Image(label="Query", type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                     elem_id="query", height=420)
+    with gr.Row():
+        url = gr.Textbox(label="Image URL", placeholder="https://...", elem_id="url", scale=4)
+        fetch_btn = gr.Button("Fetch", elem_id="fetch", scale=1)
+    status = gr.Markdown("", elem_id="status")
+    if examples:
+        gr.Examples([[str(e)] for e in examples], inputs=[query], label="Examples (attacked images)")
+    return {"query": query, "url": url, "fetch_btn": fetch_btn, "status": status}
+
+
+def _editor_column() -> dict:
+    """The crop editor and its three buttons."""
+    # gradio 6 shows the editor's toolbar (and its crop tool) only with brush and eraser on.
+    editor = gr.ImageEditor(label="Crop / edit (upload, paste, or mirror the query here)", type="pil",
+                            transforms=("crop",), elem_id="editor", height=420)
+    edited_info = gr.Markdown("", elem_id="edited-info")
+    with gr.Row():
+        search_edited_btn = gr.Button("Search edited image", elem_id="search-edited", variant="primary")
+        edited_btn = gr.Button("Use edited as query", elem_id="edited-to-query")
+        mirror_btn = gr.Button("Mirror query to editor", elem_id="mirror")
+    return {"editor": editor, "edited_info": edited_info, "search_edited_btn": search_edited_btn,
+            "edited_btn": edited_btn, "mirror_btn": mirror_btn}
+
+
+def _wire(c: dict, h: _Handlers) -> None:
+    """Connect the components `c` to the callbacks `h` (the API names are the app's public endpoints)."""
+    outputs = [c["gallery"], c["table"], c["paths_state"], c["status"]]
+    search_in = [c["query"], c["k"], c["thr"]]
+    c["query"].change(h.run_search, search_in, outputs, api_name="search")
+    for control in (c["k"], c["thr"]):
+        control.release(h.run_search, search_in, outputs, api_name=False)
+    # the listener also keeps the server's copy of the edited image current after a crop
+    c["editor"].change(h.describe_edit, [c["editor"]], [c["edited_info"]], api_name=False, show_progress="hidden")
+    c["search_edited_btn"].click(h.run_search_edited, [c["editor"], c["k"], c["thr"]], outputs,
+                                 api_name="search_edited")
+    c["edited_btn"].click(h.edited_to_query, [c["editor"]], [c["query"]], api_name=False)
+    c["mirror_btn"].click(h.to_editor, [c["query"]], [c["editor"]], api_name=False)
+    c["fetch_btn"].click(h.fetch_url, [c["url"]], [c["query"], c["status"]], api_name="fetch_url")
+    c["url"].submit(h.fetch_url, [c["url"]], [c["query"], c["status"]], api_name=False)
+    c["gallery"].select(h.select_result, None, [c["selected"]], api_name=False)
+    c["reuse_btn"].click(h.reuse, [c["paths_state"], c["selected"]], [c["query"]], api_name=False)
 
 
 def build_app(
@@ -68,129 +205,23 @@ def build_app(
     temp_dir = Path(temp_dir or tempfile.mkdtemp(prefix="search_app_"))
     temp_dir.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(temp_dir)  # uploads and copies land here, nowhere else
-    binary = collection.binary
-    if binary:
-        top, step = float(collection.dim), 1.0
-    else:
-        top, step = (2.0 if collection.metric == "cosine" else 4.0), 0.001
-    if threshold is None:
-        slider_value = round(top * (0.1 if binary else 0.05), 3)
-        note = "no threshold from an experiment: set it with the slider"
-    else:
-        slider_value = float(threshold)
-        top = max(top, slider_value)
-        note = f"threshold at 1 % FPR from {threshold_source}" if threshold_source else "threshold given"
-
-    def results(hits, what):
-        paths = [str(h.path) if h.path else "" for h in hits]
-        return gallery_items(hits, binary), hits_table(hits, binary), paths, what
-
-    def run_search(path, k, thr):
-        if not path:
-            return [], "", [], "Give a query: click an example, upload, use the webcam or paste a URL."
-        try:
-            fmt = check_upload(path, max_bytes=max_bytes, max_pixels=collection.max_pixels)
-            with Image.open(path) as img:
-                size = img.size
-            hits = collection.search(path, int(k), float(thr))
-        except (FetchError, BadImageError) as err:
-            raise gr.Error(str(err)) from None
-        return results(hits, f"Searched the query ({fmt}, {size[0]}x{size[1]}).")
-
-    def run_search_edited(edited, k, thr):
-        image = (edited or {}).get("composite") if isinstance(edited, dict) else None
-        if image is None:
-            raise gr.Error("The editor is empty: give a query first, then crop it here.")
-        try:
-            hits = collection.search(image, int(k), float(thr))
-        except BadImageError as err:
-            raise gr.Error(str(err)) from None
-        return results(hits, f"Searched the edited image ({image.width}x{image.height}).")
-
-    def fetch_url(url):
-        if not url or not url.strip():
-            raise gr.Error("Paste an http(s) URL of an image.")
-        try:
-            fetched = fetch_image(url, allow=url_allow, max_bytes=max_bytes, max_pixels=collection.max_pixels)
-        except FetchError as err:
-            return gr.update(), f"URL refused: {err}"
-        path = temp_dir / f"url-{uuid.uuid4().hex}{fetched.suffix}"
-        atomic.write_bytes(path, fetched.content, durable=False)  # a scratch copy of the query
-        return str(path), f"Fetched {len(fetched.content):,} bytes from {fetched.url}"
-
-    def to_editor(path):
-        return {"background": path, "layers": [], "composite": path} if path else None
-
-    def edited_to_query(edited):
-        image = (edited or {}).get("composite") if isinstance(edited, dict) else None
-        if image is None:
-            raise gr.Error("The editor is empty.")
-        path = temp_dir / f"edited-{uuid.uuid4().hex}.png"
-        image.save(path)
-        return str(path)
-
-    def describe_edit(edited):
-        image = (edited or {}).get("composite") if isinstance(edited, dict) else None
-        return "" if image is None else f"Edited image: {image.width}x{image.height} px"
-
-    def select_result(evt: gr.SelectData):
-        return evt.index
-
-    def reuse(paths, index):
-        if index is None or not paths or index >= len(paths) or not paths[index]:
-            raise gr.Error("Select a result in the gallery first.")
-        return paths[index]
-
+    n = len(collection.ids)
     with gr.Blocks(title="Reverse image search") as demo:
         gr.Markdown(f"## Reverse image search\n{collection.describe()}")
-        paths_state = gr.State([])
-        selected = gr.State(None)
+        c = {"paths_state": gr.State([]), "selected": gr.State(None)}
         with gr.Row():
             with gr.Column():
-                query = gr.Image(
-                    label="Query", type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
-                    elem_id="query", height=420,
-                )
-                with gr.Row():
-                    url = gr.Textbox(label="Image URL", placeholder="https://...", elem_id="url", scale=4)
-                    fetch_btn = gr.Button("Fetch", elem_id="fetch", scale=1)
-                status = gr.Markdown("", elem_id="status")
-                if examples:
-                    gr.Examples([[str(e)] for e in examples], inputs=[query], label="Examples (attacked images)")
+                c.update(_query_column(examples))
             with gr.Column():
-                # gradio 6 shows the editor's toolbar (and its crop tool) only with brush and eraser on.
-                editor = gr.ImageEditor(
-                    label="Crop / edit (upload, paste, or mirror the query here)", type="pil",
-                    transforms=("crop",), elem_id="editor", height=420,
-                )
-                edited_info = gr.Markdown("", elem_id="edited-info")
-                with gr.Row():
-                    search_edited_btn = gr.Button("Search edited image", elem_id="search-edited", variant="primary")
-                    edited_btn = gr.Button("Use edited as query", elem_id="edited-to-query")
-                    mirror_btn = gr.Button("Mirror query to editor", elem_id="mirror")
+                c.update(_editor_column())
         with gr.Row():
-            k = gr.Slider(1, min(MAX_K, len(collection.ids)), value=min(5, len(collection.ids)), step=1,
-                          label="results (k)", elem_id="k")
-            thr = gr.Slider(0.0, top, value=slider_value, step=step, label=f"copy threshold ({note})",
-                            elem_id="threshold")
-        gallery = gr.Gallery(label="Most similar", columns=5, height=300, elem_id="results",
-                             object_fit="contain", allow_preview=False)
+            c["k"] = gr.Slider(1, min(MAX_K, n), value=min(5, n), step=1, label="results (k)", elem_id="k")
+            c["thr"] = gr.Slider(**_threshold_slider(collection, threshold, threshold_source), elem_id="threshold")
+        c["gallery"] = gr.Gallery(label="Most similar", columns=5, height=300, elem_id="results",
+                                  object_fit="contain", allow_preview=False)
         with gr.Row():
-            reuse_btn = gr.Button("Reuse selected result as query", elem_id="reuse")
-        table = gr.Markdown("", elem_id="table")
-
-        outputs = [gallery, table, paths_state, status]
-        query.change(run_search, [query, k, thr], outputs, api_name="search")
-        for control in (k, thr):
-            control.release(run_search, [query, k, thr], outputs, api_name=False)
-        # the listener also keeps the server's copy of the edited image current after a crop
-        editor.change(describe_edit, [editor], [edited_info], api_name=False, show_progress="hidden")
-        search_edited_btn.click(run_search_edited, [editor, k, thr], outputs, api_name="search_edited")
-        edited_btn.click(edited_to_query, [editor], [query], api_name=False)
-        mirror_btn.click(to_editor, [query], [editor], api_name=False)
-        fetch_btn.click(fetch_url, [url], [query, status], api_name="fetch_url")
-        url.submit(fetch_url, [url], [query, status], api_name=False)
-        gallery.select(select_result, None, [selected], api_name=False)
-        reuse_btn.click(reuse, [paths_state, selected], [query], api_name=False)
+            c["reuse_btn"] = gr.Button("Reuse selected result as query", elem_id="reuse")
+        c["table"] = gr.Markdown("", elem_id="table")
+        _wire(c, _Handlers(collection, temp_dir, url_allow, max_bytes))
     demo.temp_dir = temp_dir
     return demo
