@@ -13,7 +13,6 @@ deterministic and a training run is reproducible and resumable.
 
 from __future__ import annotations
 
-import io
 import math
 import string
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
-from data_retrieval.attacks import load_font
+from data_retrieval.attacks import flip, jpeg_compression, load_font, random_background
 
 #: A step's function: (image, generator, context) -> image. The context gives `other(rng)`, a random training image.
 StepFn = Callable[[Image.Image, np.random.Generator, "Context"], Image.Image]
@@ -40,8 +39,7 @@ class Context:
         """A random training image (or, without a pool, a smooth random colour field the size of `like`)."""
         if self.other is not None:
             return self.other(rng).convert("RGB")
-        coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
-        return Image.fromarray(coarse, "RGB").resize(like.size, Image.Resampling.BICUBIC)
+        return random_background(like.size, rng)
 
 
 @dataclass(frozen=True)
@@ -56,8 +54,8 @@ class Step:
 
 # ----------------------------------------------------------------------------- geometry
 def hflip(img: Image.Image, rng: np.random.Generator, ctx: Context) -> Image.Image:
-    """Mirror left-right."""
-    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    """Mirror left-right (the catalogue's horizontal flip)."""
+    return flip(img, rng, "horizontal")
 
 
 def rotate90(img: Image.Image, rng: np.random.Generator, ctx: Context) -> Image.Image:
@@ -214,11 +212,8 @@ def blur(img: Image.Image, rng: np.random.Generator, ctx: Context) -> Image.Imag
 
 
 def jpeg(img: Image.Image, rng: np.random.Generator, ctx: Context) -> Image.Image:
-    """Encode as JPEG at a quality drawn from 0-100, decode again."""
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=int(rng.integers(0, 101)))
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
+    """Encode as JPEG at a quality drawn from 0-100, decode again (the catalogue's JPEG round trip)."""
+    return jpeg_compression(img, rng, int(rng.integers(0, 101)))
 
 
 def catalogue_attack(attack_ids: Sequence[str]) -> StepFn:
