@@ -22,12 +22,10 @@ copy; edits and crops match fewer), ties broken by the larger file, then path or
 
 from __future__ import annotations
 
-import argparse
 import functools
 import html
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +33,7 @@ import numpy as np
 
 from helpers import cli
 from helpers.atomic import save_image, write_text
-from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
+from helpers.paths import DATASETS_DIR, FEATURES_DIR
 from helpers.tables import write_csv
 
 #: Default match threshold per method (Hamming bits of 64): the demo's 1 %-FPR threshold, the
@@ -328,76 +326,7 @@ def _gallery(dups: Duplicates, out: Path, max_groups: int) -> str:
     return "\n".join(parts)
 
 
-# ---- command line --------------------------------------------------------------------------
+if __name__ == "__main__":  # the command line sits above this module and folder_eval: fast_search/duplicates_cli.py
+    from fast_search.duplicates_cli import main
 
-
-def main(argv: list[str] | None = None) -> int:
-    p = cli.ArgumentParser(
-        prog="python -m fast_search.duplicates",
-        description="Find duplicate and near-duplicate images in a folder: pairs.csv, groups.csv, index.html.",
-        epilog="examples:\n"
-               "  python -m fast_search.duplicates my_photos\n"
-               "  python -m fast_search.duplicates my_photos --method dhash --max-distance 6\n"
-               "  python -m fast_search.duplicates my_photos --remove-list > to_delete.txt\n"
-               "  python -m fast_search.duplicates my_photos --ground-truth pairs.csv   # precision/recall/F1",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("folder", help="a folder of images (or a registered dataset name)")
-    p.add_argument("--method", default="phash", help="extractor name (default phash; e.g. dhash, efficientnet_lite0)")
-    p.add_argument("--max-distance", type=cli.float_in(0), default=None,
-                   help="match threshold (default per method: " +
-                   ", ".join(f"{k} {_fmt(v)}" for k, v in DEFAULT_MAX_DISTANCE.items()) + ")")
-    p.add_argument("--out", type=lambda t: Path(cli.folder(t)), default=None, help="output folder (default Results/duplicates/<folder>-<method>)")
-    p.add_argument("--index", default=None, help="faiss factory string (default: Flat up to 200,000 images, else IVF)")
-    p.add_argument("--recursive", action="store_true", help="include sub-folders")
-    p.add_argument("--remove-list", action="store_true", help="print the files to delete (one kept per group) and exit")
-    p.add_argument("--workers", type=cli.workers, default=2, help="decoding processes")
-    p.add_argument("--features-root", type=cli.folder, default=FEATURES_DIR)
-    p.add_argument("--results-root", type=cli.folder, default=RESULTS_DIR)
-    p.add_argument("--ground-truth", type=cli.existing_file, default=None, metavar="CSV",
-                   help="evaluate against true pairs (rows image,duplicate): pair precision/recall/F1 and "
-                        "retrieval measures per image (fast_search.folder_eval)")
-    args = p.parse_args(argv)
-    if args.ground_truth is not None:
-        return _evaluate(args)
-    try:
-        dups = find_duplicates(args.folder, args.method, args.max_distance, index=args.index,
-                               features_root=args.features_root, recursive=args.recursive, workers=args.workers,
-                               progress=not args.remove_list)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"duplicates: error: {err}", file=sys.stderr)
-        return 2
-    if args.remove_list:
-        print("\n".join(dups.remove_list()))
-        return 0
-    out = args.out or Path(args.results_root) / "duplicates" / f"{Path(args.folder).name}-{dups.method}"
-    files = dups.save(out)
-    print(f"{len(dups.pairs)} pairs in {len(dups.groups)} groups among {len(dups.paths)} images "
-          f"({dups.method}, distance <= {_fmt(dups.max_distance)}); {len(dups.remove_list())} files to remove")
-    for path in files.values():
-        print(path)
-    return 0
-
-
-def _evaluate(args) -> int:
-    """--ground-truth: print the folder evaluation (fast_search.folder_eval) and where it was written."""
-    from fast_search.folder_eval import evaluate_folder
-
-    try:
-        rep = evaluate_folder(args.folder, args.method, args.ground_truth, args.max_distance,
-                              features_root=args.features_root, results_root=args.results_root,
-                              recursive=args.recursive, workers=args.workers)  # fmt: skip
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"duplicates: error: {err}", file=sys.stderr)
-        return 2
-    pairs = rep["pairs"]
-    print(f"{rep['method']}, distance <= {_fmt(rep['max_distance'])}: {pairs['n_predicted']} pairs found, "
-          f"{pairs['n_true']} true, {pairs['tp']} right: precision {pairs['precision']}, recall {pairs['recall']}, "
-          f"F1 {pairs['f1']}")  # fmt: skip
-    print("per image (self-matches excluded): " + ", ".join(f"{k} {v:.4f}" for k, v in rep["retrieval"].items()
-                                                            if isinstance(v, float)))  # fmt: skip
-    return 0
-
-
-if __name__ == "__main__":
     cli.run(main)

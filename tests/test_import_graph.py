@@ -27,11 +27,22 @@ def _owner(name: str, mods: dict[str, Path]) -> str | None:
     return name or None
 
 
+def _is_main_guard(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":``"""
+    test = getattr(node, "test", None)
+    return (isinstance(node, ast.If) and isinstance(test, ast.Compare) and getattr(test.left, "id", "") == "__name__"
+            and any(getattr(c, "value", None) == "__main__" for c in test.comparators))
+
+
 def imports_of(module: str, path: Path, mods: dict[str, Path]) -> set[str]:
     """Library modules `module` imports anywhere in its file (top level, functions, type-checking blocks)."""
     deps = set()
     package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    script = {id(n) for block in tree.body if _is_main_guard(block) for n in ast.walk(block)}
+    for node in ast.walk(tree):
+        if id(node) in script:  # `if __name__ == "__main__":` runs only as a script, above every module
+            continue
         if isinstance(node, ast.Import):
             deps |= {_owner(a.name, mods) for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -88,7 +99,7 @@ def test_imports_of_resolves_relative_and_function_level_imports(tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
     (tmp_path / "pkg" / "a.py").write_text("def f():\n    from pkg.b import g\n")
-    (tmp_path / "pkg" / "b.py").write_text("from . import a\n")
+    (tmp_path / "pkg" / "b.py").write_text("from . import a\n\nif __name__ == '__main__':\n    import pkg\n")
     mods = {"pkg": tmp_path / "pkg/__init__.py", "pkg.a": tmp_path / "pkg/a.py", "pkg.b": tmp_path / "pkg/b.py"}
     graph = {m: imports_of(m, p, mods) for m, p in mods.items()}
     assert graph == {"pkg": set(), "pkg.a": {"pkg.b"}, "pkg.b": {"pkg.a"}}

@@ -15,9 +15,9 @@ from fast_search.duplicates import (
     connected_groups,
     default_max_distance,
     find_duplicates,
-    main,
     search_pairs,
 )
+from fast_search.duplicates_cli import main
 from helpers.synthetic import synthetic_image
 
 
