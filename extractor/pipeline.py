@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from data_retrieval.datasets import ImageList, load_dataset, unique_ids
@@ -55,7 +53,7 @@ from helpers.paths import DATASETS_DIR, FEATURES_DIR
 IMAGE_ERRORS = (BadImageError, ValueError, ArithmeticError, OSError)
 
 
-class _Images(Dataset):
+class _Images:
     """Decode + transform one image per item; failures come back as (index, None, reason)."""
 
     def __init__(self, paths: Sequence[str | os.PathLike], extractor: Extractor) -> None:
@@ -91,6 +89,8 @@ class _Collate:
 
 
 def _worker_init(_: int) -> None:
+    import torch
+
     torch.set_num_threads(1)
 
 
@@ -118,6 +118,11 @@ def _batches(ext: Extractor, images: _Images, batch_size: int, workers: int, cud
     collate = _Collate(ext)
     if workers and ext.threaded:
         return _thread_batches(images, collate, batch_size, workers)
+    if not workers and ext.binary:  # hashes in process: no torch (a command's start-up stays short)
+        return (collate([images[i] for i in range(s, min(s + batch_size, len(images)))])
+                for s in range(0, len(images), batch_size))
+    from torch.utils.data import DataLoader
+
     return iter(DataLoader(
         images,
         batch_size=batch_size,
@@ -314,7 +319,7 @@ def check_existing(plan: ExtractionPlan) -> bool:
     if differences:
         raise StoreError(
             f"{plan.out} was produced from other inputs or settings: {'; '.join(differences)}. "
-            "Rerun with --overwrite (overwrite=True) to extract it again"
+            "Rerun with --overwrite (overwrite=True in Python) to extract it again"
         )
     return True
 
@@ -466,7 +471,7 @@ def extract_dataset(
         try:
             if check_existing(plan):
                 if progress:
-                    print(f"{plan.out} is already complete; skipping (overwrite=True to redo)", file=sys.stderr)
+                    print(f"{plan.out} is already complete; skipping (--overwrite, or overwrite=True in Python, redoes it)", file=sys.stderr)
                 return plan.out
         except StoreError as e:
             if if_changed != "redo":

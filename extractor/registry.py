@@ -2,6 +2,8 @@
 
 Entry tables are merged explicitly here (no decorators filling globals at import time).
 `register_extractor` adds a user's module (e.g. a fine-tuned encoder) for this process.
+Only the hashes' table is read at import: a hash never imports torch (``create_extractor('dhash')``
+costs numpy and PIL); the neural tables (torch, torchvision) load on the first neural name.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ import functools
 import importlib
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from PIL import Image
-
-from extractor import efficientnet_lite, hashes, simclr, torchvision_models
+from extractor import hashes
 from extractor.base import Extractor
-from extractor.neural import NeuralExtractor, PreprocessCfg
 
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from extractor.neural import NeuralExtractor, PreprocessCfg
 
 class LazyEntry:
     """An entry named ``"module:function"``, imported on first use.
@@ -47,20 +50,31 @@ class LazyEntry:
         return f"LazyEntry({self.target!r})"
 
 
-ENTRIES: dict[str, Callable[..., Extractor]] = {
-    **hashes.ENTRIES,
-    **torchvision_models.ENTRIES,
-    **simclr.ENTRIES,
-    **efficientnet_lite.ENTRIES,
-    "sscd": LazyEntry("extractor.sscd:create_sscd"),
-}
-#: Other accepted spellings (the seed's names, e.g. "SimCLR v2 ResNet50 2x") -> registered name.
-ALIASES: dict[str, str] = {**simclr.ALIASES}
 _USER: dict[str, Callable[..., Extractor]] = {}
 
 
+@functools.cache
+def _neural_entries() -> tuple[dict[str, Callable[..., Extractor]], dict[str, str]]:
+    """(entries, aliases) of the neural tables; imports torch, so only called for a non-hash name."""
+    from extractor import efficientnet_lite, simclr, torchvision_models
+
+    entries = {**torchvision_models.ENTRIES, **simclr.ENTRIES, **efficientnet_lite.ENTRIES,
+               "sscd": LazyEntry("extractor.sscd:create_sscd")}
+    return entries, {**simclr.ALIASES}
+
+
+def __getattr__(name: str) -> Any:
+    """``ENTRIES`` (every built-in name -> factory) and ``ALIASES`` (other spellings, e.g. the seed's
+    "SimCLR v2 ResNet50 2x"), built on first access (PEP 562)."""
+    if name == "ENTRIES":
+        return {**hashes.ENTRIES, **_neural_entries()[0]}
+    if name == "ALIASES":
+        return dict(_neural_entries()[1])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _all_entries() -> dict[str, Callable[..., Extractor]]:
-    return {**ENTRIES, **_USER}
+    return {**hashes.ENTRIES, **_neural_entries()[0], **_USER}
 
 
 def list_extractors(pattern: str = "*") -> list[str]:
@@ -96,6 +110,8 @@ def _seeded_build(factory: Callable[..., Extractor], kwargs: dict[str, Any], see
     """Call `factory` with torch's generator seeded (and restored afterwards); record the seed."""
     import torch as _torch  # noqa: PLC0415  (only neural random init needs it here)
 
+    from extractor.neural import NeuralExtractor
+
     with _torch.random.fork_rng(devices=[]):
         _torch.manual_seed(seed)
         ext = factory(**kwargs)
@@ -119,9 +135,14 @@ def create_extractor(name: str, **kwargs: Any) -> Extractor:
     Keyword arguments set to None are dropped except ``weights`` (None there means random init),
     so unset script flags never override an entry's default.
     """
-    entries = _all_entries()
-    name = ALIASES.get(name, name)
-    factory = _framework_factory(name)
+    factory = None if name in _USER else _framework_factory(name)
+    if name in _USER:
+        entries = dict(_USER)
+    elif name in hashes.ENTRIES or factory is not None:  # a hash or `framework:model`: no other table loads
+        entries = {name: factory or hashes.ENTRIES[name]}
+    else:
+        entries = _all_entries()
+        name = _neural_entries()[1].get(name, name)
     if factory is None and name not in entries:
         close = difflib.get_close_matches(name, entries, n=5, cutoff=0.5)
         rest = [n for n in sorted(entries) if n not in close]
@@ -156,6 +177,10 @@ def register_extractor(
     a custom `transform` returning float tensors is used as is. `create_extractor(name, device=...,
     precision=...)` then works like for built-in entries (same module object).
     """
+    import torch
+
+    from extractor.neural import NeuralExtractor
+
     if not isinstance(name, str) or not name or "/" in name:
         raise ValueError(f"extractor name must be a non-empty string without '/', got {name!r}")
     if not isinstance(model, torch.nn.Module):

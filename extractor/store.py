@@ -67,15 +67,23 @@ class StoreExistsError(StoreError):
 
 
 def _versions() -> dict[str, str]:
-    import faiss  # noqa: F401  (imported lazily: optional for readers)
-    import torch
+    """Versions of the libraries that made a store, read from their installed metadata (no torch import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(*dists: str) -> str:
+        for dist in dists:
+            try:
+                return version(dist)
+            except PackageNotFoundError:
+                continue
+        return "?"
 
     return {
         "python": platform.python_version(),
         "numpy": np.__version__,
         "h5py": h5py.__version__,
-        "torch": torch.__version__,
-        "faiss": getattr(faiss, "__version__", "?"),
+        "torch": installed("torch"),
+        "faiss": installed("faiss-cpu", "faiss-gpu", "faiss"),
     }
 
 
@@ -472,7 +480,7 @@ class FeatureWriter:
             self.path.unlink(missing_ok=True)
             self.partial.unlink(missing_ok=True)
         if self.path.exists():
-            raise StoreExistsError(f"{self.path} is already complete; delete it or pass overwrite=True to extract again")
+            raise StoreExistsError(f"{self.path} is already complete; delete it or extract again with --overwrite (overwrite=True in Python)")
         width = dim // 8 if binary else dim
         want = {"method": method, "dim": int(dim), "binary": bool(binary), "dtype": "uint8" if binary else dtype}
         params_json = json.dumps(params or {}, sort_keys=True, default=str)

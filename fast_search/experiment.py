@@ -167,12 +167,12 @@ def _previous(folder: Path, cfg: ExperimentConfig, overwrite: bool, resume: bool
         return None
     if not resume:
         raise FileExistsError(
-            f"{path} exists; pass overwrite=True (--overwrite) to replace it, or resume=True (--resume) "
+            f"{path} exists; rerun with --overwrite (overwrite=True) to replace it, or --resume (resume=True) "
             "to finish an interrupted run"
         )
     previous = load_json(path)
     if previous.get("complete"):
-        raise FileExistsError(f"{path} is complete: nothing to resume (overwrite=True to run it again)")
+        raise FileExistsError(f"{path} is complete: nothing to resume (--overwrite, overwrite=True, runs it again)")
     def same(key: str, old, new) -> bool:  # the order of datasets changes nothing (sorted internally)
         return sorted(old or []) == sorted(new) if key in ("database", "queries", "background") else old == new
 

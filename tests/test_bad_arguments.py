@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import runpy
 import subprocess
@@ -169,3 +170,63 @@ def test_real_processes_exit_2_without_traceback(script, argv):
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+#: Forks once per case from a process that has imported nothing heavy; each child runs the script as
+#: __main__ and reports its exit status, its stderr and which heavy libraries the error path loaded.
+_FORKED = r"""
+import contextlib, io, json, os, runpy, sys, time
+cases = json.loads(sys.stdin.read())
+for script, argv in cases:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        err, code, start = io.StringIO(), None, time.perf_counter()
+        sys.argv = [script, *argv]
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                runpy.run_path(script, run_name="__main__")
+        except SystemExit as e:
+            code = e.code
+        except BaseException as e:
+            err.write(f"Traceback: {type(e).__name__}: {e}")
+        heavy = sorted(m for m in ("torch", "torchvision", "faiss", "timm", "gradio", "ray") if m in sys.modules)
+        with os.fdopen(write, "w") as f:
+            json.dump({"code": code, "err": err.getvalue(), "heavy": heavy,
+                       "seconds": round(time.perf_counter() - start, 3)}, f)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        print(f.read(), flush=True)
+    os.waitpid(pid, 0)
+"""
+
+#: Cases whose check needs torch itself: the list of model names (torchvision's models), a store's
+#: extractor rebuilt, a CUDA device asked for, the SimCLR scripts (their model definitions name the models).
+NEEDS_TORCH = ("--method nope", "cannot rebuild", "cuda:0", "SimCLRv")
+#: Cases whose error comes from the data, after the stores or results are read (faiss is loaded by then).
+NEEDS_FAISS = ("smallest index", "IVF", "not a search experiment's results")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks one child per case")
+def test_bad_arguments_fail_before_heavy_imports(env):
+    """Every row of the table again, each in a fresh child process: exit 2, and no torch/faiss loaded
+    before the error (what makes a mistyped flag answer at once instead of after seconds of imports)."""
+    cases = [(str(ROOT / script), [a.format(**env) for a in argv]) for script, argv, _ in CASES]
+    out = subprocess.run([sys.executable, "-c", _FORKED], input=json.dumps(cases), cwd=ROOT, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    reports = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(reports) == len(CASES), out.stderr[-2000:]
+    for (script, argv, names), report in zip(CASES, reports, strict=True):
+        case = f"{script} {' '.join(argv)}"
+        if "cuda" in case and report["code"] != 2:
+            continue  # this machine has a GPU
+        assert report["code"] == 2 and names in report["err"], (case, report)
+        allowed = set()
+        if any(token in f"{case} {names}" for token in NEEDS_TORCH):
+            allowed |= {"torch", "torchvision", "faiss", "gradio"}
+        if any(token in names for token in NEEDS_FAISS):
+            allowed.add("faiss")
+        assert set(report["heavy"]) <= allowed, (case, report)
