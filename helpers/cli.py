@@ -193,27 +193,32 @@ def weights(text: str) -> str:
     return text
 
 
+def prog() -> str:
+    """The running command's name as its messages show it (``extract_features.py``, ``imsim-extract``)."""
+    return os.path.basename(sys.argv[0])
+
+
 def run(main: Callable[[], int | None]) -> NoReturn:
     """Call a script's `main` and exit with its status; errors that come from the user's input
     (bad values, missing files or stores, a held lock, a missing optional package) print one line
     and exit 2 instead of a traceback (``IMSIM_TRACEBACK=1`` shows it). Ctrl-C exits 130."""
-    prog = os.path.basename(sys.argv[0])
+    name = prog()
     try:
         code = main()
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         code = 130
     except ImportError as e:
         if os.environ.get(TRACEBACK_ENV):
             raise
         missing = getattr(e, "name", None)
         hint = f" (pip install {missing})" if missing else ""
-        print(f"{prog}: error: {' '.join(str(e).split())}{hint}", file=sys.stderr)
+        print(f"{name}: error: {' '.join(str(e).split())}{hint}", file=sys.stderr)
         code = 2
     except (ValueError, OSError, RuntimeError) as e:  # StoreError, DatasetError, LockError, DownloadError...
         if os.environ.get(TRACEBACK_ENV):
             raise
-        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"{name}: error: {' '.join(str(e).split())}", file=sys.stderr)
         code = 2
     sys.exit(code or 0)
 
