@@ -107,3 +107,65 @@ def test_console_commands_name_existing_functions():
     for target in scripts.values():
         module, _, attr = target.partition(":")
         assert callable(getattr(importlib.import_module(module), attr))
+
+
+def _readme_commands(heading: str) -> list[list[str]]:
+    """The `imsim ...` command lines of the first bash block under `heading` in README.md (comments dropped)."""
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```bash\n(.*?)```", text[text.index(heading):], re.S).group(1)
+    lines = block.replace("\\\n", " ").splitlines()
+    return [shlex.split(line, comments=True) for line in lines if line.strip().startswith("imsim ")]
+
+
+def _own_folders(where: Path, n: int = 12) -> None:
+    """my_originals/ and my_copies/ (two edited copies of each original, named <original stem>_<edit>.jpg)."""
+    (where / "my_originals").mkdir(parents=True)
+    (where / "my_copies").mkdir()
+    for i in range(n):
+        image = synthetic_image(i, (160, 120))
+        image.save(where / "my_originals" / f"photo{i}.jpg", quality=95)
+        image.resize((120, 90)).save(where / "my_copies" / f"photo{i}_small.jpg", quality=80)
+        image.crop((4, 3, 156, 117)).save(where / "my_copies" / f"photo{i}_crop.jpg", quality=70)
+
+
+@pytest.mark.slow
+def test_readme_own_folders_run_as_written(tmp_path):
+    """README's "Evaluate a descriptor on your own folders", command by command, in a working directory outside
+    the clone: features, results and figures land there, not in the clone."""
+    import json
+
+    commands = _readme_commands("### 1. Evaluate a descriptor on your own folders")
+    assert [c[:2] for c in commands] == [["imsim", "extract"], ["imsim", "search"], ["imsim", "process"]]
+    work = tmp_path / "work"
+    _own_folders(work)
+    env = _clean_env(PYTHONPATH=str(ROOT))
+    for command in commands:
+        out = subprocess.run([sys.executable, "-m", "imsim", *command[1:]], cwd=work, env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, (command, out.stderr[-3000:])
+    assert (work / "Features" / "my_originals" / "phash.h5").is_file()
+    results = json.loads((work / "Results" / "mine" / "results.json").read_text())
+    assert results["data"]["n_positive"] == 24
+    assert (work / "Results" / "mine" / "summary.md").is_file()
+    assert not (ROOT / "Results" / "mine").exists()
+
+
+@pytest.mark.slow
+def test_search_takes_folder_paths_and_extracts_what_is_missing(tmp_path):
+    """`--database ../my_originals --extract` from another folder: stores named after the folders, made on demand."""
+    _own_folders(tmp_path)
+    (tmp_path / "run").mkdir()
+    env = _clean_env(PYTHONPATH=str(ROOT))
+    args = [sys.executable, "-m", "imsim", "search", "paths", "--method", "dhash", "--indexes", "BFlat", "--metrics",
+            "hamming", "--database", "../my_originals", "--queries", "../my_copies",
+            "--targets", "../my_copies=../my_originals"]
+    out = subprocess.run(args, cwd=tmp_path / "run", env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2 and "--extract" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run([*args, "--extract"], cwd=tmp_path / "run", env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "run" / "Features" / "my_copies" / "dhash.h5").is_file()
+    assert (tmp_path / "run" / "Results" / "paths" / "results.json").is_file()
