@@ -19,13 +19,14 @@ if __package__ in (None, ""):  # run as `python3 download.py` from inside SimCLR
 
 from helpers import cli  # noqa: E402
 from helpers.download import checkpoint_parser, report_conversion  # noqa: E402
+from helpers.paths import CACHE_DIR  # noqa: E402
 from SimCLRv1.resnet_wider import MODELS, parse_model_name  # noqa: E402
 
 # ---- editable defaults (each is also a command-line flag) --------------------------------------
 MODEL = "4x"
 CATEGORY = "pretrain"
 KEEP_TF = True
-ROOT = Path(__file__).resolve().parent  # tf_checkpoints/ and torch_checkpoints/ go here
+ROOT = CACHE_DIR / "SimCLRv1"  # tf_checkpoints/ and torch_checkpoints/ go here (~/.cache/imsim/SimCLRv1)
 
 BASE_URL = "https://storage.googleapis.com/simclr-checkpoints/simclrv1/{category}/{model}/"
 STEPS = {"pretrain": {"1x": 225206, "2x": 225206, "4x": 225206},

@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as `python3 download.py` from inside SimCLR
 
 from helpers import cli  # noqa: E402
 from helpers.download import checkpoint_parser, report_conversion  # noqa: E402
+from helpers.paths import CACHE_DIR  # noqa: E402
 from SimCLRv2.resnet import MODELS  # noqa: E402
 
 # ---- editable defaults (each is also a command-line flag) --------------------------------------
@@ -27,7 +28,7 @@ CATEGORY = "pretrained"
 EMA = True
 SUPERVISED = None  # None: only for the 'supervised' category (its contrastive head is untrained)
 KEEP_TF = True
-ROOT = Path(__file__).resolve().parent  # tf_checkpoints/ and torch_checkpoints/ go here
+ROOT = CACHE_DIR / "SimCLRv2"  # tf_checkpoints/ and torch_checkpoints/ go here (~/.cache/imsim/SimCLRv2)
 
 BASE_URL = "https://storage.googleapis.com/simclr-checkpoints/simclrv2/{category}/{model}/"
 STEPS = {"pretrained": 250228, "finetuned_100pct": 37535, "finetuned_10pct": 3754,

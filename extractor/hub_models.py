@@ -1,10 +1,11 @@
 """torch.hub models from a local hub directory (`hub:dinov2_vits14`, `hub:dino_vitb16`, `hub:owner/repo:entry`).
 
-Nothing is cloned or downloaded: the repository must already be in torch.hub's directory
-(``$TORCH_HOME/hub/facebookresearch_dinov2_main``, what ``torch.hub.load`` leaves behind) or be
-given as ``hub_dir=PATH``; the entry is built with ``pretrained=False`` and the weights are read
-with ``weights_only=True`` from torch.hub's checkpoint cache (``DEFAULT``, the file the hub entry
-would download) or from ``weights=PATH``. DINO / DINOv2 ViTs give ``head`` (the model's output),
+The repository is read from torch.hub's directory (``$TORCH_HOME/hub/facebookresearch_dinov2_main``,
+what ``torch.hub.load`` leaves behind; fetched there by torch.hub on first use) or from
+``hub_dir=PATH``; the entry is built with ``pretrained=False`` and the weights are read with
+``weights_only=True`` from torch.hub's checkpoint cache (``DEFAULT``, the file the hub entry
+downloads: fetched on first use with torch.hub's downloader from `WEIGHTS_URLS`) or from
+``weights=PATH``. Offline (`extractor.weights`) the errors say what to fetch. DINO / DINOv2 ViTs give ``head`` (the model's output),
 ``cls`` and patch tokens (map poolings, ``local``); inputs are padded to the patch size.
 """
 
@@ -35,6 +36,9 @@ DINO_FILES = {
     "dino_vitb8": "dino_vitbase8_pretrain.pth",
     "dino_resnet50": "dino_resnet50_pretrain.pth",
 }
+#: Where each family's hubconf downloads its checkpoints from (the file name is appended; DINOv2 adds
+#: the architecture folder). A test points these at a server on 127.0.0.1.
+WEIGHTS_URLS = {"dinov2_": "https://dl.fbaipublicfiles.com/dinov2/{arch}/", "dino_": "https://dl.fbaipublicfiles.com/dino/"}
 #: DINO / DINOv2 preprocessing: bicubic 256, centre crop 224, ImageNet mean/std
 PREPROCESS = PreprocessCfg(256, "shorter", 224, "bicubic", IMAGENET_MEAN, IMAGENET_STD)
 
@@ -61,15 +65,37 @@ def find_repo_dir(repo: str | None, entry: str, hub_dir: str | os.PathLike | Non
         raise ValueError(f"hub:{entry}: unknown repository; name it (hub:owner/repo:{entry}) or pass hub_dir=PATH")
     root = Path(torch.hub.get_dir())
     owner, name = repo.split("/", 1)
-    found = sorted(glob.glob(str(root / f"{glob.escape(owner)}_{glob.escape(name)}_*" / "hubconf.py")))
+    pattern = str(root / f"{glob.escape(owner)}_{glob.escape(name)}_*" / "hubconf.py")
+    found = sorted(glob.glob(pattern))
+    if not found:
+        from extractor.weights import fetch
+
+        fetch(lambda: torch.hub.list(repo, trust_repo=True),  # downloads and unpacks the repository
+              lambda why: _missing_repo(repo, entry, root, why), server="https://github.com")
+        found = sorted(glob.glob(pattern))
     if found:
         return Path(found[0]).parent
-    raise FileNotFoundError(
-        f"hub:{entry}: repository {repo} is not in torch.hub's directory ({root}/{owner}_{name}_<ref>); nothing is "
-        f"downloaded at run time. On a machine with network run `python -c \"import torch; "
+    raise _missing_repo(repo, entry, root, "torch.hub left no hubconf.py")
+
+
+def _missing_repo(repo: str, entry: str, root: Path, why: str) -> FileNotFoundError:
+    owner, name = repo.split("/", 1)
+    return FileNotFoundError(
+        f"hub:{entry}: repository {repo} is not in torch.hub's directory ({root}/{owner}_{name}_<ref>) and was not "
+        f"downloaded: {why}. With network the first use fetches it (without --offline); or on a machine with "
+        f"network run `python -c \"import torch; "
         f"torch.hub.load('{repo}', '{entry}')\"` and copy {root} over, or `git clone https://github.com/{repo} "
         f"{root}/{owner}_{name}_main`, or pass hub_dir=PATH."
     )
+
+
+def default_weights_url(entry: str) -> str | None:
+    """The URL the entry's hubconf downloads its checkpoint from (None if unknown)."""
+    path = default_weights_file(entry)
+    for prefix, base in WEIGHTS_URLS.items():
+        if path is not None and entry.startswith(prefix):
+            return base.format(arch=entry.removesuffix("_reg").removesuffix("_lc")) + path.name
+    return None
 
 
 def default_weights_file(entry: str) -> Path | None:
@@ -161,10 +187,14 @@ def create_hub(
                 raise FileNotFoundError(f"hub:{name}: no known checkpoint file for {entry!r}; pass weights=PATH "
                                         "(a state dict, loaded with weights_only=True) or weights=None")
             if not path.is_file():
-                raise FileNotFoundError(
-                    f"hub:{name}: weights {path} not found; nothing is downloaded at run time. On a machine with "
-                    f"network run `python -c \"import torch; torch.hub.load('{repo}', '{entry}')\"` and copy "
-                    f"{path} over, or pass weights=PATH, or weights=None for random init.")
+                from extractor.weights import fetch, url_download
+
+                fetch(lambda: url_download(default_weights_url(entry), path), server=default_weights_url(entry),
+                      missing=lambda why: FileNotFoundError(
+                    f"hub:{name}: weights {path} not found and not downloaded: {why}. With network the first use "
+                    f"downloads them (without --offline); or on a machine with network run `python -c \"import "
+                    f"torch; torch.hub.load('{repo}', '{entry}')\"` and copy {path} over, or pass weights=PATH, "
+                    "or weights=None for random init."))
         else:
             path = Path(weights).expanduser()
             if not path.is_file():

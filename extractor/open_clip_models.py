@@ -4,8 +4,9 @@ Names as open_clip lists them (`open_clip.list_pretrained()`): ``open_clip:ViT-B
 (``open_clip:ViT-B-32:openai`` is accepted too), or a schema name open_clip resolves itself:
 ``open_clip:hf-hub:timm/ViT-B-16-SigLIP`` (from the local Hugging Face cache only) or
 ``open_clip:local-dir:/path/to/model`` (a folder with ``open_clip_config.json`` and weights).
-Weights never come from the network: a tag is looked up in the Hugging Face cache and in
-open_clip's URL cache (``~/.cache/clip``); `weights=PATH` loads a local checkpoint; `weights=None`
+A tag's weights are looked up in the Hugging Face cache and in open_clip's URL cache
+(``~/.cache/clip``) and downloaded there on first use by open_clip's own downloader (offline it says
+what to fetch: `extractor.weights`); `weights=PATH` loads a local checkpoint; `weights=None`
 is random init. Image features: ``encode_image`` (pooling 'head'); text features:
 `encode_text(texts)`, L2-normalised, stored like image features (`extractor.texts`).
 """
@@ -69,36 +70,54 @@ def _offline() -> Iterator[None]:
         constants.HF_HUB_OFFLINE = before
 
 
+def _cached(cfg: dict[str, Any]) -> Path | None:
+    """The file of an open_clip pretrained cfg already in the Hugging Face or URL cache."""
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = os.path.split(hub)  # 'org/model/' (default file names) or 'org/model/file'
+        for name in ([filename] if filename else []) + ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]:
+            found = try_to_load_from_cache(repo, name)
+            if isinstance(found, str) and os.path.isfile(found):
+                return Path(found)
+    url = cfg.get("url", "")
+    if url and (URL_CACHE.expanduser() / os.path.basename(url)).is_file():
+        return URL_CACHE.expanduser() / os.path.basename(url)
+    return None
+
+
 def local_weights(model: str, tag: str) -> Path:
-    """The cached file of open_clip's pretrained (model, tag); FileNotFoundError saying how to get it."""
+    """The file of open_clip's pretrained (model, tag): cached, or downloaded now; FileNotFoundError when not."""
     oc = _open_clip()
     cfg = oc.get_pretrained_cfg(model, tag)
     if not cfg:
         tags = oc.list_pretrained_tags_by_model(model)
         raise ValueError(f"open_clip: no pretrained tag {tag!r} for {model!r}; its tags: {tags or 'none'} "
                          "(or give weights=PATH)")
-    places = []
-    hub = cfg.get("hf_hub", "")
-    if hub:
-        from huggingface_hub import try_to_load_from_cache
+    found = _cached(cfg)
+    if found is not None:
+        return found
+    from extractor.weights import fetch, hf_endpoint, verify_hf_file
 
-        repo, filename = os.path.split(hub)  # 'org/model/' (default file names) or 'org/model/file'
-        names = [filename] if filename else []
-        names += ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        for filename in names:
-            found = try_to_load_from_cache(repo, filename)
-            if isinstance(found, str) and os.path.isfile(found):
-                return Path(found)
-        places.append(f"the Hugging Face cache (repository {repo})")
-    url = cfg.get("url", "")
-    if url:
-        path = URL_CACHE.expanduser() / os.path.basename(url)
-        if path.is_file():
-            return path
-        places.append(str(path))
-    raise FileNotFoundError(
-        f"open_clip:{model}/{tag}: pretrained weights not found in {' or '.join(places) or 'any cache'}; nothing is "
-        f"downloaded at run time. On a machine with network run `python -c \"import open_clip; "
+    def download() -> Path:
+        path = Path(oc.download_pretrained(cfg, cache_dir=None))
+        return verify_hf_file(path) if cfg.get("hf_hub") else path
+
+    return fetch(download, lambda why: _missing(model, tag, cfg, why),
+                 server=hf_endpoint() if cfg.get("hf_hub") else cfg.get("url"))
+
+
+def _missing(model: str, tag: str, cfg: dict[str, Any], why: str) -> FileNotFoundError:
+    places = []
+    if cfg.get("hf_hub"):
+        places.append(f"the Hugging Face cache (repository {os.path.split(cfg['hf_hub'])[0]})")
+    if cfg.get("url"):
+        places.append(str(URL_CACHE.expanduser() / os.path.basename(cfg["url"])))
+    return FileNotFoundError(
+        f"open_clip:{model}/{tag}: pretrained weights not found in {' or '.join(places) or 'any cache'} and not "
+        f"downloaded: {why}. With network the first use downloads them (without --offline / HF_HUB_OFFLINE=1); "
+        f"or on a machine with network run `python -c \"import open_clip; "
         f"open_clip.create_model('{model}', pretrained='{tag}')\"` and copy the cache over, or pass weights=PATH "
         "to the checkpoint file, or weights=None for random init."
     )
@@ -189,14 +208,17 @@ def create_open_clip(
                              f"(its tags: {tags or 'none'}), or weights=PATH / None")
         path = local_weights(model_name, tag)
         pretrained, source, suffix = str(path), f"{tag} ({path})", ""
+    from extractor.weights import is_offline
+
     try:
-        with _offline():
+        with _offline() if is_offline() else contextlib.nullcontext():  # hf-hub: names download on first use
             model = oc.create_model(model_name, pretrained=pretrained, load_weights=weights is not None)
             tokenizer = oc.get_tokenizer(model_name)
     except (OSError, RuntimeError) as e:
         if model_name.startswith("hf-hub:"):
             raise FileNotFoundError(
-                f"open_clip:{name}: not in the local Hugging Face cache ({type(e).__name__}); on a machine with network "
+                f"open_clip:{name}: not in the local Hugging Face cache and not downloaded ({type(e).__name__}: "
+                f"{' '.join(str(e).split())[:200]}); on a machine with network "
                 f"run `python -c \"import open_clip; open_clip.create_model('{model_name}')\"` and copy the cache over"
             ) from None
         raise

@@ -3,7 +3,9 @@
 Canonical names are filename-safe: `simclr_v1_r50_{1,2,4}x` and `simclr_v2_r{50,101,152}_{1,2}x_sk{0,1}`
 plus `simclr_v2_r152_3x_sk1`; `ALIASES` maps the seed's spaced names ("SimCLR v1 ResNet50 4x",
 "SimCLR v2 ResNet50 2x" = the sk1 model) to them. Weights come from the files `download.py` writes
-(`SimCLRv1/torch_checkpoints/...`, `SimCLRv2/torch_checkpoints/...`), loaded with weights_only=True.
+(``~/.cache/imsim/SimCLRv1/torch_checkpoints/...``, `helpers.paths.CACHE_DIR`; a clone's older
+``SimCLRv1/torch_checkpoints/`` is read too), loaded with weights_only=True; a missing one is
+downloaded and converted on first use (needs network and the ``convert`` extra, TensorFlow).
 Preprocessing as the seed: shorter side 256 (Lanczos), centre crop 224, [0, 1] inputs, no normalisation.
 """
 
@@ -13,6 +15,7 @@ import functools
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,7 +23,7 @@ from torch import nn
 from extractor.framework_options import OPTIONS, make_extractor
 from extractor.neural import NeuralExtractor, PreprocessCfg
 from extractor.pooling import Backbone
-from helpers.paths import REPO_ROOT
+from helpers.paths import CACHE_DIR, REPO_ROOT
 from SimCLRv1 import download as v1_files
 from SimCLRv1.resnet_wider import resnet50_wider
 from SimCLRv2 import download as v2_files
@@ -49,15 +52,34 @@ def _load_state(path: Path, section: str, name: str) -> dict[str, torch.Tensor]:
     return state[section]
 
 
-def _resolve(weights: str | os.PathLike | None, default: Path, command: str, name: str) -> Path | None:
-    """The checkpoint file to load: the download.py output for 'DEFAULT', a given path, or None."""
+def _root(root: str | Path | None, version: str, locate: Any) -> Path:
+    """The folder holding download.py's output: `root`, else the cache, else a clone's SimCLRv*/ holding it."""
+    if root is not None:
+        return Path(root) / version
+    cache = CACHE_DIR / version
+    legacy = REPO_ROOT / version
+    return legacy if not locate(cache).is_file() and locate(legacy).is_file() else cache
+
+
+def _resolve(weights: str | os.PathLike | None, default: Path, command: str, name: str,
+             download: Any = None, server: str | None = None) -> Path | None:
+    """The checkpoint file to load: the download.py output for 'DEFAULT' (made on first use), a path, or None."""
     if weights is None:
         return None
     path = default if str(weights) == "DEFAULT" else Path(weights).expanduser()
-    if not path.is_file():
+    if path.is_file():
+        return path
+
+    def missing(why: str) -> FileNotFoundError:
         hint = f"Create it (needs network and TensorFlow) with:\n    {command}\n" if str(weights) == "DEFAULT" else ""
-        raise FileNotFoundError(f"{name}: SimCLR checkpoint {path} not found. {hint}"
-                                "Or pass weights=PATH to a converted file, or weights=None for random init.")
+        return FileNotFoundError(f"{name}: SimCLR checkpoint {path} not found{f' ({why})' if why else ''}. {hint}"
+                                 "Or pass weights=PATH to a converted file, or weights=None for random init.")
+
+    if str(weights) != "DEFAULT" or download is None:
+        raise missing("")
+    from extractor.weights import fetch
+
+    fetch(download, missing, server=server)
     return path
 
 
@@ -104,7 +126,7 @@ def _finish(name: str, model: ResNet, path: Path | None, default: Path, tag: str
 
 def create_simclr_v1(model: str, weights: str | os.PathLike | None = "DEFAULT", normalize: bool = False,
                      device: str = "cpu", precision: str = "auto", *, category: str = "pretrain",
-                     checkpoint: str | os.PathLike | None = None, root: str | Path = REPO_ROOT,
+                     checkpoint: str | os.PathLike | None = None, root: str | Path | None = None,
                      **options) -> NeuralExtractor:
     """SimCLR v1 ResNet-50 `model` ('1x', '2x', '4x'): weights 'DEFAULT' (download.py output for
     `category`), a converted .pth path (or `checkpoint=`), or None (random init, for tests).
@@ -112,9 +134,11 @@ def create_simclr_v1(model: str, weights: str | os.PathLike | None = "DEFAULT", 
     if model not in V1_MODELS:
         raise ValueError(f"unknown SimCLR v1 model {model!r}; valid: {V1_MODELS}")
     name = f"simclr_v1_r50_{model}"
-    default = v1_files.torch_checkpoint_path(model, category, Path(root) / "SimCLRv1")
+    folder = _root(root, "SimCLRv1", lambda r: v1_files.torch_checkpoint_path(model, category, r))
+    default = v1_files.torch_checkpoint_path(model, category, folder)
     path = _resolve(checkpoint if checkpoint is not None else weights, default,
-                    v1_files.download_command(model, category), name)
+                    v1_files.download_command(model, category), name,
+                    lambda: v1_files.download_and_convert(model, category, root=folder), v1_files.BASE_URL)
     net = resnet50_wider(int(model[0]))
     if path is not None:
         net.load_state_dict(_load_state(path, "state_dict", name))
@@ -125,16 +149,18 @@ def create_simclr_v1(model: str, weights: str | os.PathLike | None = "DEFAULT", 
 
 def create_simclr_v2(model: str, weights: str | os.PathLike | None = "DEFAULT", normalize: bool = False,
                      device: str = "cpu", precision: str = "auto", *, category: str = "pretrained", ema: bool = True,
-                     checkpoint: str | os.PathLike | None = None, root: str | Path = REPO_ROOT,
+                     checkpoint: str | os.PathLike | None = None, root: str | Path | None = None,
                      **options) -> NeuralExtractor:
     """SimCLR v2 `model` (e.g. 'r50_2x_sk1'): weights 'DEFAULT' (download.py output for `category`/`ema`),
     a converted .pth path (or `checkpoint=`), or None (random init). The projection head is not applied.
     `options` (pooling, transforms, ...) as for every framework model."""
     parse_model_name(model)
     name = f"simclr_v2_{model}"
-    default = v2_files.torch_checkpoint_path(model, category, ema, Path(root) / "SimCLRv2")
+    folder = _root(root, "SimCLRv2", lambda r: v2_files.torch_checkpoint_path(model, category, ema, r))
+    default = v2_files.torch_checkpoint_path(model, category, ema, folder)
     path = _resolve(checkpoint if checkpoint is not None else weights, default,
-                    v2_files.download_command(model, category, ema), name)
+                    v2_files.download_command(model, category, ema), name,
+                    lambda: v2_files.download_and_convert(model, category, ema, root=folder), v2_files.BASE_URL)
     net, _ = get_resnet(model)
     if path is not None:
         net.load_state_dict(_load_state(path, "encoder", name))

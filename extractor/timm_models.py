@@ -1,9 +1,10 @@
 """Any timm model as an extractor (`timm:<name>`), with the preprocessing of its `pretrained_cfg`.
 
-Weights never come from the network here: ``weights="DEFAULT"`` looks for the file timm would
-download in the local Hugging Face cache or torch hub cache; a path loads that file (timm's own
-loader: ``weights_only=True``, checkpoint filters such as ViT position-embedding resizing); a
-state dict is loaded as is; ``None`` means random init (tests). timm is imported lazily.
+``weights="DEFAULT"`` takes the file timm would download from the local Hugging Face cache or
+torch hub cache, and downloads it there on first use (`extractor.weights`: verified, atomic,
+resumable; offline it says what to fetch); a path loads that file (timm's own loader:
+``weights_only=True``, checkpoint filters such as ViT position-embedding resizing); a state dict
+is loaded as is; ``None`` means random init (tests). timm is imported lazily.
 """
 
 from __future__ import annotations
@@ -85,8 +86,25 @@ def _cached_file(pretrained_cfg: dict[str, Any]) -> Path | None:
     return None
 
 
-def missing_weights_error(name: str, pretrained_cfg: dict[str, Any]) -> FileNotFoundError:
-    """The error for absent pretrained weights: where they would be and how to get them."""
+def download_weights(pretrained_cfg: dict[str, Any]) -> None:
+    """Fetch the weights timm names for this cfg into its cache: the Hugging Face hub, else its URL (torch.hub)."""
+    from extractor.weights import hf_download, url_download
+
+    hf_id = pretrained_cfg.get("hf_hub_id")
+    if hf_id:
+        repo, _, revision = hf_id.partition("@")
+        names = [pretrained_cfg.get("hf_hub_filename") or "model.safetensors", "model.safetensors",
+                 "pytorch_model.bin"]
+        hf_download(repo, names, revision or None)
+        return
+    url = pretrained_cfg.get("url")
+    if not url:
+        raise FileNotFoundError("timm has no pretrained file for this model")
+    url_download(url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url))
+
+
+def missing_weights_error(name: str, pretrained_cfg: dict[str, Any], why: str = "") -> FileNotFoundError:
+    """The error for absent pretrained weights: where they would be, why they did not come, how to get them."""
     hf_id = pretrained_cfg.get("hf_hub_id")
     url = pretrained_cfg.get("url")
     where = []
@@ -98,9 +116,10 @@ def missing_weights_error(name: str, pretrained_cfg: dict[str, Any]) -> FileNotF
     if not where:
         where.append("no known source (timm has no pretrained file for it)")
     return FileNotFoundError(
-        f"timm:{name}: pretrained weights not found in {' or '.join(where)}; nothing is downloaded at run time. "
-        f"On a machine with network run `python -c \"import timm; timm.create_model('{name}', pretrained=True)\"` "
-        "and copy the cache over, or pass a local file with --weights PATH (weights=PATH), "
+        f"timm:{name}: pretrained weights not found in {' or '.join(where)}"
+        + (f" and not downloaded: {why}" if why else "") + ". With network the first use downloads them (without "
+        f"--offline / HF_HUB_OFFLINE=1); or run `python -c \"import timm; timm.create_model('{name}', pretrained=True)\"` "
+        "on a machine with network and copy the cache over, or pass a local file with --weights PATH (weights=PATH), "
         "or weights=None for random init."
     )
 
@@ -120,7 +139,13 @@ def create_timm_model(name: str, weights: Any = "DEFAULT", **model_kwargs: Any) 
         cfg = cfg.to_dict() if cfg is not None else {}
         path = _cached_file(cfg)
         if path is None:
-            raise missing_weights_error(name, cfg)
+            from extractor.weights import fetch, hf_endpoint
+
+            fetch(lambda: download_weights(cfg), lambda why: missing_weights_error(name, cfg, why),
+                  server=hf_endpoint() if cfg.get("hf_hub_id") else cfg.get("url"))
+            path = _cached_file(cfg)
+            if path is None:
+                raise missing_weights_error(name, cfg, "the downloaded file is not where timm looks for it")
     else:
         path = Path(weights).expanduser()
         if not path.is_file():

@@ -1,7 +1,8 @@
 """Every torchvision classification model as an extractor: pooled penultimate features + its weights' preprocessing.
 
-Weights: ``"DEFAULT"`` or a tag (``"IMAGENET1K_V1"``) read from torchvision's cache (never
-downloaded here), a local ``.pth`` file (loaded with ``weights_only=True``), or ``None`` (random
+Weights: ``"DEFAULT"`` or a tag (``"IMAGENET1K_V1"``) read from torchvision's cache, downloaded
+there on first use by torchvision's own loader (hash prefix of the file name checked; offline it
+says what to fetch: `extractor.weights`), a local ``.pth`` file (loaded with ``weights_only=True``), or ``None`` (random
 init, for tests). The preprocessing comes from the weights' ``.transforms()`` metadata (the
 default weights' when there are none or a local file is given).
 """
@@ -89,11 +90,12 @@ def _resolve_weights(arch: str, weights: str | os.PathLike | None) -> tuple[Any,
         raise ValueError(f"{arch}: unknown weights {text!r}; valid: {valid}, None, or a .pth path") from None
 
 
-def _missing_weights_error(arch: str, weights: Any) -> FileNotFoundError:
+def _missing_weights_error(arch: str, weights: Any, why: str = "") -> FileNotFoundError:
     path = weights_file(weights)
     return FileNotFoundError(
-        f"{arch}: weights {type(weights).__name__}.{weights.name} are not in torchvision's cache ({path}) and "
-        f"nothing is downloaded at run time. On a machine with network run `python -c \"import torchvision; "
+        f"{arch}: weights {type(weights).__name__}.{weights.name} are not in torchvision's cache ({path})"
+        + (f" and were not downloaded: {why}" if why else "") + ". With network the first use downloads them "
+        f"(without --offline); or on a machine with network run `python -c \"import torchvision; "
         f"torchvision.models.get_model('{arch}', weights='{weights.name}')\"` or download {weights.url} to "
         f"{path.parent}/{path.name}; or pass a local file with --weights PATH (weights=PATH), or weights=None "
         "for random init."
@@ -153,8 +155,11 @@ def create_torchvision(
         default = None
     if enum is not None:
         if not weights_file(enum).is_file():
-            raise _missing_weights_error(arch, enum)
-        model = get_model(arch, weights=enum)  # found in the cache: loaded, not downloaded
+            from extractor.weights import fetch
+
+            fetch(lambda: enum.get_state_dict(progress=True, check_hash=True),
+                  lambda why: _missing_weights_error(arch, enum, why), server=enum.url)
+        model = get_model(arch, weights=enum)  # in the cache now: loaded, not downloaded again
         suffix = "" if enum == default else f"_{enum.name}"
     elif path is not None:
         model = _load_local(arch, path, default)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,10 @@ import pytest
 from PIL import Image
 
 from helpers.synthetic import synthetic_image  # noqa: F401  (re-exported for the tests)
+
+# Tests never touch the internet: pretrained weights that are not cached are not downloaded (the
+# first-use download is tested against a server on 127.0.0.1, tests/extractor/test_weights.py).
+os.environ["IMSIM_OFFLINE"] = "1"
 
 
 @pytest.fixture

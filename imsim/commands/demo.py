@@ -31,13 +31,15 @@ NPROBES = (1, 4, 16)  # IVF probes shown in the demo table (figures use the same
 
 
 def _neural_extractors(names: list[str]) -> list:
-    """The neural extractors whose weights are on disk; says how to get the others."""
+    """The neural extractors whose weights are on disk (nothing downloaded); says how to get the others."""
     from extractor import create_extractor
+    from extractor.weights import offline
 
     found = []
     for name in names:
         try:
-            found.append(create_extractor(name))
+            with offline():
+                found.append(create_extractor(name))
         except (FileNotFoundError, ValueError) as err:
             print(f"[demo] skipping {name}: {err}")
     return found

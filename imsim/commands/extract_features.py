@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=cli.int_in(1), default=MAX_PIXELS,
                    help="skip images with more pixels than this as possible decompression bombs "
                         f"(default {MAX_PIXELS:,} = 16384 x 16384)")
+    p.add_argument("--offline", action="store_true",
+                   help="neural: read pretrained weights from local caches only, never download them "
+                        "(also IMSIM_OFFLINE=1 or HF_HUB_OFFLINE=1); by default the first use downloads them")
     p.add_argument("--list", action="store_true", help="list the extractor names and exit")
     return p
 
@@ -158,6 +161,10 @@ def _extract_ray(ext, source, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.offline:
+        from extractor.weights import set_offline
+
+        set_offline()
     from extractor import create_extractor, extract_dataset, list_extractors  # after --help: torch loads here
     from extractor.pipeline import errors_path
     from helpers.images import set_max_pixels
