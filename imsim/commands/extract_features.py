@@ -139,7 +139,7 @@ def _tar_source(folder: Path, args: argparse.Namespace):
 
 
 def _extract_ray(ext, source, args: argparse.Namespace) -> int:
-    """One (method, source) on Ray; returns 1 on a reported failure, 0 on success."""
+    """One (method, source) on Ray; returns 1 on a reported failure (counted), 0 on success."""
     from imsim.scaleout import RayClusterError, extract_dataset_ray
 
     if args.shard is not None:
@@ -153,7 +153,8 @@ def _extract_ray(ext, source, args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
     except (ValueError, FileNotFoundError, RayClusterError) as e:
-        print(f"error: {ext.name} on {getattr(source, 'name', source)}: {e}", file=sys.stderr)
+        print(f"{cli.prog()}: error: {ext.name} on {getattr(source, 'name', source)}: {' '.join(str(e).split())}",
+              file=sys.stderr)
         return 1
     print(f"{ext.name} {getattr(source, 'name', source)}: {len(paths)} shard file(s) under {paths[0].parent}")
     return 0
@@ -209,13 +210,14 @@ def main(argv: list[str] | None = None) -> int:
                     dtype="float16" if args.store_fp16 and not ext.binary else None,
                 )
             except (ValueError, FileNotFoundError) as e:  # DatasetError, StoreError, BadImageError
-                print(f"error: {ext.name} on {getattr(source, 'name', source)}: {e}", file=sys.stderr)
+                print(f"{cli.prog()}: error: {ext.name} on {getattr(source, 'name', source)}: "
+                      f"{' '.join(str(e).split())}", file=sys.stderr)
                 failed += 1
                 continue
             errors = errors_path(path)
             n_skipped = max(0, len(errors.read_text().splitlines()) - 1) if errors.exists() else 0
             print(f"{ext.name} {getattr(source, 'name', source)}: {path}" + (f"  ({n_skipped} skipped, see {errors})" if n_skipped else ""))
-    return 2 if bad_args else (1 if failed else 0)
+    return 2 if bad_args or failed else 0  # bad input, of the flags or of the data: 2, as every command
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import io
 import json
 import os
 import subprocess
@@ -158,7 +159,7 @@ def test_offline_with_an_empty_cache_names_the_file_and_the_command(tmp_path):
 @pytest.mark.slow
 def test_no_network_is_the_same_clear_error(tmp_path):
     report = _create(tmp_path, None, offline=False)  # the endpoint refuses connections
-    assert "download failed" in report["error"] and f"timm/{MODEL}" in report["error"]
+    assert "no network: 127.0.0.1:9 cannot be reached" in report["error"] and f"timm/{MODEL}" in report["error"]
 
 
 def test_fetch_respects_the_offline_switches(monkeypatch):
@@ -201,3 +202,66 @@ def test_demo_never_downloads(monkeypatch):
         assert weights.is_offline()
     assert not weights.is_offline()
 
+
+
+_HUBCONF = '''
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=4)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Identity()
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.avgpool(self.conv(x)), 1))
+
+
+def dino_vits16(pretrained=False):
+    return Tiny()
+'''
+
+
+@pytest.fixture
+def file_server():
+    """A plain HTTP server on 127.0.0.1 serving `_Hub.files` (torch.hub's downloader: one GET)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_hub_weights_download_on_first_use_from_a_loopback_url(tmp_path, monkeypatch, file_server):
+    """`hub:` DEFAULT weights come through torch.hub's downloader into its checkpoint cache, then offline."""
+    import torch
+
+    from extractor import create_extractor, hub_models
+
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "hubconf.py").write_text(_HUBCONF)
+    torch.manual_seed(1)
+    buffer = io.BytesIO()
+    torch.save({"conv.weight": torch.randn(8, 3, 3, 3), "conv.bias": torch.randn(8)}, buffer)
+    _Hub.files = {"/dino/dino_deitsmall16_pretrain.pth": buffer.getvalue()}
+    monkeypatch.setitem(hub_models.WEIGHTS_URLS, "dino_", f"{file_server}/dino/")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch_hub"))
+    monkeypatch.delenv("IMSIM_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    ext = create_extractor("hub:dino_vits16", hub_dir=tmp_path / "repo", precision="fp32")
+    cached = tmp_path / "torch_hub" / "checkpoints" / "dino_deitsmall16_pretrain.pth"
+    assert ext.params["weights"] == str(cached) and cached.read_bytes() == buffer.getvalue()
+    assert ext.dim == 8
+
+    _Hub.files = {}  # the server forgets the file: the cache serves it, offline too
+    monkeypatch.setenv("IMSIM_OFFLINE", "1")
+    again = create_extractor("hub:dino_vits16", hub_dir=tmp_path / "repo", precision="fp32")
+    assert again.params["weights"] == str(cached)
+    cached.unlink()
+    with pytest.raises(FileNotFoundError, match="dino_deitsmall16_pretrain.pth.*offline"):
+        create_extractor("hub:dino_vits16", hub_dir=tmp_path / "repo")
