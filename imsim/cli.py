@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("imsim.commands.extract_features", "features of image folders into resumable stores"),
     "search": ("imsim.commands.search_experiment", "a search experiment: recall, mAP, FPR per index"),
     "process": ("imsim.commands.process", "figures and tables of an experiment's results"),
-    "duplicates": ("fast_search.duplicates", "near-duplicate groups of one folder"),
+    "duplicates": ("fast_search.duplicates_cli", "near-duplicate groups of one folder"),
     "app": ("imsim.commands.search_app", "the reverse image search app on a collection"),
     "demo": ("imsim.commands.demo", "the whole job end to end on a small embedded demo set"),
 }
