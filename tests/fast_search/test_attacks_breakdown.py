@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ from extractor.store import store_path, write_features
 from fast_search import process_experiment, run_experiment
 from fast_search.report import plot_attack_heatmap
 
-REPO = Path(__file__).resolve().parents[2]
 ATTACKS = ["jpg_compression_10", "gaussian_noise_0.01", "gaussian_noise_0.05"]
 NOISE = {"jpg_compression_10": 0.05, "gaussian_noise_0.01": 0.3, "gaussian_noise_0.05": 3.0}
 
@@ -81,9 +79,8 @@ def test_summary_tables_and_figures_per_attack(experiment, tmp_path):
 
 
 def test_process_script_draws_the_heat_map_across_experiments(experiment, tmp_path):
-    spec = importlib.util.spec_from_file_location("process", REPO / "process.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from imsim.commands import process as module  # what `python process.py` runs
+
     out = tmp_path / "h.png"
     assert module.main(["--heatmap", "a", "b", "--results-root", str(experiment), "--out", str(out)]) == 0
     assert out.is_file()
