@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from data_retrieval.datasets import DatasetError  # lazy: --help must not import torch
     from data_retrieval.tars import read_selected_ids
+    from extractor import ExtractionConfig
     from extractor.ilias import extract_partition, ilias_extractor
     from extractor.store import StoreError
 
@@ -146,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         files = extract_partition(
             ext, args.partition, args.dataset_dir, args.hdf5_dir, hdf5_name=args.hdf5_name,
             start_tar=args.start_tar, total_tars=args.total_tars, tar_batch_size=args.tar_batch_size,
-            selected_ids=selected, store_fp16=args.store_fp16, batch_size=args.batch_size,
-            workers=args.num_workers, overwrite=args.overwrite,
+            selected_ids=selected, store_fp16=args.store_fp16,
+            config=ExtractionConfig(batch_size=args.batch_size, workers=args.num_workers, overwrite=args.overwrite),
         )
     except (ValueError, TypeError, FileNotFoundError, DatasetError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)

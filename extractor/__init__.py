@@ -14,6 +14,7 @@ from helpers.lazy import lazy_attributes
 
 __all__, __getattr__, __dir__ = lazy_attributes(__name__, {
     "extractor.base": "Extractor",
+    "extractor.extraction_config": "ExtractionConfig",
     "extractor.hashes": "crop_resistant_distance",
     "extractor.local_store": "LocalFeatures extract_local",
     "extractor.neural": "NeuralExtractor PreprocessCfg",

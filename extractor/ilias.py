@@ -26,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from data_retrieval.datasets import DatasetError, ImageList
+from extractor.extraction_config import ExtractionConfig
 from helpers.atomic import write_text
 
 PARTITIONS = ("image_queries", "positives", "text_queries", "distractors")
+#: ILIAS's extract.py defaults (batch 128, 8 loader workers)
+ILIAS_EXTRACTION = ExtractionConfig(batch_size=128, workers=8)
 #: ILIAS's image extensions for the core partitions (lower or upper case, as its glob takes them).
 CORE_EXTENSIONS = ("jpg", "jpeg", "png")
 #: ILIAS's --framework names -> ours (``<framework>:<model>`` names of `create_extractor`); ``lib``
@@ -230,16 +233,18 @@ def extract_partition(
     tar_batch_size: int = 10,
     selected_ids: Sequence[str] | None = None,
     store_fp16: bool = True,
-    batch_size: int = 128,
-    workers: int = 8,
-    overwrite: bool = False,
-    progress: bool = True,
+    config: ExtractionConfig | None = None,
+    **options: Any,
 ) -> list[Path]:
     """Write one ILIAS partition's feature file(s) into `hdf5_dir`; returns their paths.
 
+    `config` (an `extractor.ExtractionConfig`, default batch 128 and 8 workers as ILIAS's ``extract.py``;
+    `options` override its fields) is the one shared with `extract_dataset`: its batch_size, workers,
+    overwrite and progress apply (the files go to `hdf5_dir`, not to a feature root).
     Finished files are kept (unless `overwrite`), unfinished ones resumed; for ``distractors``
     each batch of `tar_batch_size` tars is its own file, so a killed run loses at most one chunk.
     """
+    cfg = ExtractionConfig.of(config or ILIAS_EXTRACTION, **options)
     from extractor.pipeline import extract_dataset
 
     if partition not in PARTITIONS:
@@ -247,10 +252,10 @@ def extract_partition(
     hdf5_dir = Path(hdf5_dir)
     hdf5_dir.mkdir(parents=True, exist_ok=True)
     dtype = "float16" if store_fp16 else "float32"
-    common = {"batch_size": batch_size, "workers": workers, "overwrite": overwrite, "progress": progress,
-              "dtype": dtype}
+    common = {"config": ExtractionConfig(batch_size=cfg.batch_size, workers=cfg.workers, overwrite=cfg.overwrite,
+                                         progress=cfg.progress), "dtype": dtype}
     if partition == "text_queries":
-        return [_extract_text(ext, dataset_dir, output_path(hdf5_dir, partition, hdf5_name), dtype, overwrite)]
+        return [_extract_text(ext, dataset_dir, output_path(hdf5_dir, partition, hdf5_name), dtype, cfg.overwrite)]
     if partition != "distractors":
         listing, unknown = core_listing(dataset_dir, partition, selected_ids)
         out = output_path(hdf5_dir, partition, hdf5_name)
@@ -276,12 +281,12 @@ def _extract_distractors(ext, dataset_dir, hdf5_dir: Path, hdf5_name: str, start
     for i in range(0, len(tars), tar_batch_size):
         batch_id = i // tar_batch_size + start_tar // tar_batch_size
         out = output_path(hdf5_dir, "distractors", hdf5_name, batch_id)
-        if out.exists() and not common["overwrite"]:
+        if out.exists() and not common["config"].overwrite:
             print(f"existing feature file: {out}", file=sys.stderr)
             written.append(out)
             continue
         listing = load_tars(tars[i : i + tar_batch_size], name=f"distractors_{batch_id:05d}", folder=dataset_dir,
-                            selected_ids=selected_ids, progress=common["progress"])
+                            selected_ids=selected_ids, progress=common["config"].progress)
         scanned += len(listing.tars)
         if selected_ids is not None:
             missing = set(listing.unknown_ids)

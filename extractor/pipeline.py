@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from data_retrieval.datasets import ImageList, load_dataset, unique_ids
 from extractor.base import Extractor
+from extractor.extraction_config import ExtractionConfig
 from extractor.registry import create_extractor
 from extractor.store import (
     FeatureWriter,
@@ -448,8 +449,13 @@ def extract_dataset(
     progress: bool = True,
     out: str | os.PathLike | None = None,
     dtype: str | None = None,
+    config: ExtractionConfig | None = None,
 ) -> Path:
     """Extract `ext` features of every image of `dataset` into its store; returns the .h5 path.
+
+    `config` (an `ExtractionConfig`, shared with the Ray and ILIAS entry points) gives features_root,
+    datasets_root, batch_size, workers, limit, strict, overwrite and progress at once; the arguments of
+    the same names must then be left at their defaults.
 
     `device`/`precision` None keep the extractor's own (cpu / auto). `limit` takes the first
     images, `shard=(k, n)` the k-th of n contiguous parts. A finished store produced by the same
@@ -459,6 +465,15 @@ def extract_dataset(
     used. `out` writes to this file instead of the store's path (ILIAS's
     ``features_<partition>.hdf5``); `dtype` ``"float16"`` stores half-precision features.
     """
+    if config is not None:
+        given = dict(features_root=features_root, datasets_root=datasets_root, batch_size=batch_size, workers=workers,
+                     limit=limit, strict=strict, overwrite=overwrite, progress=progress)
+        changed = sorted(k for k, v in given.items() if v != getattr(ExtractionConfig, k))
+        if changed:
+            raise TypeError(f"extract_dataset: give {changed} in `config`, not beside it")
+        (features_root, datasets_root, batch_size, workers, limit, strict, overwrite, progress) = (
+            config.features_root, config.datasets_root, config.batch_size, config.workers, config.limit,
+            config.strict, config.overwrite, config.progress)
     if isinstance(ext, str):
         ext = create_extractor(ext, device=device, precision=precision)
     elif device is not None or precision is not None:

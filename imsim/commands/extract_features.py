@@ -138,7 +138,7 @@ def _tar_source(folder: Path, args: argparse.Namespace):
     return listing
 
 
-def _extract_ray(ext, source, args: argparse.Namespace) -> int:
+def _extract_ray(ext, source, args: argparse.Namespace, cfg) -> int:
     """One (method, source) on Ray; returns 1 on a reported failure (counted), 0 on success."""
     from imsim.scaleout import RayClusterError, extract_dataset_ray
 
@@ -147,11 +147,7 @@ def _extract_ray(ext, source, args: argparse.Namespace) -> int:
               "--ray-shards N", file=sys.stderr)
         return 2
     try:
-        paths = extract_dataset_ray(
-            ext, source, features_root=args.features_root, datasets_root=args.datasets_root, shards=args.ray_shards,
-            address=args.ray_address, batch_size=args.batch_size, limit=args.limit, strict=args.strict,
-            overwrite=args.overwrite,
-        )
+        paths = extract_dataset_ray(ext, source, cfg, shards=args.ray_shards, address=args.ray_address)
     except (ValueError, FileNotFoundError, RayClusterError) as e:
         print(f"{cli.prog()}: error: {ext.name} on {getattr(source, 'name', source)}: {' '.join(str(e).split())}",
               file=sys.stderr)
@@ -166,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         from extractor.weights import set_offline
 
         set_offline()
-    from extractor import create_extractor, extract_dataset, list_extractors  # after --help: torch loads here
+    from extractor import (  # after --help: torch loads here
+        ExtractionConfig,
+        create_extractor,
+        extract_dataset,
+        list_extractors,
+    )
     from extractor.pipeline import errors_path
     from helpers.images import set_max_pixels
 
@@ -182,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, FileNotFoundError) as e:  # DatasetError too: bad --tars / --start-tar / --total-tars
             print(f"{cli.prog()}: error: argument --tars: {' '.join(str(e).split())}", file=sys.stderr)
             return 2
+    cfg = ExtractionConfig(features_root=args.features_root, datasets_root=args.datasets_root,
+                           batch_size=args.batch_size, workers=args.workers, limit=args.limit, strict=args.strict,
+                           overwrite=args.overwrite)  # one set of settings for every source and executor
     failed = bad_args = 0
     for method in args.method:
         try:
@@ -193,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for source in sources:
             if args.executor == "ray":
-                failed += _extract_ray(ext, source, args)
+                failed += _extract_ray(ext, source, args, cfg)
                 continue
             try:
                 if getattr(ext, "local", False):
@@ -203,12 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                                          args.workers, args.limit, dtype="float16" if args.store_fp16 else "float32")
                     print(f"{ext.name} {getattr(source, 'name', source)}: {path}")
                     continue
-                path = extract_dataset(
-                    ext, source, features_root=args.features_root, datasets_root=args.datasets_root,
-                    batch_size=args.batch_size, workers=args.workers, limit=args.limit, shard=args.shard,
-                    strict=args.strict, overwrite=args.overwrite,
-                    dtype="float16" if args.store_fp16 and not ext.binary else None,
-                )
+                path = extract_dataset(ext, source, shard=args.shard, config=cfg,
+                                       dtype="float16" if args.store_fp16 and not ext.binary else None)
             except (ValueError, FileNotFoundError) as e:  # DatasetError, StoreError, BadImageError
                 print(f"{cli.prog()}: error: {ext.name} on {getattr(source, 'name', source)}: "
                       f"{' '.join(str(e).split())}", file=sys.stderr)

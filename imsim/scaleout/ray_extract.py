@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from data_retrieval.datasets import ImageList
 from extractor.base import Extractor
+from extractor.extraction_config import ExtractionConfig
 from extractor.pipeline import (
     ExtractionPlan,
     _Images,
@@ -46,7 +47,6 @@ from extractor.pipeline import (
 from extractor.registry import create_extractor
 from extractor.store import FeatureWriter, StoreError, read_attrs, store_path
 from helpers.images import BadImageError
-from helpers.paths import DATASETS_DIR, FEATURES_DIR
 
 #: Testing hook: a model actor exits (os._exit) in the middle of its work once, when this names a
 #: file that does not exist yet (the file is created first, so the restarted actor carries on).
@@ -221,34 +221,30 @@ def _shard_plan(listing: ImageList, ids: list[str], n_shards: int, ext: Extracto
 def extract_dataset_ray(
     ext: Extractor | str,
     dataset: str | os.PathLike | ImageList | Sequence[str | os.PathLike],
-    features_root: str | os.PathLike = FEATURES_DIR,
-    datasets_root: str | os.PathLike = DATASETS_DIR,
+    config: ExtractionConfig | None = None,
     *,
     shards: int | None = None,
     address: str | None = None,
-    batch_size: int = 64,
     actors: int | None = None,
     num_cpus: int | None = None,
-    limit: int | None = None,
-    strict: bool = False,
     name: str | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
+    **options: Any,
 ) -> list[Path]:
     """Extract `ext` features of `dataset` on Ray into `shards` store files; returns their paths.
 
-    `shards` None: one per ``ROWS_PER_SHARD`` images. `address` joins a running cluster (``host:port``,
-    ``ray://host:port`` or ``auto``); None starts a local Ray (`num_cpus`, default all). `actors`
-    model replicas (default: one per GPU, else half the CPUs). Read the result with
+    `config` (an `extractor.ExtractionConfig`; `options` override its fields, e.g. ``features_root=``,
+    ``batch_size=``) is the one shared with `extract_dataset`; its `workers` is not used (Ray's tasks
+    decode). `shards` None: one per ``ROWS_PER_SHARD`` images. `address` joins a running cluster
+    (``host:port``, ``ray://host:port`` or ``auto``); None starts a local Ray (`num_cpus`, default all).
+    `actors` model replicas (default: one per GPU, else half the CPUs). Read the result with
     `extractor.load_features(dataset, method)`: the shards read as one store.
     """
+    cfg = ExtractionConfig.of(config, **options)
+    features_root, batch_size, limit, strict, overwrite, progress = (
+        cfg.features_root, cfg.batch_size, cfg.limit, cfg.strict, cfg.overwrite, cfg.progress)
     if isinstance(ext, str):
         ext = create_extractor(ext)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
-    listing = _listing(dataset, datasets_root, name)
+    listing = _listing(dataset, cfg.datasets_root, name)
     paths, ids = listing.paths[:limit], list(listing.ids[:limit])  # file paths, or tar members
     n_shards = shards if shards is not None else max(1, math.ceil(len(ids) / ROWS_PER_SHARD))
     if not isinstance(n_shards, int) or not 1 <= n_shards <= max(1, len(ids)):
