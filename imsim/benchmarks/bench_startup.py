@@ -36,7 +36,7 @@ def _command(args: list[str], cwd: Path) -> float:
     return seconds
 
 
-def main() -> None:
+def main() -> dict:
     from extractor import extract_dataset
     from imsim.benchmarks.bench_extract import _make_jpegs
 
@@ -78,6 +78,10 @@ def main() -> None:
           f"{statistics.median(bare):.2f} |")
     print(f"| `imsim extract --method efficientnet_lite0`, 1 image | {statistics.median(one_neural):.2f} "
           f"({statistics.median(one_neural) - statistics.median(bare):+.2f} s over the model's own cost) |")
+    return {"images": n, "rounds": rounds, "workers": workers, "api_s": api, "command_s": cmd,
+            "api_images_per_s": api_rate, "command_images_per_s": cmd_rate, "command_over_api": cmd_rate / api_rate,
+            "python_alone_s": python, "one_image_dhash_s": one_hash, "model_alone_s": bare,
+            "one_image_neural_s": one_neural}
 
 
 if __name__ == "__main__":
