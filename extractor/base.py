@@ -26,6 +26,9 @@ class Extractor:
     dim: int = 0
     draft: tuple[int, int] | None = None
     threaded: bool = False
+    #: The module of the registry factory that built it (set by `create_extractor`; its source is
+    #: hashed into the store's provenance, `extractor.code_digest`).
+    factory_module: str | None = None
 
     def decode(self, path: str | os.PathLike, data: bytes | None = None) -> Any:
         """Read one image for `transform` (in DataLoader workers): a PIL RGB image by default.

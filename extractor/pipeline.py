@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from data_retrieval.datasets import ImageList, load_dataset, unique_ids
 from extractor.base import Extractor
+from extractor.code_digest import code_record
 from extractor.extraction_config import ExtractionConfig
 from extractor.registry import create_extractor
 from extractor.store import (
@@ -274,6 +275,7 @@ def make_provenance(
         "params": params,
         "weights_sha256": weights_digest(params.get("weights")),
         "precision": params.get("precision"),
+        "code": code_record(ext),
         "limit": limit,
         "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
     }

@@ -152,12 +152,15 @@ def create_extractor(name: str, **kwargs: Any) -> Extractor:
     factory = factory or entries[name]
     try:
         if "weights" in kwargs and kwargs["weights"] is None:
-            return _seeded_build(factory, kwargs, RANDOM_INIT_SEED if init_seed is None else int(init_seed))
-        return factory(**kwargs)
+            ext = _seeded_build(factory, kwargs, RANDOM_INIT_SEED if init_seed is None else int(init_seed))
+        else:
+            ext = factory(**kwargs)
     except TypeError as e:
         if "unexpected keyword" in str(e) or "positional argument" in str(e):
             raise TypeError(f"extractor {name!r} does not accept {sorted(kwargs)}: {e}") from None
         raise
+    ext.factory_module = getattr(factory, "func", factory).__module__  # its source is part of the store's code record
+    return ext
 
 
 def register_extractor(

@@ -410,7 +410,7 @@ def test_provenance_attributes_are_recorded(image_folder, tmp_path):
     attrs = load_features(_dhash(image_folder, tmp_path, shard=(0, 2))).attrs
     prov = attrs["provenance"]
     assert set(prov) == {"folder", "dataset", "n_files", "files_sha1", "extractor", "params", "weights_sha256",
-                         "precision", "limit", "shard"}
+                         "precision", "code", "limit", "shard"}
     assert prov["n_files"] == 6 and prov["shard"] == "0/2" and prov["extractor"] == "dhash" and prov["limit"] is None
     assert len(attrs["index_sha1"]) == 40
 
@@ -475,3 +475,57 @@ def test_store_finished_by_another_process_meanwhile_is_returned(image_folder, t
 
     monkeypatch.setattr(P, "check_existing", not_yet_then_real)
     assert _dhash(image_folder, tmp_path) == path and len(calls) == 2
+
+
+# ---- issue 21 (item 11): a store records the code that wrote it -------------------------------
+
+
+def _set_provenance(path, **changes):
+    """Rewrite a finished store's provenance as older code would have written it (None drops a key)."""
+    import json
+
+    with h5py.File(path, "r+") as f:
+        prov = json.loads(f.attrs["provenance"])
+        for key, value in changes.items():
+            if value is None:
+                prov.pop(key, None)
+            else:
+                prov[key] = value
+        f.attrs["provenance"] = json.dumps(prov, sort_keys=True)
+
+
+def test_code_record_hashes_the_extractors_sources():
+    import hashlib
+
+    from extractor.code_digest import ROOT, code_record
+
+    record = code_record(create_extractor("dhash"))
+    assert {"extractor/hashes.py", "extractor/base.py", "helpers/jpeg.py"} <= set(record["sources"])
+    assert not {"extractor/store.py", "extractor/pipeline.py", "extractor/registry.py"} & set(record["sources"])
+    digest = hashlib.sha256()
+    for rel in record["sources"]:
+        digest.update(rel.encode() + b"\0" + (ROOT / rel).read_bytes() + b"\0")
+    assert record["sources_sha256"] == digest.hexdigest() and record["version"]
+    neural = code_record(small_resnet())
+    assert "extractor/neural.py" in neural["sources"] and "extractor/hashes.py" not in neural["sources"]
+
+
+@pytest.mark.parametrize("older", ["other sources", "no code record"])
+def test_store_written_by_older_extractor_code_is_refused_then_redone(image_folder, tmp_path, older):
+    path = _dhash(image_folder, tmp_path)
+    code = load_features(path).attrs["provenance"]["code"]
+    stale = {**code, "sources_sha256": "0" * 64} if older == "other sources" else None
+    _set_provenance(path, code=stale)
+    with pytest.raises(StoreError, match=r"code: stored .*--overwrite"):
+        _dhash(image_folder, tmp_path)
+    redone = load_features(_dhash(image_folder, tmp_path, if_changed="redo"))
+    assert redone.attrs["provenance"]["code"] == code and len(redone.ids) == 12
+
+
+def test_neural_default_precision_is_fp32_on_cpu_and_bf16_is_recorded(image_folder, tmp_path):
+    ext = NeuralExtractor("r18", small_resnet().model, SMALL, dim=512)  # precision left to its default
+    assert ext.precision == "fp32"  # whatever the CPU: bf16 only when asked
+    path = extract_dataset(ext.to(precision="bf16"), image_folder, features_root=tmp_path, workers=0, limit=2,
+                           progress=False)
+    attrs = load_features(path).attrs
+    assert attrs["provenance"]["precision"] == "bf16" and attrs["params"]["precision"] == "bf16"
