@@ -85,11 +85,12 @@ SPECS: dict[str, DatasetSpec] = {
         DatasetSpec(
             "demo_negatives",
             "demo/Negatives",
-            "attacked images whose original is NOT in the database",
+            "images whose original is NOT in the database: photo and procedural kinds",
             targets="demo_original",
             how_to_get=_DEMO,
         ),
-        DatasetSpec("demo_distractors", "demo/Distractors", "procedural distractor images", how_to_get=_DEMO),
+        DatasetSpec("demo_distractors", "demo/Distractors", "procedural pictures and photograph tiles",
+                    how_to_get=_DEMO),
     ]
 }
 
@@ -329,3 +330,42 @@ def image_paths(
                 by_dataset[dataset] = {}
         out.append(by_dataset[dataset].get(image_id))
     return out
+
+
+#: Demo datasets of photographs and their copies: a stem names its photograph (``astronaut_scaling_0.4``).
+DEMO_PHOTO_DATASETS = ("demo_original", "demo_attacks", "demo_negatives")
+DEMO_DATASETS = (*DEMO_PHOTO_DATASETS, "demo_distractors")
+#: Procedural pictures, in any dataset: ``procedural7``, ``synthetic3`` (and the demo's numbered distractors).
+_PROCEDURAL = re.compile(r"(procedural|synthetic)[0-9]+")
+#: Tiles and crops of a photograph, in any dataset: ``tower-tile5``, ``flower-crop12``.
+_PHOTO_PART = re.compile(r"(?P<photo>[A-Za-z0-9]+)-(tile|crop)[0-9]+")
+
+
+def image_generator(image_id: str) -> str | None:
+    """What made an image, by the file-name rules of the generators (data_retrieval/demo.py):
+    "procedural", "photo:<photograph stem>", or None when no rule applies.
+
+    ``demo_distractors/12``, ``sscd_train/procedural3``, ``demo_negatives/synthetic3_jpg_compression_10``
+    -> procedural; ``demo_distractors/tower-tile5`` -> photo:tower; ``demo_negatives/flower-crop12``
+    and ``demo_attacks/astronaut_scaling_0.4`` -> photo:flower, photo:astronaut.
+    """
+    dataset, key = split_id(id_stem(image_id))
+    base = key.rpartition("/")[2].split("_", 1)[0]
+    if _PROCEDURAL.fullmatch(base) or (dataset == "demo_distractors" and base.isdigit()):
+        return "procedural"
+    part = _PHOTO_PART.fullmatch(base)
+    if part:
+        return f"photo:{part['photo']}"
+    return f"photo:{base}" if dataset in DEMO_PHOTO_DATASETS else None
+
+
+def generator_kind(image_id: str) -> str | None:
+    """"procedural" or "photo" (`image_generator` without the photograph), or None."""
+    generator = image_generator(image_id)
+    return None if generator is None else generator.partition(":")[0]
+
+
+def shared_generators(background_ids: Sequence[str], query_ids: Sequence[str]) -> list[str]:
+    """The generators that made both some background image and some query (sorted; [] when none is known)."""
+    background = {g for g in map(image_generator, background_ids) if g is not None}
+    return sorted(background & {g for g in map(image_generator, query_ids) if g is not None})

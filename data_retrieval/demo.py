@@ -5,9 +5,17 @@
 - ``Original``: about 30 sample photographs of scikit-image, scikit-learn and matplotlib,
   downscaled to at most 512 px, named without ``_`` (``astronaut.png``).
 - ``Attacks``: the 58 attacks of every original (``astronaut_jpg_compression_10.jpg``, JPEG quality 95).
-- ``Negatives``: the same attacks of held-out photographs and of procedural pictures that are
-  neither originals nor distractors: queries whose original is not in the database.
-- ``Distractors``: deterministic procedural pictures (gradients, shapes, textures, noise, text), JPEG.
+- ``Negatives``: queries whose original is not in the database, of two kinds (each >= 1,000, so
+  a 1 % FPR figure per kind rests on at least 1,000 negatives): *photo* = the 58 attacks of the
+  held-out photographs plus crops of them (``flower-crop12.jpg``); *procedural* = the 58 attacks of
+  procedural pictures plus plain procedural pictures (``procedural7.jpg``), none of them originals
+  or distractors.
+- ``Distractors``: deterministic procedural pictures (gradients, shapes, textures, noise, text;
+  ``123.jpg``) and tiles of photographs that are never originals nor negatives (``tower-tile5.jpg``).
+
+`data_retrieval.datasets.image_generator` names the generator of every demo image from these
+file-name rules ("procedural", or "photo:<photograph>"): reports split every metric by the kind of
+negative, and score normalisation refuses a background that shares a generator with its negatives.
 
 Everything is deterministic for a given seed and resumable (existing files are kept).
 """
@@ -40,11 +48,17 @@ from helpers.images import load_image
 from helpers.paths import DATASETS_DIR
 
 # Editable defaults (each is also a command-line flag).
-N_DISTRACTORS = 5000
+N_DISTRACTORS = 4000  # procedural distractors
+N_PHOTO_DISTRACTORS = 1000  # tiles of DISTRACTOR_PHOTOS (5,000 distractors in all by default)
 SEED = 0
 MAX_SIDE = 512  # originals are downscaled so that their longer side is at most this
 DISTRACTOR_SIDE = 256
 N_SYNTHETIC_NEGATIVES = 5  # procedural originals attacked into negatives, on top of the held-out photos
+#: Crops of the held-out photos: 290 attacks + 1,500 crops = 1,790 photo negatives. Plain procedural
+#: pictures: 290 attacks + 1,300 = 1,590 procedural negatives. Each kind keeps >= 1,000 negatives
+#: in the test split of the training protocol (finetuning/protocol.py: 3 of the 5 photographs).
+N_PHOTO_NEGATIVES = 1500
+N_PROCEDURAL_NEGATIVES = 1300
 #: Attacked queries are written as JPEG (quality 95): 2x less CPU than PNG (the PNG encoder dominates the
 #: build) and 4x less disk. generate_attacks.py keeps the seed's lossless PNG for the real datasets.
 QUERY_EXT = ".jpg"
@@ -83,8 +97,19 @@ PHOTOS: tuple[tuple[str, str, str], ...] = (
     ("matplotlib", "mpl-data/sample_data/Minduka_Present_Blue_Pack.png", "present"),
 )
 
-#: Photographs kept out of the database: their attacks are negative queries.
+#: Photographs kept out of the database: their attacks and crops are negative queries.
 HELD_OUT = ("coins", "flower", "gravel", "moon", "rocket")
+
+#: Photographs that only give distractor tiles (never originals, never negatives): the ones the
+#: installed gradio package ships (a requirement of the app). A missing one is skipped with a warning.
+#: Left out: cheetah1 (a crop of cheetah), the logos and icons.
+DISTRACTOR_PHOTOS: tuple[tuple[str, str, str], ...] = (
+    ("gradio", "media_assets/images/cheetah.jpg", "cheetah"),
+    ("gradio", "test_data/cheetah2.jpg", "cheetahtwo"),
+    ("gradio", "media_assets/images/groot.jpeg", "groot"),
+    ("gradio", "media_assets/images/tower.jpg", "tower"),
+    ("gradio", "media_assets/images/lion.jpg", "lion"),
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +137,18 @@ def available_photos(stems: Sequence[str] | None = None) -> list[tuple[str, Path
         path = package_file(package, relative)
         if path is None:
             log.warning("demo photo %s (%s/%s) is not installed; skipped", stem, package, relative)
+        else:
+            found.append((stem, path))
+    return found
+
+
+def distractor_photos() -> list[tuple[str, Path]]:
+    """(stem, file) of the `DISTRACTOR_PHOTOS` present on disk."""
+    found = []
+    for package, relative, stem in DISTRACTOR_PHOTOS:
+        path = package_file(package, relative)
+        if path is None:
+            log.warning("distractor photo %s (%s/%s) is not installed; skipped", stem, package, relative)
         else:
             found.append((stem, path))
     return found
@@ -242,6 +279,49 @@ def write_distractors(
         return bar.n
 
 
+def photo_crop(img: Image.Image, rng: np.random.Generator, side: int = DISTRACTOR_SIDE) -> Image.Image:
+    """A random crop of 20-60 % of each side of `img` (aspect 3:4 to 4:3, mirrored half the time), at most `side` px."""
+    w, h = img.size
+    frac = float(rng.uniform(0.2, 0.6))
+    aspect = float(rng.uniform(0.75, 4 / 3))
+    cw = min(w, max(32, round(frac * w * aspect**0.5)))
+    ch = min(h, max(32, round(frac * h / aspect**0.5)))
+    x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    crop = img.crop((x, y, x + cw, y + ch))
+    if rng.random() < 0.5:
+        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return downscale(crop, side)
+
+
+def write_photo_crops(
+    sources: Sequence[tuple[str, Path]], folder: Path, n: int, tag: str, seed: int = SEED
+) -> int:
+    """Crops ``{stem}-{tag}{i}.jpg`` (i < n, photos taken in turn) into `folder`; returns how many were written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not sources or n <= 0:
+        return 0
+    present = set(os.listdir(folder))
+    todo = [i for i in range(n) if f"{sources[i % len(sources)][0]}-{tag}{i}.jpg" not in present]
+    loaded: dict[str, Image.Image] = {}
+    for i in tqdm(todo, desc=f"photo {tag}s", unit="img", disable=len(todo) < 50):
+        stem, path = sources[i % len(sources)]
+        if stem not in loaded:
+            loaded[stem] = load_image(path)
+        rng = np.random.default_rng(derive_seed(seed, "photo", tag, stem, i))
+        save_atomic(photo_crop(loaded[stem], rng), folder / f"{stem}-{tag}{i}.jpg")
+    return len(todo)
+
+
+def write_procedural(folder: Path, n: int, seed: int = SEED, stream: str = "plain-negative") -> int:
+    """Plain procedural pictures ``procedural{i}.jpg`` (their own seed stream); returns how many were written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    present = set(os.listdir(folder))
+    todo = [i for i in range(n) if f"procedural{i}.jpg" not in present]
+    for i in tqdm(todo, desc="procedural negatives", unit="img", disable=len(todo) < 50):
+        save_atomic(procedural_image(derive_seed(seed, stream, i)), folder / f"procedural{i}.jpg")
+    return len(todo)
+
+
 def write_originals(photos: Sequence[tuple[str, Path]], folder: Path, max_side: int = MAX_SIDE) -> list[Path]:
     """Save each photo as RGB PNG `folder/{stem}.png`, downscaled (kept if it exists); returns the files."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -274,15 +354,21 @@ def build_demo(
     photos: Sequence[str] | None = None,
     attack_ids: Sequence[str] | None = None,
     n_synthetic_negatives: int = N_SYNTHETIC_NEGATIVES,
+    n_photo_distractors: int = N_PHOTO_DISTRACTORS,
+    n_photo_negatives: int = N_PHOTO_NEGATIVES,
+    n_procedural_negatives: int = N_PROCEDURAL_NEGATIVES,
 ) -> dict[str, int]:
     """Build (or complete) the demo set under `root`; returns the number of files per folder.
 
     `photos` (stems of PHOTOS) and `attack_ids` restrict the set, for quick tests.
     """
-    if n_distractors < 0 or n_synthetic_negatives < 0:
-        raise ValueError(
-            f"counts must be >= 0, got n_distractors={n_distractors}, n_synthetic_negatives={n_synthetic_negatives}"
-        )
+    counts = {
+        "n_distractors": n_distractors, "n_synthetic_negatives": n_synthetic_negatives,
+        "n_photo_distractors": n_photo_distractors, "n_photo_negatives": n_photo_negatives,
+        "n_procedural_negatives": n_procedural_negatives,
+    }
+    if any(v < 0 for v in counts.values()):
+        raise ValueError(f"counts must be >= 0, got {', '.join(f'{k}={v}' for k, v in counts.items())}")
     ids = check_attack_ids(attack_ids if attack_ids is not None else ATTACK_IDS)
     root = Path(root)
     folders = {
@@ -312,6 +398,9 @@ def build_demo(
         if error is not None:
             log.warning("demo attack of %s failed: %s", job.path, error)
     write_distractors(folders["Distractors"], n_distractors, seed, workers)
+    write_photo_crops(distractor_photos(), folders["Distractors"], n_photo_distractors, "tile", seed)
+    write_photo_crops(held, folders["Negatives"], n_photo_negatives, "crop", seed)
+    write_procedural(folders["Negatives"], n_procedural_negatives, seed)
     return {
         name: sum(1 for p in folder.iterdir() if not p.name.startswith("."))
         for name, folder in folders.items()
@@ -324,12 +413,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--distractors", type=cli.int_in(0, 10_000_000), default=N_DISTRACTORS, help="number of procedural distractors"
     )
+    parser.add_argument("--photo-distractors", type=cli.int_in(0, 10_000_000), default=N_PHOTO_DISTRACTORS,
+                        help="number of distractor tiles of photographs never used as originals or negatives")
     parser.add_argument("--seed", type=cli.int_in(0, 2**63 - 1), default=SEED, help="random seed (same seed, same files)")
     parser.add_argument("--workers", type=cli.int_in(1, cli.PER_CORE * (os.cpu_count() or 1)), default=None, help="processes (default: every core)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     start = time.perf_counter()
-    counts = build_demo(args.root, args.distractors, args.seed, args.workers)
+    counts = build_demo(args.root, args.distractors, args.seed, args.workers,
+                        n_photo_distractors=args.photo_distractors)
     print(", ".join(f"{k}: {v}" for k, v in counts.items()), f"({time.perf_counter() - start:.1f} s)")
     return 0
 

@@ -22,6 +22,6 @@ __all__, __getattr__, __dir__ = lazy_attributes(__name__, {
     "fast_search.experiment": "ExperimentConfig default_search_params run_experiment",
     "fast_search.gallery": "explore_neighbors",
     "fast_search.index": "FLOAT_METRICS METRICS FaissIndex make_index",
-    "fast_search.report": "format_table load_results process_experiment summary_rows",
+    "fast_search.report": "format_table load_results negative_kind_rows process_experiment summary_rows",
     "fast_search.results": "experiment_dir",
 })

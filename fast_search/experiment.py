@@ -26,10 +26,11 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
+from data_retrieval.datasets import generator_kind, shared_generators
 from fast_search import metrics as M
 from fast_search.autoindex import AutoIndex, choose_for_experiment, tune_experiment_index
 from fast_search.block import array_blocks, block_search
-from fast_search.data import check_sources, database_blocks, load_search_data
+from fast_search.data import check_sources, database_blocks, load_search_data, read_ids
 from fast_search.groundtruth import parse_targets
 from fast_search.improve import (
     NORMALISABLE_METRICS,
@@ -53,6 +54,7 @@ from fast_search.results import (
     library_versions,
     load_exact,
     machine_info,
+    per_negative_kind,
     run_key,
     save_exact,
     score,
@@ -430,6 +432,7 @@ def _score_sweep(cfg, data, info, folder: Path, factory: str, metric: str, s: Sw
         "value": s.value,
         "variant": s.variant,
         **score(s.D, s.I, data.positives, cfg.ks, data.truth.categories, data.truth.instances, data.attacks),
+        **_by_negative_kind(cfg, data, s),
         "recall_vs_exact": vs_exact,
         **s.timing,
         "queries_per_s": len(data.queries) / search_s if search_s > 0 else None,
@@ -438,6 +441,29 @@ def _score_sweep(cfg, data, info, folder: Path, factory: str, metric: str, s: Sw
     }
     log.info("%s: recall@1=%s", key, run["recall_at_k"].get("1"))
     return run
+
+
+def _by_negative_kind(cfg, data, s: Sweep) -> dict:
+    """``{"by_negative_kind": ...}`` when the negatives are of known kinds (the demo's), else {}."""
+    kinds = [generator_kind(q) or "" for q in data.query_ids]
+    if not any(kinds):
+        return {}
+    return {"by_negative_kind": per_negative_kind(s.D, s.I, data.positives, cfg.ks, kinds)}
+
+
+def check_background_generators(cfg, data) -> None:
+    """Refuse a score-normalisation background made by a generator that also made negative queries."""
+    if not cfg.background:
+        return
+    negatives = [q for q, p in zip(data.query_ids, data.positives, strict=True) if not (p >= 0).any()]
+    background = [i for name in sorted(cfg.background) for i in read_ids(name, cfg.method, cfg.features_root)]
+    shared = shared_generators(background, negatives)
+    if shared:
+        raise ValueError(
+            f"background {sorted(cfg.background)} shares generator(s) {', '.join(shared[:5])}"
+            f"{' ...' if len(shared) > 5 else ''} with negative queries: score normalisation would be judged on "
+            "negatives drawn like its background, which flatters it; use a background of other images"
+        )
 
 
 def _run_index(cfg, data, info, folder: Path, factory: str, metric: str, auto=None) -> list[dict]:
@@ -564,6 +590,7 @@ def run_experiment(
         log.warning(NO_GROUND_TRUTH, queries_sorted)
     if data.n_self:
         _exclude_self(data)
+    check_background_generators(cfg, data)
     threads = cfg.threads or os.cpu_count() or 1
     faiss.omp_set_num_threads(threads)
     folder = plan.folder

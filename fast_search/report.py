@@ -86,6 +86,26 @@ def _attack_value(scores: dict, key: str) -> float | None:
     return scores.get(key)
 
 
+def negative_kind_rows(name_or_results: str | dict, results_root: str | os.PathLike = RESULTS_DIR) -> list[dict]:
+    """One row per (run, kind of negative): the threshold measures over all positives and that kind's negatives.
+
+    Empty when the negatives are of no known kind (`data_retrieval.datasets.generator_kind`). A
+    recall at 1 % FPR is blank where the kind has fewer than 1,000 negatives.
+    """
+    res = (
+        name_or_results if isinstance(name_or_results, dict) else load_results(name_or_results, results_root)
+    )
+    rows = []
+    for run in res["runs"]:
+        for kind, m in sorted((run.get("by_negative_kind") or {}).items()):
+            rows.append({
+                "method": res["data"]["method"], "index": run["key"], "negatives": kind, "n_negative": m["n_negative"],
+                "recall@1%FPR": m.get("recall_at_fpr_1pct"), "micro-AP": m.get("micro_ap"),
+                "DISC21 recall@P90": m.get("disc21_recall_at_precision_90"), "ROC AUC": m.get("roc_auc"),
+            })  # fmt: skip
+    return rows
+
+
 def format_table(rows: list[dict]) -> str:
     """A Markdown table of `summary_rows` (readable in a terminal too); columns are the rows' keys."""
     if not rows:
@@ -109,11 +129,16 @@ def write_summary(name: str, results_root: str | os.PathLike = RESULTS_DIR) -> l
             "accepted at the run's 1 % FPR threshold (set on all negative queries).\n\n" + format_table(families) + "\n"
         )
     md = folder / "summary.md"
+    by_kind = negative_kind_rows(res)
+    if by_kind:
+        text += f"\n## By kind of negative query\n\n{format_table(by_kind)}\n"
     write_text(md, text)
     paths = [md, write_csv(rows, folder / "summary.csv", summary_columns(res))]
     if families:
         paths.append(write_csv(attack_rows(res, "families"), folder / "summary_attacks.csv"))
         paths.append(write_csv(attack_rows(res, "ids"), folder / "summary_attack_ids.csv"))
+    if by_kind:
+        paths.append(write_csv(by_kind, folder / "summary_by_negative_kind.csv", list(by_kind[0])))
     return paths
 
 

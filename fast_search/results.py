@@ -176,6 +176,38 @@ def per_category(
     return out
 
 
+#: A false-positive rate of f is reported only over at least this many negatives per 1 % of f
+#: (1,000 for 1 % FPR: below that one or two false positives decide the figure); None otherwise.
+MIN_NEGATIVES_PER_FPR = 10
+
+
+def min_negatives(fpr: float) -> int:
+    """Negatives needed before a figure at `fpr` is reported (1,000 at 1 %, 10,000 at 0.1 %)."""
+    return int(round(MIN_NEGATIVES_PER_FPR / fpr))
+
+
+def per_negative_kind(D: np.ndarray, I: np.ndarray, positives: np.ndarray, ks: list[int], kinds) -> dict:
+    """``{kind: {"n_negative", every measure of `score`}}``: all positive queries with the negatives of one kind.
+
+    `kinds` holds each query's negative kind ("" for positives and unknown kinds). A recall at an
+    FPR is None when that kind has fewer than `min_negatives` negatives.
+    """
+    kinds = np.asarray(kinds, dtype=object)
+    pos = M.as_positives(positives, len(I))
+    positive = (pos >= 0).any(axis=1)
+    out = {}
+    for kind in sorted({str(k) for k, p in zip(kinds, positive, strict=True) if k and not p}):
+        rows = positive | ((kinds == kind) & ~positive)
+        n_negative = int((rows & ~positive).sum())
+        measures = score(D[rows], I[rows], pos[rows], ks)
+        for fpr in (0.01, 0.001):
+            tag = f"{fpr * 100:g}pct"
+            if n_negative < min_negatives(fpr) and f"recall_at_fpr_{tag}" in measures:
+                measures[f"recall_at_fpr_{tag}"] = measures[f"threshold_at_fpr_{tag}"] = None
+        out[kind] = {"n_negative": n_negative, **measures}
+    return out
+
+
 def _clean(value):
     """NaN and inf -> None so results.json is strict JSON."""
     if isinstance(value, dict):

@@ -46,20 +46,11 @@ def heldout_attack_ids(covered_families: Sequence[str]) -> list[str]:
     return [a for a in ATTACK_IDS if attack_family(a) not in covered]
 
 
-def _sha1(path: Path) -> str:
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
-
-
-def check_disjoint(train_paths: Sequence[os.PathLike], eval_paths: Sequence[os.PathLike]) -> None:
+def check_disjoint(train_paths: Sequence[os.PathLike], eval_paths: Sequence[os.PathLike]) -> dict:
     """Raise ValueError when a training image is also an evaluation image (same file or same bytes)."""
-    train = {Path(p).resolve() for p in train_paths}
-    shared = train & {Path(p).resolve() for p in eval_paths}
-    if shared:
-        raise ValueError(f"{len(shared)} training images are also evaluation images, e.g. {sorted(shared)[:3]}")
-    train_hashes = {_sha1(p): p for p in train}
-    same = [(train_hashes[h], p) for p in eval_paths if (h := _sha1(Path(p))) in train_hashes]
-    if same:
-        raise ValueError(f"{len(same)} training images have the same bytes as evaluation images, e.g. {same[:3]}")
+    from finetuning.protocol import check_disjoint as check
+
+    return check(train_paths, eval_paths)
 
 
 def eval_image_paths(datasets: Sequence[str], root: str | os.PathLike = DATASETS_DIR) -> list[Path]:
@@ -70,34 +61,45 @@ def eval_image_paths(datasets: Sequence[str], root: str | os.PathLike = DATASETS
     return paths
 
 
-def write_split(cfg: Any, train_paths: Sequence[os.PathLike], policy: Any, path: str | os.PathLike) -> dict:
-    """Check and record the honest split of an SSCD run (training images and families vs evaluation)."""
+def write_split(
+    cfg: Any, train_paths: Sequence[os.PathLike], policy: Any, path: str | os.PathLike,
+    train_families: Sequence[str] | None = None,
+) -> dict:
+    """Check and record the split of a training run (any recipe): training images and attack families vs evaluation.
+
+    Training images must share no file and no bytes with any evaluation image; the families
+    training applies (`train_families`, default ``policy.covers()``) are recorded, and only the
+    others are scored (`finetuning.protocol.check_attacks` verifies it per query at scoring time).
+    """
+    from finetuning.protocol import heldout_families
+
     eval_sets = [*cfg.eval_database, *cfg.eval_queries]
     try:
         eval_paths = eval_image_paths(eval_sets, cfg.datasets_root)
     except Exception as err:  # evaluation data not built yet: record the training side only
         log.warning("split: evaluation datasets unavailable (%s); disjointness not checked", err)
         eval_paths = None
-    if eval_paths is not None:
-        check_disjoint(train_paths, eval_paths)
-    covered = policy.covers()
+    checked = check_disjoint(train_paths, eval_paths) if eval_paths is not None else None
+    covered = sorted(train_families) if train_families is not None else policy.covers()
     split = {
         "train": {
             "datasets": cfg.dataset if isinstance(cfg.dataset, list) else [cfg.dataset],
             "n_images": len(train_paths),
             "paths_sha1": hashlib.sha1("\n".join(sorted(str(p) for p in train_paths)).encode()).hexdigest(),
-            "policy": policy.describe(),
+            "policy": policy.describe() if hasattr(policy, "describe") else type(policy).__name__,
             "families": covered,
+            "seed": getattr(cfg, "seed", None),
         },
         "eval": {
             "database": list(cfg.eval_database),
             "queries": list(cfg.eval_queries),
             "n_images": None if eval_paths is None else len(eval_paths),
             "attacks": cfg.eval_attacks,
-            "heldout_families": sorted({attack_family(a) for a in heldout_attack_ids(covered)}),
+            "heldout_families": heldout_families(covered),
             "heldout_attack_ids": heldout_attack_ids(covered),
         },
         "disjoint_images_checked": eval_paths is not None,
+        "disjointness": checked,
     }
     save_json(split, path)
     return split

@@ -186,6 +186,23 @@ def sscd_policy(cfg: TrainConfig, mean=None, std=None) -> CopyPolicy:
     return make_policy(cfg.size, mean, std, cfg.aug_p, tuple(cfg.crop_scale), cfg.train_attacks)
 
 
+#: Catalogue families that the SimCLR policy's transforms imitate (RandomResizedCrop, colour
+#: jitter, greyscale, Gaussian blur): none of them is scored after training with that policy.
+SIMCLR_FAMILIES = ("brightness_enhancement", "color_enhancement", "contrast_enhancement", "cropping",
+                   "gaussian_filter", "scaling")
+
+
+def training_families(views: Any) -> list[str]:
+    """The catalogue attack families a run's views apply (sorted): what evaluation must hold out."""
+    from data_retrieval.attacks import attack_family
+
+    if hasattr(views, "policy") and hasattr(views.policy, "covers"):  # SSCD's TwoCopies
+        return views.policy.covers()
+    if hasattr(views, "attack_ids"):  # SimCLR's copy policy: the catalogue attacks it draws
+        return sorted({attack_family(a) for a in views.attack_ids})
+    return sorted(SIMCLR_FAMILIES)
+
+
 def _seed_epoch(cfg: TrainConfig, epoch: int, rank: int) -> None:
     torch.manual_seed(cfg.seed + 1000 * epoch + rank)
 
@@ -336,10 +353,11 @@ def start_or_resume(cfg: TrainConfig, rt: Runtime, parts: RunParts, resume: str 
     history = _empty_history()
     if rt.rank == 0:
         save_json({**dataclasses.asdict(cfg), "lr_resolved": parts.lr, "world_size": rt.world}, results / "config.json")
-        if cfg.recipe == "sscd":
-            from finetuning.copy_eval import write_split
+        from finetuning.copy_eval import write_split  # every recipe: images by bytes, families (issue 21)
 
-            write_split(cfg, parts.loader.dataset.paths, parts.loader.dataset.views.policy, results / "split.json")
+        views = parts.loader.dataset.views
+        policy = getattr(views, "policy", views)
+        write_split(cfg, parts.loader.dataset.paths, policy, results / "split.json", training_families(views))
         # epoch 0: the untrained model, the baseline of evaluation
         _save(cfg, ckpt_dir, 0, parts, history)
         _evaluate(cfg, 0, ckpt_dir)

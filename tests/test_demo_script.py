@@ -21,7 +21,7 @@ def test_demo_runs_end_to_end_offline(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(socket.socket, "connect", no_network)
     roots = ["--datasets-root", tmp_path / "Datasets", "--features-root", tmp_path / "Features"]
     roots += ["--results-root", tmp_path / "Results"]
-    code = demo.main(["--distractors", "60", "--methods", "dhash", "--neural", "efficientnet_lite0", "resnet50", *map(str, roots)])
+    code = demo.main(["--distractors", "60", "--photo-distractors", "20", "--extra-negatives", "10", "--methods", "dhash", "--neural", "efficientnet_lite0", "resnet50", *map(str, roots)])
     out = capsys.readouterr().out
     assert code == 0
     header = "| method | index | recall@1 | recall@5 | recall@10 | mAP@10 | recall@1%FPR | micro-AP | DISC21 recall@P90 |"
@@ -29,6 +29,8 @@ def test_demo_runs_end_to_end_offline(tmp_path, monkeypatch, capsys):
     assert "| dhash | BFlat--hamming |" in out and "BIVF" in out
     assert "| efficientnet_lite0 | Flat--cosine |" in out and "| efficientnet_lite0 | IVF" in out
     assert "| efficientnet_lite0 |" in out.split("Clustering of originals")[1]
+    assert "By kind of negative query" in out and "| dhash | BFlat--hamming | photo |" in out
+    assert "| efficientnet_lite0 | Flat--cosine | procedural |" in out
     assert "skipping resnet50" in out  # no weights on disk: says how to get them instead of failing
     results = tmp_path / "Results" / "demo-dhash"
     for name in ("results.json", "summary.md", "summary.csv", "neighbors/index.html", "attacks.png",

@@ -20,7 +20,7 @@ from pathlib import Path
 from helpers import cli
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
-DISTRACTORS = 5000
+DISTRACTORS = 4000  # procedural; plus 1,000 tiles of photographs (data_retrieval/demo.py)
 HASHES = ["ahash", "phash", "dhash", "whash"]
 NEURAL = ["efficientnet_lite0", "resnet50"]  # each used when its pretrained weights are installed / on disk
 DATABASE = ["demo_original", "demo_distractors"]
@@ -48,7 +48,12 @@ def _neural_extractors(names: list[str]) -> list:
 def parse_args(argv: list[str] | None = None):
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--distractors", type=cli.int_in(0, 10_000_000), default=DISTRACTORS,
-                        help="procedural distractor images")
+                        help="procedural distractor images (plus 1,000 photograph tiles)")
+    parser.add_argument("--photo-distractors", type=cli.int_in(0, 10_000_000), default=None,
+                        help="distractor tiles of photographs (default 1,000)")
+    parser.add_argument("--extra-negatives", type=cli.int_in(0, 10_000_000), default=None,
+                        help="crops of the held-out photographs and plain procedural pictures, each "
+                             "(default 1,500 and 1,300: >= 1,000 negatives of each kind)")
     parser.add_argument("--methods", nargs="+", default=HASHES, help="hash (or any extractor) names")
     parser.add_argument("--neural", nargs="*", default=NEURAL, help="neural extractors, used if weights exist")
     parser.add_argument("--datasets-root", type=lambda t: Path(cli.folder(t)), default=DATASETS_DIR)
@@ -63,12 +68,13 @@ def _search(extractors, args) -> tuple[list[dict], list[Path]]:
     from fast_search import (
         default_search_params,
         explore_neighbors,
+        negative_kind_rows,
         process_experiment,
         run_experiment,
         summary_rows,
     )
 
-    rows, experiments = [], []
+    rows, kind_rows, experiments = [], [], []
     for ext in extractors:
         name = f"demo-{ext.name}"
         params = default_search_params(ext.name, DATABASE, args.features_root)
@@ -82,7 +88,9 @@ def _search(extractors, args) -> tuple[list[dict], list[Path]]:
             name, k=5, sample=GALLERY_SAMPLE, results_root=args.results_root, datasets_root=args.datasets_root
         )
         rows += summary_rows(name, results_root=args.results_root)
+        kind_rows += [r for r in negative_kind_rows(name, results_root=args.results_root) if "IVF" not in r["index"]]
         experiments.append(args.results_root / name)
+    args.kind_rows = kind_rows  # printed by _print_summary
     return rows, experiments
 
 
@@ -110,6 +118,9 @@ def _print_summary(rows: list[dict], cluster_rows: list[dict], experiments: list
 
     print("\nRetrieval (positives: attacked copies of database images; negatives: copies of absent images)\n")
     print(format_table(rows))
+    if getattr(args, "kind_rows", None):
+        print("\nBy kind of negative query (all positives + the negatives of one kind; exact index)\n")
+        print(format_table(args.kind_rows))
     if cluster_rows:
         print("\nClustering of originals + their attacks\n")
         keys = ["method", "n_clusters", "v_measure", "ari", "bcubed_f", "purity", "path"]
@@ -136,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     print(f"[demo] 1/5 building the demo set in {args.datasets_root / 'demo'}")
-    counts = build_demo(args.datasets_root, n_distractors=args.distractors)
+    sizes = {} if args.photo_distractors is None else {"n_photo_distractors": args.photo_distractors}
+    if args.extra_negatives is not None:
+        sizes.update(n_photo_negatives=args.extra_negatives, n_procedural_negatives=args.extra_negatives)
+    counts = build_demo(args.datasets_root, n_distractors=args.distractors, **sizes)
     print(f"[demo]     {counts}")
 
     extractors = [create_extractor(m) for m in args.methods] + _neural_extractors(args.neural)

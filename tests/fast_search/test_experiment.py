@@ -20,7 +20,7 @@ RUN_KEYS = {
     "roc_auc", "micro_ap", "recall_at_fpr_1pct", "threshold_at_fpr_1pct", "recall_at_fpr_0.1pct",
     "threshold_at_fpr_0.1pct", "top1_recall_at_precision_90", "top1_threshold_at_precision_90",
     "disc21_recall_at_precision_90", "disc21_threshold_at_precision_90", "recall_vs_exact", "train_time_s",
-    "add_time_s", "search_time_s", "queries_per_s", "index_bytes", "file",
+    "add_time_s", "search_time_s", "queries_per_s", "index_bytes", "file", "by_negative_kind",
 }  # fmt: skip
 
 
@@ -374,3 +374,51 @@ def test_a_folder_against_itself_excludes_self_matches(tmp_path):
         ids = z["I"]
     assert not (ids == np.arange(41)[:, None]).any()  # no query among its own results
     assert ids.shape == (41, 6) and (ids >= 0).all()
+
+
+# ---- issue 21 (item 8): metrics by kind of negative; a background never shares the negatives' generator ----
+
+
+def _kind_stores(root, n_each=12):
+    """conftest's stores with negatives of two kinds: 12 photo crops and 12 procedural pictures."""
+    make_stores(root, n_negatives=1)
+    rng = np.random.default_rng(5)
+    database = rng.normal(size=(1, 16)).astype("f4")
+    photo = np.repeat(database, n_each, 0) + 0.01 * rng.normal(size=(n_each, 16)).astype("f4")
+    procedural = rng.normal(size=(n_each, 16)).astype("f4")
+    ids = [f"demo_negatives/flower-crop{i}" for i in range(n_each)] + [f"demo_negatives/procedural{i}" for i in range(n_each)]
+    write_features(store_path("demo_negatives", "feat", root), ids, np.concatenate([photo, procedural]),
+                   method="feat", overwrite=True)
+    return root
+
+
+def test_every_measure_is_reported_by_negative_kind(tmp_path):
+    from fast_search import metrics as M
+    from fast_search.results import score
+
+    stores = _kind_stores(tmp_path / "F")
+    res = _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine"])
+    run = res["runs"][0]
+    kinds = run["by_negative_kind"]
+    assert sorted(kinds) == ["photo", "procedural"] and kinds["photo"]["n_negative"] == 12
+    for kind in kinds.values():  # positives are the same queries: recall@k does not move
+        assert kind["recall_at_k"] == run["recall_at_k"]
+        assert kind["recall_at_fpr_1pct"] is None  # 12 negatives cannot carry a 1 % FPR figure
+    folder = tmp_path / "R" / "exp"
+    with np.load(folder / "ids.npz") as z, np.load(folder / run["file"]) as r:
+        queries, positives, D, I = z["query_ids"], z["positives"], r["D"], r["I"]  # noqa: E741
+    rows = np.array([not q.startswith("demo_negatives/procedural") for q in queries])
+    expected = score(D[rows], I[rows], positives[rows], [1, 5])
+    assert kinds["photo"]["micro_ap"] == pytest.approx(expected["micro_ap"])
+    assert kinds["photo"]["roc_auc"] == pytest.approx(M.roc_auc(D[rows], I[rows], positives[rows]))
+
+
+def test_score_normalisation_background_of_the_negatives_generator_is_refused(tmp_path):
+    stores = _kind_stores(tmp_path / "F")
+    bg = np.random.default_rng(1).normal(size=(30, 16)).astype("f4")
+    write_features(store_path("bgproc", "feat", stores), [f"bgproc/procedural{i}" for i in range(30)], bg, method="feat")
+    with pytest.raises(ValueError, match=r"background \['bgproc'\] shares generator\(s\) procedural with negative"):
+        _run(stores, tmp_path, indexes=["Flat"], metrics=["cosine"], background=["bgproc"])
+    write_features(store_path("bgtile", "feat", stores), [f"bgtile/tower-tile{i}" for i in range(30)], bg, method="feat")
+    res = _run(stores, tmp_path, name="ok", indexes=["Flat"], metrics=["cosine"], background=["bgtile"])
+    assert [r["variant"] for r in res["runs"]] == ["", "snorm"]
