@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_retrieval.attacks import ATTACK_IDS, attack_family, derive_seed, split_attack_stem
+from data_retrieval.attacks import ATTACK_IDS, attack_family, derive_seed, query_attack, split_attack_stem
 from data_retrieval.datasets import image_generator, split_id
 
 #: A 1 % FPR figure needs at least this many negatives (below, one or two false positives decide it).
@@ -59,12 +59,6 @@ def check_disjoint(train_paths: Sequence[os.PathLike], eval_paths: Sequence[os.P
     if same:
         raise ValueError(f"{len(same)} training images have the same bytes as evaluation images, e.g. {same[:3]}")
     return {"n_train_images": len(train), "n_eval_images": len(eval_paths), "by": "path and sha1 of the bytes"}
-
-
-def query_attack(query_id: str) -> str | None:
-    """The catalogue attack id that made a query (None when its name carries none: crops, procedural pictures)."""
-    found = split_attack_stem(split_id(query_id)[1].rpartition("/")[2])
-    return found[1] if found else None
 
 
 def heldout_families(train_families: Sequence[str]) -> list[str]:
@@ -194,8 +188,8 @@ def evaluate_protocol(
     negative, ``by_kind`` (positives + the negatives of one kind), and with `background` (a
     dataset of stored features) ``normalized``: SSCD's score normalisation judged on the negatives
     of the kinds `normalise_on` only; a kind whose generator also made a background image is
-    refused (ValueError), so the background never flatters the negatives it is judged on.
-    Hashes are not normalised (a distance shift has no similarity meaning there; ValueError).
+    refused (ValueError), so the background never flatters the negatives it is judged on
+    (`fast_search.improve.score_normalise`: cosine and Hamming alike).
     """
     from data_retrieval.datasets import generator_kind, shared_generators
     from extractor.store import load_features
@@ -241,8 +235,6 @@ def evaluate_protocol(
         out["by_kind"][kind] = {"n_negative": int((sel & ~pos).sum()),
                                 **measures_with_ci(D[sel], I[sel], positives[sel], n_bootstrap)}
     if background is not None:
-        if data.binary:
-            raise ValueError(f"{method}: score normalisation is defined on similarities; hashes are not normalised")
         bg = load_features(background, method, root)
         judged = pos | np.isin(kinds, list(normalise_on))
         shared = shared_generators(list(bg.ids), list(ids[judged & ~pos]))

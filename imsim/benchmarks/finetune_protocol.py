@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     validation = {}
     background = {}
     for label, kind, ext in candidates:
-        background[label] = extract(ext, roots, fam, folder, background=not ext.binary)
+        background[label] = extract(ext, roots, fam, folder, background=True)
         validation[label] = (kind, ext.name, score(ext.name, families, "validation", roots, None))
     val_ap = {label: v[2]["raw"]["micro_ap"] for label, v in validation.items()}
     best_hash = max((lb for lb, v in validation.items() if v[0] == "hash"), key=lambda lb: val_ap[lb])
