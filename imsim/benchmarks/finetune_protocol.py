@@ -15,7 +15,7 @@ Not part of `make bench` (it trains). Every step is resumable (rerun the same co
 4. the chosen models are scored once on the **test** split: held-out attack families only
    (training applies none of them; verified per query), 95 % bootstrap intervals over queries,
    recall at 1 % FPR only over >= 1,000 negatives, every measure by kind of negative (photo,
-   procedural), and SSCD's score normalisation (background: 1,000 training pictures, judged on the
+   procedural), and SSCD's score normalisation (background: 300 training pictures, judged on the
    photo negatives only since the background shares the procedural generator).
 Written to `Results/<run>/protocol.{md,json}`.
 """
@@ -37,7 +37,7 @@ from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, REPO_ROOT
 
 HASHES = ["ahash", "phash", "dhash", "whash"]
 N_TRAIN = 2000
-N_BACKGROUND = 1000
+N_BACKGROUND = 300
 TRAIN_SEED = 17  # the demo uses seed 0
 DATABASE = ["demo_original", "demo_distractors"]
 QUERIES = ["demo_attacks", "demo_negatives"]
@@ -51,7 +51,7 @@ RECIPES = {
     "sscd": dict(
         run="protocol_sscd", baseline="efficientnet_lite0", epochs_scored=(0, 2, 4),
         train=dict(recipe="sscd", encoder="efficientnet_lite0", weights="DEFAULT", size=128, eval_size=160,
-                   batch_size=32, epochs=4, steps_per_epoch=30, optimizer="adamw", lr=2e-4, warmup_epochs=0.25,
+                   batch_size=32, epochs=4, steps_per_epoch=15, optimizer="adamw", lr=2e-4, warmup_epochs=0.25,
                    dim=256, freeze=0.8, preload=160, workers=1, mixup=0.05, temperature=0.05, entropy_weight=30.0,
                    eval_every=0, eval_background=0),
     ),
