@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-t", "--temperature", type=cli.float_in(0, lo_open=True), default=TEMPERATURE, help="InfoNCE temperature")
     p.add_argument("--test-split", type=cli.float_in(0, 1, lo_open=True), default=TEST_SPLIT, help="share of ORIGINALS held out per run")
     p.add_argument("-k", "--topk", type=cli.int_in(1), nargs="+", default=TOPK, help="top-k accuracies to report")
+    p.add_argument("--same-families", action="store_true",
+                   help="score the attack families trained on too (default: each run also holds out --test-split "
+                        "of the attack families, so no family is both learnt and scored)")
     p.add_argument("--pca", type=cli.int_in(1), default=PCA, help="PCA size, fitted on the training split only")
     p.add_argument("-b", "--batch-size", type=cli.int_in(2), default=BATCH_SIZE, help="pairs per step (default: all)")
     p.add_argument("--lr", type=cli.float_in(0, lo_open=True), default=LR)
@@ -60,6 +63,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--features-root", type=cli.folder, default=str(FEATURES_DIR))
     p.add_argument("--results-root", type=cli.folder, default=str(RESULTS_DIR))
     return p.parse_args(argv)
+
+
+def pair_families(query_ids) -> list[str]:
+    """The attack family of each pair's query ("" when its name carries no catalogue attack)."""
+    from data_retrieval.attacks import attack_family, query_attack
+
+    return [attack_family(a) if (a := query_attack(str(q))) else "" for q in query_ids]
 
 
 def _mean(results: list[dict], key: str) -> dict[str, float]:
@@ -89,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, out_dim=args.out_dim, pca=args.pca, temperature=args.temperature, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, device=args.device,
     )  # fmt: skip
+    families = None if args.same_families else pair_families(pairs.query_ids)
     runs = cross_validate(
-        pairs.queries, pairs.originals, pairs.groups, runs=args.runs, test_split=args.test_split, ks=args.topk, **params
+        pairs.queries, pairs.originals, pairs.groups, runs=args.runs, test_split=args.test_split, ks=args.topk,
+        families=families, **params,
     )
     results = [vars(r) for r in runs]
     summary = {"baseline": _mean(results, "baseline"), "adapted": _mean(results, "adapted")}
@@ -107,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {written[-1]}")
     out = {
         "params": {**params, "queries": args.queries, "database": database, "method": args.method,
-                   "runs": args.runs, "test_split": args.test_split, "topk": args.topk},
+                   "runs": args.runs, "test_split": args.test_split, "topk": args.topk,
+                   "families_held_out": not args.same_families},
         "n_pairs": len(pairs.queries), "n_negative_queries": pairs.n_negative,
         "runs": results, "mean": summary, "written": written,
     }  # fmt: skip

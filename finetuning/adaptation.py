@@ -97,6 +97,8 @@ class RunResult:
     baseline: dict[str, float]
     adapted: dict[str, float]
     final_loss: float
+    adapted_top1_ci: list[float | None] | None = None  # 95 % bootstrap interval over the test queries
+    checks: dict | None = None  # what `finetuning.protocol.check_pairs_disjoint` verified
 
 
 class AdaptationTrainer:
@@ -203,17 +205,39 @@ def cross_validate(
     runs: int = 1,
     test_split: float = 0.25,
     ks: Sequence[int] = (1, 3, 5),
+    families: Sequence[str] | None = None,
     **params,
 ) -> list[RunResult]:
-    """`runs` trainings, each on a different group split (seed = run), scored on its held-out originals."""
+    """`runs` trainings, each on a different group split (seed = run), scored on its held-out originals.
+
+    With `families` (the attack family of each pair) the test side also keeps only the pairs of
+    held-out families (about `test_split` of them, another draw per run) and the training side
+    only the others, so no attack family is both learnt and scored; `finetuning.protocol.
+    check_pairs_disjoint` verifies originals, families and feature rows (identical images give
+    identical rows) before each run is scored, and a bootstrap interval of the adapted top-1 over
+    the test queries is reported.
+    """
+    from finetuning.protocol import bootstrap_ci, check_pairs_disjoint
+
     groups = np.asarray(groups)
+    fams = None if families is None else np.asarray([str(f) for f in families], dtype=object)
     results = []
     for run in range(runs):
         train_idx, test_idx = group_split(groups, test_split, seed=run)
+        if fams is not None:
+            held_train, held_test = group_split(fams, test_split, seed=1000 + run)
+            train_idx = np.intersect1d(train_idx, held_train)
+            test_idx = np.intersect1d(test_idx, held_test)
+        checks = check_pairs_disjoint(queries, originals, groups, train_idx, test_idx, fams)
         trainer = AdaptationTrainer(**{**params, "seed": run}).fit(
             queries[train_idx], originals[train_idx], groups[train_idx]
         )
         tq, to, tg = queries[test_idx], originals[test_idx], groups[test_idx]
+        adapted_q, adapted_o = trainer.transform(tq), trainer.transform(to)
+        def top1(rows, q=adapted_q, o=adapted_o, g=tg):
+            return topk_accuracy(q[rows], o[rows], g[rows], (1,))["top1"]
+
+        ci = bootstrap_ci(top1, np.ones(len(tq), dtype=bool), n=200, seed=run)
         results.append(
             RunResult(
                 run=run,
@@ -222,6 +246,8 @@ def cross_validate(
                 baseline=trainer.baseline(tq, to, tg, ks),
                 adapted=trainer.score(tq, to, tg, ks),
                 final_loss=trainer.losses_[-1] if trainer.losses_ else float("nan"),
+                adapted_top1_ci=list(ci),
+                checks=checks,
             )
         )
     return results

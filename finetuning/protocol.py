@@ -81,6 +81,31 @@ def check_attacks(query_ids: Sequence[str], train_families: Sequence[str]) -> di
     return {"train_families": sorted(seen), "scored_families": families, "shared_families": []}
 
 
+def check_pairs_disjoint(
+    queries: np.ndarray, originals: np.ndarray, groups: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray,
+    families: np.ndarray | None = None,
+) -> dict:
+    """The adaptation recipe's check: no original, no attack family and no feature row (an image's
+    bytes give its row) on both sides of a split; raises ValueError naming what is shared."""
+    shared = np.intersect1d(groups[train_idx], groups[test_idx])
+    if len(shared):
+        raise ValueError(f"{len(shared)} originals have pairs on both sides of the split")
+    if families is not None:
+        both = sorted(set(families[train_idx]) & set(families[test_idx]))
+        if both:
+            raise ValueError(f"attack families {both[:5]} are both trained on and scored")
+    rows = lambda x, idx: {np.ascontiguousarray(r).tobytes() for r in x[idx]}  # noqa: E731
+    train_rows = rows(queries, train_idx) | rows(originals, train_idx)
+    same = len(train_rows & (rows(queries, test_idx) | rows(originals, test_idx)))
+    if same:
+        raise ValueError(f"{same} test images have the features of a training image (the same image on both sides)")
+    return {
+        "originals": "disjoint", "feature_rows": "disjoint",
+        "families": None if families is None else {"train": sorted(set(families[train_idx])),
+                                                   "test": sorted(set(families[test_idx]))},
+    }  # fmt: skip
+
+
 def source_group(image_id: str, positive: bool, original_id: str | None = None) -> str:
     """The image a query comes from: its original for a positive, its photograph or picture for a negative."""
     if positive and original_id is not None:

@@ -89,3 +89,27 @@ def test_one_pct_fpr_needs_1000_negatives_and_intervals_cover_the_estimate():
         lo, hi = out[f"{key} ci"]
         assert lo <= out[key] <= hi and hi - lo < 0.2
     assert P.bootstrap_ci(lambda rows: 0.5, np.array([True, False]), n=20) == (0.5, 0.5)
+
+
+def test_adaptation_holds_out_families_and_refuses_shared_images():
+    from finetuning.adaptation import cross_validate
+
+    rng = np.random.default_rng(0)
+    n_orig, fams = 8, ["scaling", "cropping", "rotation", "jpg_compression"]
+    groups = np.repeat(np.arange(n_orig), len(fams))
+    families = fams * n_orig
+    originals = rng.normal(size=(n_orig, 6)).astype("f4")[groups]
+    queries = originals + 0.1 * rng.normal(size=originals.shape).astype("f4")
+    runs = cross_validate(queries, originals, groups, runs=2, test_split=0.25, ks=(1,), families=families,
+                          model="linear", epochs=5)  # fmt: skip
+    for r in runs:
+        assert not set(r.checks["families"]["train"]) & set(r.checks["families"]["test"])
+        lo, hi = r.adapted_top1_ci
+        assert lo <= r.adapted["top1"] <= hi
+    tr, te = np.arange(0, 4), np.arange(4, 8)
+    dup = queries.copy()
+    dup[5] = queries[1]  # the same image on both sides
+    with pytest.raises(ValueError, match="features of a training image"):
+        P.check_pairs_disjoint(dup, originals, np.arange(8), tr, te)
+    with pytest.raises(ValueError, match="both trained on and scored"):
+        P.check_pairs_disjoint(queries, originals, np.arange(8), tr, te, np.array(["a"] * 8, dtype=object))
