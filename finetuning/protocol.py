@@ -68,7 +68,7 @@ def heldout_families(train_families: Sequence[str]) -> list[str]:
 
 
 def check_attacks(query_ids: Sequence[str], train_families: Sequence[str]) -> dict:
-    """Raise ValueError when a scored query was made by a family that training applies; returns the record."""
+    """Raise ValueError when a scored positive query was made by a family that training applies; returns the record."""
     seen = set(train_families)
     leaked = sorted({a for q in query_ids if (a := query_attack(q)) is not None and attack_family(a) in seen})
     if leaked:
@@ -207,8 +207,8 @@ def evaluate_protocol(
 ) -> dict:
     """Score stored features `method` under the protocol: held-out families, one split, intervals, kinds.
 
-    Queries made by a family in `train_families` are left out (and `check_attacks` verifies the
-    rest); negatives made by no attack (crops, procedural pictures) are kept. `split` keeps the
+    Positive queries made by a family in `train_families` are left out (and `check_attacks` verifies
+    the rest); negative queries are all kept (no source image of theirs is ever trained on). `split` keeps the
     validation or the test rows (`split_groups`; None: all). Reported: ``raw`` over every kept
     negative, ``by_kind`` (positives + the negatives of one kind), and with `background` (a
     dataset of stored features) ``normalized``: SSCD's score normalisation judged on the negatives
@@ -228,8 +228,10 @@ def evaluate_protocol(
     metric = "hamming" if data.binary else "cosine"
     seen = set(train_families)
     attacks = [query_attack(q) for q in data.query_ids]
-    keep = np.array([a is None or attack_family(a) not in seen for a in attacks])
     positive = (data.positives >= 0).any(axis=1)
+    # positives of held-out families only; negatives whatever made them (their source images are never
+    # trained on, `check_disjoint`), so each kind keeps >= 1,000 negatives in the test split
+    keep = ~positive | np.array([a is None or attack_family(a) not in seen for a in attacks])
     groups = [
         source_group(q, bool(p), str(data.database_ids[t]) if t >= 0 else None)
         for q, p, t in zip(data.query_ids, positive, data.targets, strict=True)
@@ -241,7 +243,7 @@ def evaluate_protocol(
         keep &= ~validation
     elif split is not None:
         raise ValueError(f"split must be 'validation', 'test' or None, got {split!r}")
-    checks = check_attacks([q for q, kept in zip(data.query_ids, keep, strict=True) if kept], train_families)
+    checks = check_attacks([q for q, k in zip(data.query_ids, keep & positive, strict=True) if k], train_families)
     rows = np.flatnonzero(keep)
     if not len(rows):
         raise ValueError(f"no query of {list(queries)} is left to score (split {split!r}, held-out families)")
