@@ -42,17 +42,18 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
-def main() -> None:
+def main() -> dict:
     if not cpu_has_native_bf16():
         print("this CPU has no native bf16 (avx512_bf16 / amx): nothing to measure")
-        return
+        return {"native_bf16": False}
     images = demo_images()
     ext = create_extractor(METHOD, precision="fp32")
-    feats = {}
+    feats, seconds = {}, {}
     for precision in ("fp32", "bf16", "fp32"):  # fp32 twice: the second run shows fp32's own repeatability
         ext.to(precision=precision)
         start = time.perf_counter()
         out = np.concatenate([ext.features(images[i : i + 32]) for i in range(0, len(images), 32)])
+        seconds.setdefault(precision, round(time.perf_counter() - start, 2))
         print(f"{METHOD} {precision}: {len(images)} images in {time.perf_counter() - start:.1f} s")
         feats.setdefault(precision, []).append(out)
     cos = cosine_rows(feats["fp32"][0], feats["bf16"][0])
@@ -60,6 +61,9 @@ def main() -> None:
     q = np.percentile(cos, [1, 5, 50])
     print(f"cosine(bf16, fp32) over {len(cos)} demo images: min {cos.min():.4f}, mean {cos.mean():.5f}, "
           f"p1 {q[0]:.4f}, p5 {q[1]:.4f}, median {q[2]:.5f}; fp32 against itself: min {again.min():.6f}")
+    return {"native_bf16": True, "method": METHOD, "n_images": len(cos), "min_cosine": float(cos.min()),
+            "mean_cosine": float(cos.mean()), "p1": float(q[0]), "median": float(q[2]),
+            "fp32_repeat_min_cosine": float(again.min()), "seconds": seconds}
 
 
 if __name__ == "__main__":

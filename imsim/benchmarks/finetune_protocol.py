@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,7 +31,8 @@ from pathlib import Path
 from data_retrieval.attacks import ATTACK_IDS, attack_family
 from helpers.atomic import write_text
 from helpers.jsonio import load_json, save_json
-from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, REPO_ROOT, RESULTS_DIR
+from helpers.paths import CHECKPOINTS_DIR, DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
+from imsim.benchmarks import record
 
 HASHES = ["ahash", "phash", "dhash", "whash"]
 N_TRAIN = 2000
@@ -153,14 +152,6 @@ def table(rows: list[dict]) -> str:
     )
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=list(RECIPES), default="sscd")
@@ -213,9 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         kind, method, _ = validation[label]
         test = score(method, families, "test", roots, background[label])
         rows.append({"label": label, "method": method, "validation_micro_ap": val_ap[label], "test": test})
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")), platform.processor())
-    meta = {"recipe": args.recipe, "run": cfg.name, "commit": _commit(), "machine": f"{model}, shared",
+    meta = {"recipe": args.recipe, "run": cfg.name, "commit": record.commit(), "machine": record.machine(),
             "train_images": N_TRAIN, "epochs": cfg.epochs, "steps_per_epoch": cfg.steps_per_epoch,
             "batch_size": cfg.batch_size, "train_families": families, "validation_micro_ap": val_ap,
             "chosen_epoch": best_epoch, "chosen_hash": best_hash, "train_seconds_this_call": round(train_s)}  # fmt: skip
