@@ -5,7 +5,8 @@
     python -m imsim.benchmarks.finetune_protocol --recipe sscd --skip-train   # score what exists
 
 Not part of `make bench` (it trains). Every step is resumable (rerun the same command):
-1. the demo set and N_TRAIN procedural training pictures of their own seed stream
+1. the demo set (database: its 23 originals and 1,000 of its distractors, 800 procedural and 200
+   photograph tiles) and N_TRAIN procedural training pictures of their own seed stream
    (`Datasets/protocol_train/procedural<i>.jpg`): no file and no bytes shared with the evaluation
    images (checked when the run starts, `Results/<run>/split.json`);
 2. training with the recipe's fixed settings (`RECIPES` below; nothing is tuned on test data);
@@ -39,6 +40,9 @@ N_TRAIN = 2000
 N_BACKGROUND = 300
 TRAIN_SEED = 17  # the demo uses seed 0
 DATABASE = ["demo_original", "demo_distractors"]
+#: The database's distractors: the first 800 procedural ones and 200 photograph tiles of the demo's 5,000
+#: (a scale at which every model's features are extracted in minutes on the shared machine).
+N_PROCEDURAL_DISTRACTORS, N_TILE_DISTRACTORS = 800, 200
 QUERIES = ["demo_attacks", "demo_negatives"]
 #: The SSCD policy's held-out families (finetuning/copy_policy.py): SimCLR's copy policy draws every
 #: other catalogue attack, so both recipes are scored on the same families.
@@ -48,7 +52,7 @@ SIMCLR_ATTACKS = [a for a in ATTACK_IDS if attack_family(a) not in HELDOUT]
 #: The runs: fixed settings (a small CPU scale that finishes on the shared 2-core machine).
 RECIPES = {
     "sscd": dict(
-        run="protocol_sscd", baseline="efficientnet_lite0", epochs_scored=(0, 2, 4),
+        run="protocol_sscd", baseline=None, epochs_scored=(0, 4),
         train=dict(recipe="sscd", encoder="efficientnet_lite0", weights="DEFAULT", size=128, eval_size=160,
                    batch_size=32, epochs=4, steps_per_epoch=15, optimizer="adamw", lr=2e-4, warmup_epochs=0.25,
                    dim=256, freeze=0.8, preload=160, workers=1, mixup=0.05, temperature=0.05, entropy_weight=30.0,
@@ -92,14 +96,34 @@ def held_out_listing(datasets_root: Path, families: set[str]):
     return full
 
 
+def distractor_listing(datasets_root: Path):
+    """demo_distractors restricted to `N_PROCEDURAL_DISTRACTORS` procedural pictures and `N_TILE_DISTRACTORS` tiles."""
+    import re
+
+    from data_retrieval.datasets import load_dataset
+
+    full = load_dataset("demo_distractors", root=datasets_root)
+
+    def wanted(image_id: str) -> bool:
+        stem = image_id.rpartition("/")[2]
+        tile = re.fullmatch(r"[A-Za-z0-9]+-tile([0-9]+)", stem)
+        return int(tile[1]) < N_TILE_DISTRACTORS if tile else stem.isdigit() and int(stem) < N_PROCEDURAL_DISTRACTORS
+
+    keep = [i for i, q in enumerate(full.ids) if wanted(q)]
+    full.paths = [full.paths[i] for i in keep]
+    full.ids = [full.ids[i] for i in keep]
+    return full
+
+
 def extract(ext, roots: dict, families: set[str], train_folder: Path, background: bool) -> str | None:
     """Store `ext`'s features of the database, the held-out queries, the negatives and the background."""
     from data_retrieval.datasets import load_dataset
     from extractor.pipeline import extract_dataset
 
     kw = dict(features_root=roots["features_root"], datasets_root=roots["datasets_root"], workers=0, batch_size=64)
-    for dataset in [*DATABASE, "demo_negatives"]:
+    for dataset in ["demo_original", "demo_negatives"]:
         extract_dataset(ext, dataset, **kw)
+    extract_dataset(ext, distractor_listing(Path(roots["datasets_root"])), **kw)
     extract_dataset(ext, held_out_listing(Path(roots["datasets_root"]), families), **kw)
     if not background:
         return None
