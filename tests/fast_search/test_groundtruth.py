@@ -99,14 +99,7 @@ def test_bad_ground_truth_files(tmp_path):
 
 
 def test_search_experiment_script_targets_and_loud_message(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "search_script", Path(__file__).parents[2] / "search_experiment.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from imsim.commands import search_experiment as script  # what search_experiment.py runs
     root = _plain_stores(tmp_path / "F")
     argv = ["x", "--method", "m", "--database", "my_originals", "--queries", "my_copies", "--indexes", "Flat",
             "--metrics", "cosine", "--k", "1", "--features-root", str(root), "--results-root", str(tmp_path / "R")]  # fmt: skip
