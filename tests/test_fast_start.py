@@ -72,3 +72,21 @@ def test_duplicates_command_help_without_torch():
             "    runpy.run_module('fast_search.duplicates', run_name='__main__')\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in ('torch', 'faiss') if m in sys.modules))")
     assert _run(["-c", code]) == "[]"
+
+
+def test_hash_extraction_never_imports_torch(tmp_path):
+    """`create_extractor('dhash')` and a whole hash extraction (API and command) load no torch: a hash command
+    pays numpy, PIL and h5py, not 4 s of torch start-up (issue 26.1)."""
+    from helpers.synthetic import synthetic_image
+
+    for i in range(3):
+        synthetic_image(i).save(tmp_path / f"{i}.jpg")
+    code = ("import sys\nfrom extractor import create_extractor, extract_dataset\n"
+            f"ext = create_extractor('dhash')\nextract_dataset(ext, {str(tmp_path)!r}, features_root={str(tmp_path / 'F')!r}, "
+            "workers=0, progress=False)\n"
+            "sys.argv = ['imsim-extract', '--method', 'phash', '--folder', "
+            f"{str(tmp_path)!r}, '--features-root', {str(tmp_path / 'G')!r}]\n"
+            "from imsim.commands.extract_features import main\nassert main() == 0\n"
+            "print(sorted(m for m in ('torch', 'torchvision', 'faiss') if m in sys.modules))")
+    assert _run(["-c", code]) == "[]"
+    assert (tmp_path / "F" / tmp_path.name / "dhash.h5").is_file() and (tmp_path / "G" / tmp_path.name / "phash.h5").is_file()
