@@ -54,13 +54,21 @@ _USER: dict[str, Callable[..., Extractor]] = {}
 
 
 @functools.cache
-def _neural_entries() -> tuple[dict[str, Callable[..., Extractor]], dict[str, str]]:
-    """(entries, aliases) of the neural tables; imports torch, so only called for a non-hash name."""
-    from extractor import efficientnet_lite, simclr, torchvision_models
+def _own_entries() -> tuple[dict[str, Callable[..., Extractor]], dict[str, str]]:
+    """(entries, aliases) of the neural tables this library defines (torch, not torchvision's model list)."""
+    from extractor import efficientnet_lite, simclr
 
-    entries = {**torchvision_models.ENTRIES, **simclr.ENTRIES, **efficientnet_lite.ENTRIES,
-               "sscd": LazyEntry("extractor.sscd:create_sscd")}
+    entries = {**simclr.ENTRIES, **efficientnet_lite.ENTRIES, "sscd": LazyEntry("extractor.sscd:create_sscd")}
     return entries, {**simclr.ALIASES}
+
+
+@functools.cache
+def _neural_entries() -> tuple[dict[str, Callable[..., Extractor]], dict[str, str]]:
+    """(entries, aliases) of every neural table; imports torch and torchvision, so only for a non-hash name."""
+    from extractor import torchvision_models
+
+    own, aliases = _own_entries()
+    return {**torchvision_models.ENTRIES, **own}, aliases
 
 
 def __getattr__(name: str) -> Any:
@@ -140,6 +148,9 @@ def create_extractor(name: str, **kwargs: Any) -> Extractor:
         entries = dict(_USER)
     elif name in hashes.ENTRIES or factory is not None:  # a hash or `framework:model`: no other table loads
         entries = {name: factory or hashes.ENTRIES[name]}
+    elif _own_entries()[1].get(name, name) in _own_entries()[0]:  # this library's models: no torchvision list
+        name = _own_entries()[1].get(name, name)
+        entries = {name: _own_entries()[0][name]}
     else:
         entries = _all_entries()
         name = _neural_entries()[1].get(name, name)
