@@ -12,5 +12,6 @@ if __name__ == "__main__":
     from helpers import cli
 
     cli.run(_command.main)
-else:  # `import search_experiment` is the command module itself (tests, notebooks)
+else:  # `import search_experiment` is the command module itself (tests, notebooks); loaded from its path, a copy of its names
+    globals().update({k: v for k, v in vars(_command).items() if not k.startswith("__")})
     sys.modules[__name__] = _command

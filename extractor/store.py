@@ -114,8 +114,8 @@ def store_files(dataset: str, method: str, root: str | os.PathLike = FEATURES_DI
     if not shards:
         partial = single.with_name(single.name + ".partial")
         hint = (" (an unfinished extraction exists: rerun it to resume)" if partial.exists() else
-                f"; extract it first: `extract_features.py --method {method} --folder FOLDER` (a folder named "
-                f"{dataset!r}) or `--dataset {dataset}` (a registered dataset)")
+                f"; extract it first: `extract_features.py --method {method} --dataset {dataset}` (a registered "
+                f"dataset) or `--folder FOLDER` (a folder named {dataset!r})")
         raise StoreError(f"no features for dataset {dataset!r}, method {method!r} at {single}{hint}")
     counts = {n for _, n in shards}
     if len(counts) != 1:
