@@ -131,7 +131,7 @@ def test_scripts(experiment, tmp_path, capsys):
     assert (tmp_path / "exp2" / "results.json").is_file()
     capsys.readouterr()
     assert search.main(argv) == 2  # refuses to overwrite: a one-line error, no traceback
-    assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert "exists; rerun with --overwrite (overwrite=True)" in capsys.readouterr().err
     assert search.main([*argv, "--overwrite"]) == 0
     with pytest.raises(SystemExit) as exit_info:  # a bad name is refused by the argument parser
         search.main(["a/b", "--features-root", features, "--results-root", str(tmp_path)])
