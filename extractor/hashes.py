@@ -5,8 +5,9 @@
 vectorised over the batch. Bits are stored packed (np.packbits, most significant bit first).
 
 - **fast** (default): JPEGs are decoded straight to grey by libjpeg-turbo (`helpers.jpeg`) at the
-  smallest DCT scale that keeps at least `draft_factor` (4) x the hash grid, then reduced with
-  Lanczos as two matrix products (`lanczos_matrix`); other formats (and JPEGs that path
+  smallest DCT scale that keeps at least `draft_factor` x the hash grid (4 for aHash and dHash, 1
+  for pHash and wHash), then reduced with Lanczos as two matrix products (`lanczos_matrix`) over
+  the picture's true extent in the decoded pixels; other formats (and JPEGs that path
   declines) go through PIL in draft mode. A few bits differ from `imagehash`
   (the benchmark prints the mean Hamming distance).
 - **exact** (``exact=True``): full decoding and `imagehash`'s exact arithmetic: the same bits.
@@ -35,10 +36,13 @@ class HashExtractor(Extractor):
     binary = True
     algorithm = ""
     threaded = True  # libjpeg-turbo, PIL's decoders and the resize matrix products release the GIL
+    #: Fast mode decodes at least draft_factor x the grey grid (the smallest DCT scale that keeps it).
+    default_draft_factor = 4
 
-    def __init__(self, hash_size: int = 8, exact: bool = False, draft_factor: int = 4) -> None:
+    def __init__(self, hash_size: int = 8, exact: bool = False, draft_factor: int | None = None) -> None:
         if not isinstance(hash_size, int) or hash_size < 2:
             raise ValueError(f"hash_size must be an integer >= 2, got {hash_size!r}")
+        draft_factor = type(self).default_draft_factor if draft_factor is None else draft_factor
         if draft_factor < 1:
             raise ValueError(f"draft_factor must be >= 1, got {draft_factor!r}")
         self.hash_size = hash_size
@@ -62,7 +66,7 @@ class HashExtractor(Extractor):
         params = {"algorithm": self.algorithm, "hash_size": self.hash_size, "exact": self.exact,
                   "draft_factor": self.draft_factor, "packing": "np.packbits, MSB first"}
         if not self.exact:
-            params["resize"] = "Lanczos-3 matrices, rounded"
+            params["resize"] = "Lanczos-3 matrices over the decoded extent, rounded"
         return params
 
     def grey_size(self) -> tuple[int, int]:
@@ -82,11 +86,17 @@ class HashExtractor(Extractor):
         return super().decode(path, data)
 
     def transform(self, image: Image.Image | np.ndarray) -> np.ndarray:
-        """Image (PIL, or grey array from `decode`) -> reduced grey array, as `imagehash` prepares it."""
+        """Image (PIL, or grey array from `decode`) -> reduced grey array, as `imagehash` prepares it.
+
+        A JPEG decoded at a reduced scale (`helpers.jpeg.ScaledGrey`) is resized with the picture's
+        true extent (``span``): its last row and column of pixels cover part of a DCT block only.
+        """
         w, h = self.grey_size()
         if not self.exact:  # Lanczos as matrix products (BLAS, no GIL), rounded to uint8 as PIL does
+            span = getattr(image, "span", None)
             grey = np.asarray(image if isinstance(image, np.ndarray) else image.convert("L"), dtype=np.float32)
-            small = lanczos_matrix(grey.shape[0], h) @ grey @ lanczos_matrix(grey.shape[1], w).T
+            span_h, span_w = span if span is not None else grey.shape
+            small = lanczos_matrix(grey.shape[0], h, span_h) @ grey @ lanczos_matrix(grey.shape[1], w, span_w).T
             return np.clip(np.rint(small), 0, 255).astype(np.uint8)
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image, "L")
@@ -102,15 +112,31 @@ class HashExtractor(Extractor):
 
 
 @lru_cache(maxsize=512)
-def lanczos_matrix(n_in: int, n_out: int) -> np.ndarray:
+def lanczos_matrix(n_in: int, n_out: int, span: float | None = None) -> np.ndarray:
     """(n_out, n_in) float32 Lanczos-3 resampling matrix with PIL's geometry (pixel centres, support
-    widened by the reduction factor), rows summing to 1: ``A @ image @ B.T`` resizes a grey image."""
-    scale = n_in / n_out
+    widened by the reduction factor), rows summing to 1: ``A @ image @ B.T`` resizes a grey image.
+
+    `span` (default n_in): the extent of the picture in input pixels when the last pixel covers only
+    part of one (``n_in - 1 < span <= n_in``, a JPEG decoded at a DCT scale): the output grid spans
+    `span` pixels and the last pixel's weight is scaled by the share it covers.
+    """
+    span = float(n_in if span is None else span)
+    if not n_in - 1 < span <= n_in:
+        raise ValueError(f"span {span} must lie in ({n_in - 1}, {n_in}]")
+    scale = span / n_out
     stretch = max(scale, 1.0)
     offsets = (np.arange(n_in) + 0.5)[None, :] - ((np.arange(n_out) + 0.5) * scale)[:, None]
     x = offsets / stretch
     weights = np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3), 0.0)
+    weights[:, -1] *= span - (n_in - 1)
     return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@lru_cache(maxsize=64)
+def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) float64 rows of scipy's unnormalised DCT-II: ``y[k] = 2 sum_i x[i] cos(pi k (2i + 1) / 2N)``."""
+    k, i = np.arange(n_out)[:, None], np.arange(n_in)[None, :]
+    return 2.0 * np.cos(np.pi * k * (2 * i + 1) / (2 * n_in))
 
 
 def _above_median(values: np.ndarray) -> np.ndarray:
@@ -148,16 +174,24 @@ class PHash(HashExtractor):
 
     algorithm = "phash"
     highfreq_factor = 4
+    # its bits are the lowest n x n frequencies of the 4n x 4n grid: a decode at 1x the grid keeps
+    # them (the smallest DCT scale, the JPEG's decoding floor, for 500x375 pictures)
+    default_draft_factor = 1
 
     def grey_size(self) -> tuple[int, int]:
         side = self.hash_size * self.highfreq_factor
         return (side, side)
 
     def _bits(self, pixels: np.ndarray) -> np.ndarray:
-        import scipy.fftpack
+        n = self.hash_size
+        if self.exact:  # imagehash's arithmetic: scipy's full DCT-II along both axes
+            import scipy.fftpack
 
-        dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels.astype(np.float64), axis=1), axis=2)
-        return _above_median(dct[:, : self.hash_size, : self.hash_size])
+            dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels.astype(np.float64), axis=1), axis=2)
+            return _above_median(dct[:, :n, :n])
+        # fast: only the n x n lowest coefficients, as two matrix products (no scipy import, ~1 s)
+        c_rows, c_cols = dct_matrix(pixels.shape[1], n), dct_matrix(pixels.shape[2], n)
+        return _above_median(c_rows @ pixels.astype(np.float64) @ c_cols.T)
 
 
 class WHash(HashExtractor):
@@ -169,6 +203,7 @@ class WHash(HashExtractor):
     """
 
     algorithm = "whash"
+    default_draft_factor = 1  # its bits are n x n block means of the 4n x 4n grid: 1x the grid keeps them
 
     def _check(self) -> None:
         if self.hash_size & (self.hash_size - 1):
@@ -215,7 +250,7 @@ class CropResistantHash(HashExtractor):
     segmentation_size = 300
     threaded = False  # the segmentation is Python and numpy work that holds the GIL
 
-    def __init__(self, hash_size: int = 8, exact: bool = False, draft_factor: int = 4, segments: int = 4) -> None:
+    def __init__(self, hash_size: int = 8, exact: bool = False, draft_factor: int | None = None, segments: int = 4) -> None:
         if not isinstance(segments, int) or segments < 1:
             raise ValueError(f"segments must be an integer >= 1, got {segments!r}")
         self.segments = segments

@@ -76,9 +76,26 @@ def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     return pixels
 
 
-def decode_grey(data: bytes, min_size: tuple[int, int], max_pixels: int) -> np.ndarray | None:
+class ScaledGrey(np.ndarray):
+    """Grey pixels of a JPEG decoded at a reduced DCT scale M/8, with ``span`` = (height, width) that
+    the picture covers in these pixels: libjpeg-turbo rounds the output up to ceil(size x M/8), so
+    the last row / column of pixels covers only part of a block (500 px at 1/8: 63 pixels for 62.5)."""
+
+    span: tuple[float, float]
+
+
+def _scale_eighths(width: int, height: int, out_w: int, out_h: int) -> int | None:
+    """The M of the M/8 scale that gives (out_w, out_h) from (width, height); None if none does."""
+    for m in range(1, 17):
+        if -(-width * m // 8) == out_w and -(-height * m // 8) == out_h:
+            return m
+    return None
+
+
+def decode_grey(data: bytes, min_size: tuple[int, int], max_pixels: int) -> ScaledGrey | None:
     """(h, w) uint8 grey pixels of a JPEG, at the smallest DCT scale keeping at least `min_size` (w, h).
 
+    The array is a `ScaledGrey` whose ``span`` gives the exact extent of the picture in its pixels.
     None when the bytes are not a JPEG this path handles; the caller then decodes with PIL.
     """
     if simplejpeg is None or data[:2] != _SOI:
@@ -92,4 +109,12 @@ def decode_grey(data: bytes, min_size: tuple[int, int], max_pixels: int) -> np.n
         )
     except (ValueError, RuntimeError):  # damaged or unusual data: PIL reports it properly
         return None
-    return np.ascontiguousarray(apply_orientation(grey[:, :, 0], exif_orientation(data)))
+    out_h, out_w = grey.shape[:2]
+    m = _scale_eighths(width, height, out_w, out_h)
+    span = (height * m / 8, width * m / 8) if m else (float(out_h), float(out_w))
+    orientation = exif_orientation(data)
+    if orientation >= 5:  # transposed
+        span = span[::-1]
+    out = np.ascontiguousarray(apply_orientation(grey[:, :, 0], orientation)).view(ScaledGrey)
+    out.span = span
+    return out

@@ -132,3 +132,25 @@ def test_lanczos_matrix_resizes_like_pil():
     ext = create_extractor("phash")
     assert ext.params["resize"] and "resize" not in create_extractor("phash", exact=True).params
     np.testing.assert_array_equal(ext.transform(np.asarray(grey)), ext.transform(grey))  # array or PIL
+
+
+def test_lanczos_over_a_partial_last_pixel_and_the_dct_matrix():
+    """`span`: a decoded grid whose last pixel covers part of a block resizes like the whole picture;
+    the fast pHash's DCT rows equal scipy's DCT-II (exact mode keeps scipy)."""
+    import scipy.fftpack
+
+    from extractor.hashes import dct_matrix, lanczos_matrix
+
+    grey = np.asarray(synthetic_image(4, (500, 375)).convert("L"), dtype=np.float32)
+    want = np.asarray(Image.fromarray(grey.astype(np.uint8)).resize((32, 32), Image.Resampling.LANCZOS), np.float32)
+    padded = np.pad(grey, ((0, 1), (0, 4)), mode="edge")  # 376 x 504: 8 x 8 blocks, the last ones partial
+    blocks = padded.reshape(47, 8, 63, 8).mean(axis=(1, 3))  # what a 1/8-scale decode returns
+    spanned = lanczos_matrix(47, 32, 46.875) @ blocks @ lanczos_matrix(63, 32, 62.5).T
+    stretched = lanczos_matrix(47, 32) @ blocks @ lanczos_matrix(63, 32).T
+    assert np.abs(spanned - want).mean() < 0.5 * np.abs(stretched - want).mean()
+    with pytest.raises(ValueError, match="span"):
+        lanczos_matrix(63, 32, 61.5)
+    x = np.random.default_rng(0).integers(0, 256, (5, 32, 32)).astype(np.float64)
+    ref = scipy.fftpack.dct(scipy.fftpack.dct(x, axis=1), axis=2)[:, :8, :8]
+    np.testing.assert_allclose(dct_matrix(32, 8) @ x @ dct_matrix(32, 8).T, ref, rtol=1e-9, atol=1e-6)
+    assert create_extractor("phash").draft == (32, 32) and create_extractor("dhash").draft == (36, 32)
