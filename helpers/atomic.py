@@ -35,10 +35,36 @@ def fsync_dir(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (``/proc/self/status``; else set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _temp_for(path: Path) -> Path:
+    """A new empty file beside `path`, with the mode a plain ``open(path, "w")`` would give it
+    (0666 less the umask: mkstemp's 0600 would hide results from the group whatever the umask)."""
     fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     return Path(tmp)
+
+
+def _named(err: OSError, path: Path) -> OSError:
+    """`err` with `path` in its message when it names no file (a full disk: "No space left on device")."""
+    if err.filename is not None or err.errno is None:
+        return err
+    return type(err)(err.errno, err.strerror or str(err), str(path))
 
 
 def publish(tmp: str | os.PathLike, path: str | os.PathLike, durable: bool = True) -> Path:
@@ -65,10 +91,19 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_for(path)
+    try:
+        tmp = _temp_for(path)
+    except OSError as e:
+        raise _named(e, path) from e
     try:
         yield tmp
         publish(tmp, path, durable)
+    except OSError as e:  # a full disk, a lost mount: the message names the file being written
+        tmp.unlink(missing_ok=True)
+        named = _named(e, path)
+        if named is e:
+            raise
+        raise named from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import errno
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +122,28 @@ def test_every_library_file_write_goes_through_the_helper():
         if path.name not in allowed:
             bad += _writes_outside_helper(path)
     assert not bad, f"direct file writes (use helpers.atomic): {bad}"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_written_files_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        assert atomic.current_umask() == umask
+        paths = [atomic.write_json(tmp_path / "results.json", {"a": 1}), atomic.save_npz(tmp_path / "r.npz", D=np.zeros(2)),
+                 atomic.write_text(tmp_path / "errors.tsv", "path\treason\n")]
+        with atomic.atomic_path(tmp_path / "page.html") as tmp:
+            tmp.write_text("<html></html>")
+        paths.append(tmp_path / "page.html")
+    finally:
+        os.umask(old)
+    for path in paths:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "results.json"
+    with pytest.raises(OSError, match="results.json") as info, atomic.atomic_write(path) as f:
+        f.write("x")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert info.value.errno == errno.ENOSPC and "No space left" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
