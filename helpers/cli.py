@@ -148,6 +148,28 @@ def existing_file(text: str) -> str:
     return str(path)
 
 
+def host(text: str) -> str:
+    """An address or host name this machine can resolve (to bind a server to)."""
+    import socket
+
+    try:
+        socket.getaddrinfo(str(text), None)
+    except (socket.gaierror, UnicodeError, ValueError) as err:
+        _fail(f"expected an address or host name that resolves ({err.args[-1] if err.args else err})", text)
+    return str(text)
+
+
+def network(text: str) -> str:
+    """An IP network (``10.0.0.0/8``, ``127.0.0.1``: one address)."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(str(text), strict=False)
+    except ValueError:
+        _fail("expected an IP network such as 10.0.0.0/8 or 127.0.0.1", text)
+    return str(text)
+
+
 def device(text: str) -> str:
     """'cpu', 'auto', 'cuda', 'cuda:N' or 'mps', available on this machine (torch imported only for GPUs)."""
     value = str(text).strip().lower()

@@ -126,6 +126,10 @@ CASES = [
     ("search_app.py", ["--nprobe", "0"], "--nprobe"),
     ("search_app.py", ["--features-root", "{file}"], "--features-root"),
     ("search_app.py", ["--method", "feat", "--database", "db", "--features-root", "{F}"], "cannot rebuild the extractor"),
+    ("search_app.py", ["--max-upload-mb", "1e12"], "--max-upload-mb"),
+    ("search_app.py", ["--examples", "/nonexistent"], "--examples"),
+    ("search_app.py", ["--host", "999.1.1.1"], "--host"),
+    ("search_app.py", ["--url-allow", "notanetwork"], "--url-allow"),
 ]
 
 

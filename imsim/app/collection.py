@@ -3,7 +3,8 @@
 
 The index (any faiss factory string) is built once and written next to the features
 (``<features_root>/<first dataset>/<method>.<tag>.faiss`` plus a ``.json`` fingerprint of the stores
-and the build settings); it is loaded when the fingerprint matches and rebuilt when a store changed.
+and the build settings, and the sha256 of the index file); it is loaded when the fingerprint and the
+checksum match and rebuilt, with one line naming the file, when a store changed or the file is damaged.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from extractor.store import load_features, read_attrs, store_files
 from fast_search import FaissIndex, check_sources, default_search_params
 from fast_search.index import check_finite, check_metric, prepare, set_search_param, sweep_param, to_distance
 from helpers.atomic import atomic_path
+from helpers.digest import ChecksumError, file_sha256, verify
 from helpers.jsonio import load_json, save_json
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 from imsim.app.batcher import EmbeddingBatcher
@@ -156,20 +158,25 @@ class Collection:
             try:
                 meta = load_json(meta_path)
                 if meta.get("fingerprint") == self.fingerprint:
+                    if not meta.get("sha256"):
+                        raise ChecksumError(f"{meta_path} records no checksum of {self.index_path.name}")
+                    verify(self.index_path, meta["sha256"])
                     index = read(str(self.index_path))
-                    if index.ntotal == len(self.ids):
+                    if index.ntotal == len(self.ids) and index.d == self.dim:
                         log.info("loaded %s", self.index_path)
                         return index, False
+                    raise ChecksumError(f"{self.index_path} holds {index.ntotal} vectors, not {len(self.ids)}")
             except (OSError, RuntimeError, ValueError) as err:
-                log.warning("cannot read %s (%s): rebuilding it", self.index_path, err)
+                log.warning("%s: cannot use it (%s): rebuilding it", self.index_path,
+                            " ".join(str(err).split()))
         log.info("building %s on %d vectors -> %s", self.factory, len(xb), self.index_path)
         index = FaissIndex(self.factory, self.metric, self.binary).fit(xb).add(xb).index_
-        self.index_path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.index_path) as tmp:
             (faiss.write_index_binary if self.binary else faiss.write_index)(index, str(tmp))
+            sha256 = file_sha256(tmp)
         save_json(
             {"fingerprint": self.fingerprint, "factory": self.factory, "metric": self.metric,
-             "database": self.database, "method": self.method, "ntotal": int(index.ntotal)},
+             "database": self.database, "method": self.method, "ntotal": int(index.ntotal), "sha256": sha256},
             meta_path,
         )
         return index, True
@@ -220,12 +227,13 @@ class Collection:
         return sorted(roots)
 
     def describe(self) -> str:
+        """One line for people: size, datasets, features and index (file names only, no server paths)."""
         return (
-            f"{len(self.ids):,} images of {', '.join(self.database)} · features `{self.method}` "
+            f"{len(self.ids):,} images of {', '.join(Path(d).name for d in self.database)} · features {self.method} "
             f"({'binary, ' + str(self.dim) + ' bits' if self.binary else str(self.dim) + '-d'}) · "
-            f"index `{self.factory}` ({self.metric}"
+            f"index {self.factory} ({self.metric}"
             + (f", nprobe {self.nprobe}" if sweep_param(self.factory) == "nprobe" else "")
-            + f") at `{self.index_path}`"
+            + f") saved as {self.index_path.name}"
         )
 
 

@@ -31,7 +31,8 @@ TIMEOUT_S = 10.0
 MAX_REDIRECTS = 5
 MAX_PIXELS = 40_000_000
 #: PIL formats the extractors accept (helpers.images.IMAGE_EXTENSIONS); anything else is refused by name.
-FORMATS = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif", "WEBP": ".webp", "PPM": ".ppm"}
+#: MPO is a phone's multi-picture JPEG: its first frame is a plain JPEG, and that frame is what is read.
+FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif", "WEBP": ".webp", "PPM": ".ppm"}
 #: Networks refused on top of what `ipaddress` calls non-global (explicit, so the rule is readable).
 BLOCKED = tuple(
     ipaddress.ip_network(n)

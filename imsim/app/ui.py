@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import signal
+import sys
 import tempfile
 import uuid
 from collections.abc import Sequence
@@ -30,12 +34,25 @@ def _mark(hit: Hit) -> str:
     return "" if hit.is_copy is None else ("COPY" if hit.is_copy else "not a copy")
 
 
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,;:/.-")
+
+
+def escape_markdown(text: str) -> str:
+    """`text` shown literally in gr.Markdown: every character that Markdown or HTML could read
+    (backticks, '<', '|', '*', '[', '&', ...) becomes a numeric character reference.
+
+    Ids and paths come from file names, which anyone who can write to a dataset folder chooses: a
+    backtick would end a code span and let ``<img src=...>`` through gradio's sanitizer."""
+    return "".join(c if c in _PLAIN else f"&#{ord(c)};" for c in str(text))
+
+
 def hits_table(hits: Sequence[Hit], binary: bool) -> str:
-    """Markdown table of the results (rank, id, distance, mark)."""
+    """Markdown table of the results (rank, id, distance, mark); ids escaped (`escape_markdown`)."""
     if not hits:
         return "No results."
     rows = ["| # | id | distance | copy? |", "|---|---|---|---|"]
-    rows += [f"| {h.rank} | `{h.id}` | {_fmt_distance(h.distance, binary)} | {_mark(h)} |" for h in hits]
+    rows += [f"| {h.rank} | <code>{escape_markdown(h.id)}</code> | {_fmt_distance(h.distance, binary)} | {_mark(h)} |"
+             for h in hits]
     return "\n".join(rows)
 
 
@@ -53,6 +70,36 @@ def _placeholder() -> str:
     if not path.exists():
         atomic.save_image(Image.new("RGB", (64, 64), (200, 200, 200)), path)
     return str(path)
+
+
+def temp_folder(prefix: str = "search_app_") -> Path:
+    """A new temporary folder (uploads, fetched URLs, edited images) removed when the process exits
+    (normally, on Ctrl-C, or on SIGTERM)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        try:  # SIGTERM's default ends the process without running atexit
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        except ValueError:  # not the main thread: leave the handler alone
+            pass
+    return path
+
+
+def query_image(**kwargs) -> gr.Image:
+    """gr.Image(type="filepath") that hands the uploaded file's path over untouched: gradio's own
+    preprocessing opens it with PIL first and fails on a non-image or a bomb with "The upstream Gradio
+    app has raised an exception"; the app's `check_upload` then says why instead. (The instance's
+    `preprocess` is replaced: a subclass would make gradio write a ``.pyi`` file beside this one.)"""
+    image = gr.Image(type="filepath", **kwargs)
+    original = image.preprocess
+
+    def preprocess(payload):
+        if payload is not None and getattr(payload, "path", None) and not (payload.url or "").startswith("data:"):
+            return str(payload.path)
+        return original(payload)
+
+    image.preprocess = preprocess
+    return image
 
 
 def _composite(edited) -> Image.Image | None:
@@ -99,10 +146,10 @@ class _Handlers:
             fetched = fetch_image(url, allow=self.url_allow, max_bytes=self.max_bytes,
                                   max_pixels=self.collection.max_pixels)
         except FetchError as err:
-            return gr.update(), f"URL refused: {err}"
+            return gr.update(), f"URL refused: {escape_markdown(err)}"
         path = self.temp_dir / f"url-{uuid.uuid4().hex}{fetched.suffix}"
         atomic.write_bytes(path, fetched.content, durable=False)  # a scratch copy of the query
-        return str(path), f"Fetched {len(fetched.content):,} bytes from {fetched.url}"
+        return str(path), f"Fetched {len(fetched.content):,} bytes from {escape_markdown(fetched.url)}"
 
     @staticmethod
     def to_editor(path):
@@ -142,14 +189,14 @@ def _threshold_slider(collection: Collection, threshold: float | None, source: s
     else:
         value = float(threshold)
         top = max(top, value)
-        note = f"threshold at 1 % FPR from {source}" if source else "threshold given"
+        note = " ".join((f"threshold at 1 % FPR from {source}" if source else "threshold given").split())
     return {"minimum": 0.0, "maximum": top, "value": value, "step": step, "label": f"copy threshold ({note})"}
 
 
 def _query_column(examples: Sequence[str | os.PathLike]) -> dict:
     """The query image, its URL field and the status line."""
-    query = gr.Image(label="Query", type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
-                     elem_id="query", height=420)
+    query = query_image(label="Query", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                        elem_id="query", height=420)
     with gr.Row():
         url = gr.Textbox(label="Image URL", placeholder="https://...", elem_id="url", scale=4)
         fetch_btn = gr.Button("Fetch", elem_id="fetch", scale=1)
@@ -200,14 +247,15 @@ def build_app(
     url_allow: Sequence[str] = (),
     max_bytes: int = MAX_BYTES,
     temp_dir: str | os.PathLike | None = None,
+    k: int = 5,
 ):
-    """The gradio Blocks of the app over `collection` (not launched)."""
-    temp_dir = Path(temp_dir or tempfile.mkdtemp(prefix="search_app_"))
+    """The gradio Blocks of the app over `collection` (not launched); `k` results shown at first."""
+    temp_dir = Path(temp_dir or temp_folder())
     temp_dir.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(temp_dir)  # uploads and copies land here, nowhere else
     n = len(collection.ids)
     with gr.Blocks(title="Reverse image search") as demo:
-        gr.Markdown(f"## Reverse image search\n{collection.describe()}")
+        gr.Markdown(f"## Reverse image search\n{escape_markdown(collection.describe())}")
         c = {"paths_state": gr.State([]), "selected": gr.State(None)}
         with gr.Row():
             with gr.Column():
@@ -215,7 +263,7 @@ def build_app(
             with gr.Column():
                 c.update(_editor_column())
         with gr.Row():
-            c["k"] = gr.Slider(1, min(MAX_K, n), value=min(5, n), step=1, label="results (k)", elem_id="k")
+            c["k"] = gr.Slider(1, min(MAX_K, n), value=min(k, MAX_K, n), step=1, label="results (k)", elem_id="k")
             c["thr"] = gr.Slider(**_threshold_slider(collection, threshold, threshold_source), elem_id="threshold")
         c["gallery"] = gr.Gallery(label="Most similar", columns=5, height=300, elem_id="results",
                                   object_fit="contain", allow_preview=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 from pathlib import Path
 
 from helpers import cli
@@ -31,6 +30,7 @@ HOST = "127.0.0.1"
 PORT = 7860
 URL_ALLOW: list[str] = []  # networks the URL fetcher may reach although they are not public (e.g. 10.0.0.0/8)
 MAX_UPLOAD_MB = 20
+MAX_UPLOAD_MB_LIMIT = 1024  # --max-upload-mb above this is refused: the app holds an upload in memory
 CONCURRENCY = 16  # searches the page runs at once; their embeddings are batched together
 
 
@@ -45,10 +45,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--nprobe", type=cli.int_in(1), default=NPROBE, help="IVF lists visited per query")
     p.add_argument("--results", type=cli.name, default=RESULTS, help="experiment name whose threshold at 1%% FPR marks copies")
     p.add_argument("--threshold", type=cli.float_in(0), default=THRESHOLD, help="copy threshold (distance) by hand")
-    p.add_argument("--host", default=HOST, help="address to bind (0.0.0.0 exposes the app to the network)")
+    p.add_argument("--host", type=cli.host, default=HOST, help="address to bind (0.0.0.0 exposes the app to the network)")
     p.add_argument("--port", type=cli.int_in(1, 65535), default=PORT)
-    p.add_argument("--url-allow", nargs="*", default=URL_ALLOW, help="non-public networks URLs may reach")
-    p.add_argument("--max-upload-mb", type=cli.float_in(0, lo_open=True), default=MAX_UPLOAD_MB)
+    p.add_argument("--url-allow", nargs="*", type=cli.network, default=URL_ALLOW, help="non-public networks URLs may reach")
+    p.add_argument("--max-upload-mb", type=cli.float_in(0, MAX_UPLOAD_MB_LIMIT, lo_open=True), default=MAX_UPLOAD_MB,
+                   help=f"largest upload or fetched image, in MB (at most {MAX_UPLOAD_MB_LIMIT})")
     p.add_argument("--features-root", type=cli.folder, default=str(FEATURES_DIR))
     p.add_argument("--datasets-root", type=cli.folder, default=str(DATASETS_DIR))
     p.add_argument("--results-root", type=cli.folder, default=str(RESULTS_DIR))
@@ -72,8 +73,8 @@ def prepare_demo(args: argparse.Namespace) -> None:
             extract_dataset(ext, dataset, args.features_root, args.datasets_root)
 
 
-def example_files(source: str, n: int, datasets_root: str) -> list[Path]:
-    """`n` files spread evenly over a dataset or folder (none if it is missing)."""
+def example_files(source: str, n: int, datasets_root: str, required: bool = False) -> list[Path]:
+    """`n` files spread evenly over a dataset or folder (none if it is missing, unless `required`)."""
     from data_retrieval.datasets import DatasetError, load_dataset
 
     if not source or n <= 0:
@@ -81,6 +82,8 @@ def example_files(source: str, n: int, datasets_root: str) -> list[Path]:
     try:
         listing = load_dataset(source, root=datasets_root)
     except DatasetError as err:
+        if required:
+            raise ValueError(f"argument --examples: {' '.join(str(err).split())}") from None
         logging.warning("no examples: %s", err)
         return []
     step = max(1, len(listing.paths) // n)
@@ -100,7 +103,7 @@ def resolve_threshold(args, collection) -> tuple[float | None, str]:
             raise
         logging.info("no threshold: %s", err)
         return None, ""
-    return value, f"{args.results_root}/{name}/results.json"
+    return value, f"experiment {name}"  # its name, not a path of this server
 
 
 def serve(demo, collection, threshold, max_bytes: int, host: str, port: int, allowed_paths: list[str]) -> None:
@@ -120,8 +123,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("imsim.app").setLevel(logging.INFO)
+    if args.examples != EXAMPLES:  # a folder or dataset asked for by name must exist: checked before any work
+        example_files(args.examples, 1, args.datasets_root, required=True)
     from imsim.app import Collection
-    from imsim.app.ui import build_app
+    from imsim.app.ui import build_app, temp_folder
 
     if args.demo:
         prepare_demo(args)
@@ -131,7 +136,7 @@ def main(argv=None) -> int:
     )
     threshold, source = resolve_threshold(args, collection)
     print(f"{collection.describe()} ({'built' if collection.rebuilt else 'loaded'})")
-    temp_dir = tempfile.mkdtemp(prefix="search_app_")
+    temp_dir = temp_folder()  # uploads and fetched images; removed at exit
     max_bytes = int(args.max_upload_mb * 1024 * 1024)
     demo = build_app(
         collection, threshold, source, example_files(args.examples, args.n_examples, args.datasets_root),

@@ -42,19 +42,26 @@ def app_url(tiny_demo, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser():
+    """One Chromium for the module (Playwright's sync API runs one instance per thread)."""
     if CHROMIUM is None:
         pytest.skip("no Chromium on this machine (apt-get install chromium; .ci/run does it)")
     import playwright.sync_api as sync_api  # in requirements-dev.txt: a broken install fails, never skips
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1500})
-        page.set_default_timeout(30_000)
-        page.goto(app_url, wait_until="load")
-        page.wait_for_selector("#query input[type=file]", state="attached")
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page.set_default_timeout(30_000)
+    page.goto(app_url, wait_until="load")
+    page.wait_for_selector("#query input[type=file]", state="attached")
+    yield page
+    page.close()
 
 
 def first_row(page) -> list[str]:
@@ -134,3 +141,58 @@ def test_upload_crop_reuse_in_chromium(page, tiny_demo, tmp_path):
     path = tmp_path / "search_app.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def hostile_app(tmp_path_factory):
+    """An app over a folder whose 17 file names try to inject HTML into the results table."""
+    from extractor import extract_dataset
+    from imsim.app import Collection
+    from imsim.app.ui import build_app
+    from tests.imsim.app.test_untrusted import HOSTILE
+
+    root = tmp_path_factory.mktemp("hostile")
+    folder = root / "Datasets" / "hostile"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in HOSTILE:
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    extract_dataset("phash", folder, root / "Features", workers=0, progress=False)
+    collection = Collection("phash", ["hostile"], features_root=root / "Features", datasets_root=root / "Datasets")
+    demo = build_app(collection, threshold=10.0, threshold_source="test", temp_dir=tmp_path_factory.mktemp("gr"),
+                     k=len(HOSTILE))
+    port = free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                        allowed_paths=[str(folder)])
+    yield f"http://127.0.0.1:{port}", folder
+    demo.close()
+
+
+def test_hostile_file_names_are_shown_literally_in_chromium(hostile_app, browser, tmp_path):
+    from tests.imsim.app.test_untrusted import HOSTILE
+
+    url, folder = hostile_app
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page.set_default_timeout(30_000)
+    elsewhere = []
+    page.on("request", lambda r: elsewhere.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:",
+                                                                                   "blob:")) else None)
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(url, wait_until="load")
+    page.wait_for_selector("#query input[type=file]", state="attached")
+    page.locator("#query input[type=file]").set_input_files(str(folder / f"{HOSTILE[1]}.png"))
+    wait_status(page, "Searched the query")
+    rows = page.locator("#table tbody tr")
+    page.wait_for_function("n => document.querySelectorAll('#table tbody tr').length === n", arg=len(HOSTILE))
+    shown = sorted(rows.nth(i).locator("td").nth(1).inner_text() for i in range(len(HOSTILE)))
+    assert shown == sorted(f"hostile/{name}" for name in HOSTILE)
+    assert page.locator("#table img, #table a, #table script, #table style").count() == 0
+    # an upload that is not an image is refused with the app's reason, not gradio's generic error
+    fake = tmp_path / "drawing.png"
+    fake.write_bytes(b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
+    page.locator("#query input[type=file]").set_input_files(str(fake))
+    page.wait_for_function("() => document.body.innerText.includes('not an image PIL can decode')")
+    assert "upstream Gradio app has raised an exception" not in page.locator("body").inner_text()
+    page.close()
+    assert not elsewhere and not dialogs, (elsewhere, dialogs)
