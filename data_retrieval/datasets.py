@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -147,7 +149,14 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> tuple[lis
     pending = [(os.fspath(folder), "")]
     while pending:
         dirpath, prefix = pending.pop()
-        with os.scandir(dirpath) as entries:
+        try:
+            entries = os.scandir(dirpath)
+        except OSError as e:
+            if dirpath == os.fspath(folder):
+                raise DatasetError(f"image folder {folder} cannot be listed ({e.strerror})") from None
+            skipped.append((dirpath, f"folder cannot be listed ({e.strerror})"))
+            continue
+        with entries:
             for entry in entries:
                 name = entry.name
                 if entry.is_dir(follow_symlinks=False):
@@ -155,8 +164,8 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> tuple[lis
                         pending.append((entry.path, f"{prefix}{name}/"))
                 elif name.startswith("."):
                     skipped.append((entry.path, "hidden file"))
-                elif not entry.is_file():  # a broken link, a socket...
-                    continue
+                elif (odd := _not_a_file(entry)) is not None:  # a loop, a broken link, a FIFO, a device
+                    skipped.append((entry.path, odd))
                 elif not is_image_file(name):
                     skipped.append((entry.path, "not an image extension"))
                 else:
@@ -164,6 +173,33 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> tuple[lis
     found.sort(key=lambda f: natural_key(f[0]))
     skipped.sort()
     return [Path(path) for _, path in found], skipped
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
+
+
+def _not_a_file(entry: os.DirEntry) -> str | None:
+    """None for a regular file (or a link to one), else why the entry is skipped: reading a FIFO
+    would block forever, a device never ends, a loop or a broken link cannot be opened."""
+    try:
+        if entry.is_file():  # the listing's file type, no stat: the common case stays cheap
+            return None
+    except OSError:
+        pass
+    link = entry.is_symlink()
+    try:
+        mode = os.stat(entry.path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symlink loop"
+        if link and isinstance(e, FileNotFoundError):
+            return "broken symlink (its target does not exist)"
+        return f"cannot stat ({e.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    what = next((text for test, text in _KINDS if test(mode)), "not a regular file")
+    return ("symlink to " if link else "") + what + (" (not followed)" if stat.S_ISDIR(mode) else "")
 
 
 def relative_posix(folder: Path, path: Path) -> str:

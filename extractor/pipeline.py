@@ -42,11 +42,12 @@ from extractor.store import (
     FeatureWriter,
     StoreError,
     StoreExistsError,
+    ids_digest,
     provenance_differences,
     read_attrs,
     store_path,
 )
-from helpers import atomic
+from helpers import atomic, images
 from helpers.blas import single_threaded_blas
 from helpers.images import BadImageError
 from helpers.paths import DATASETS_DIR, FEATURES_DIR
@@ -278,6 +279,8 @@ def make_provenance(
         "code": code_record(ext),
         "limit": limit,
         "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
+        "max_pixels": images.MAX_PIXELS,  # a lower limit skips more files: not the same store
+        "listing_sha1": ids_digest(listing.ids),  # the whole folder's ids: shards of one generation agree
     }
     return json.loads(json.dumps(record, sort_keys=True, default=str))  # as it reads back from the file
 
@@ -493,7 +496,7 @@ def extract_dataset(
         except StoreError as e:
             if if_changed != "redo":
                 raise
-            print(f"{e}; extracting it again", file=sys.stderr)
+            print(f"{str(e).split('. Rerun with')[0]}; extracting it again", file=sys.stderr)  # no flag hint: redo
             overwrite = True
     try:
         writer = open_writer(ext, plan, overwrite=overwrite, chunk_rows=max(batch_size, 256), dtype=dtype)

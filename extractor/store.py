@@ -33,6 +33,7 @@ ids: readers verify both and name the damaged file (`StoreError`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -103,14 +104,20 @@ def store_files(dataset: str, method: str, root: str | os.PathLike = FEATURES_DI
     Raises `StoreError` naming what is missing (no file, a missing or unfinished shard).
     """
     single = store_path(dataset, method, root)
-    if single.is_file():
-        return [single]
     folder = Path(root) / dataset
     shards = {}
     for path in folder.glob(f"{method}.shard-*-of-*.h5"):
         m = _SHARD_RE.search(path.name)
         if m and path.name == f"{method}.shard-{m[1]}-of-{m[2]}.h5":
             shards[(int(m[1]), int(m[2]))] = path
+    if single.is_file():
+        if shards:  # which one is current cannot be told: never read one and hide the other
+            names = ", ".join(p.name for _, p in sorted(shards.items()))
+            raise StoreError(
+                f"{folder}: both a single store {single.name} and shards of {method!r} ({names}) exist; "
+                "delete the one that is out of date (or extract again with --overwrite after deleting both)"
+            )
+        return [single]
     if not shards:
         partial = single.with_name(single.name + ".partial")
         hint = (" (an unfinished extraction exists: rerun it to resume)" if partial.exists() else
@@ -124,7 +131,27 @@ def store_files(dataset: str, method: str, root: str | os.PathLike = FEATURES_DI
     missing = [k for k in range(n) if (k, n) not in shards]
     if missing:
         raise StoreError(f"{folder}: {method!r} shards {missing} of {n} are missing or unfinished")
-    return [shards[(k, n)] for k in range(n)]
+    files = [shards[(k, n)] for k in range(n)]
+    _check_generation(files)
+    return files
+
+
+def _check_generation(files: Sequence[Path]) -> None:
+    """Refuse shards extracted from different listings of the folder (a file added between two shards):
+    their rows would overlap or leave gaps. Uses ``provenance.listing_sha1``; older shards pass."""
+    groups: dict[str, list[str]] = {}
+    for path in files:
+        listing = (read_attrs(path).get("provenance") or {}).get("listing_sha1")
+        if listing is None:
+            return
+        groups.setdefault(listing, []).append(path.name)
+    if len(groups) > 1:
+        parts = "; ".join(", ".join(names) for names in sorted(groups.values(), key=len, reverse=True))
+        raise StoreError(
+            f"{files[0].parent}: shards of one store were extracted from different contents of the folder "
+            f"(files added or removed in between: {parts}); extract the minority again with --overwrite "
+            "(or all of them)"
+        )
 
 
 @dataclass
@@ -150,13 +177,27 @@ def _damaged(path: str | os.PathLike, err: Exception) -> StoreError:
     return StoreError(f"{path} is damaged or not a feature store ({first}); {_REDO}")
 
 
-def _open(path: str | os.PathLike) -> h5py.File:
-    """Open a store for reading; a truncated, empty or foreign file becomes a `StoreError`."""
+#: What h5py raises on a damaged file, depending on where the damage is (a flipped bit in an
+#: attribute's dataspace message is a RuntimeError, in a chunk an OSError, in a type a ValueError).
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+
+
+@contextlib.contextmanager
+def _open(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """Open a store for reading; a truncated, empty, foreign or damaged file, wherever the damage is
+    found while the block reads it, becomes a `StoreError` naming the file."""
     try:
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except FileNotFoundError:
         raise StoreError(f"no feature store at {path}") from None
-    except OSError as e:
+    except H5_ERRORS as e:
+        raise _damaged(path, e) from None
+    try:
+        with f:
+            yield f
+    except StoreError:
+        raise
+    except H5_ERRORS as e:
         raise _damaged(path, e) from None
 
 
@@ -164,7 +205,7 @@ def _read(path: str | os.PathLike, dataset: h5py.Dataset, sel: Any = slice(None)
     """Read `dataset[sel]` (checksums verified by HDF5); any read error names the file to redo."""
     try:
         return dataset.asstr()[sel] if strings else dataset[sel]
-    except (OSError, KeyError, ValueError) as e:
+    except H5_ERRORS as e:
         raise _damaged(path, e) from None
 
 
@@ -209,10 +250,7 @@ def _decode(attrs: dict[str, Any]) -> dict[str, Any]:
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
     """Attributes of one store file, JSON fields decoded (empty for stores written without any)."""
     with _open(path) as f:
-        try:
-            attrs = dict(f.attrs)
-        except OSError as e:
-            raise _damaged(path, e) from None
+        attrs = dict(f.attrs)
     return _decode(attrs)
 
 
@@ -252,12 +290,19 @@ def read_index(path: str | os.PathLike) -> np.ndarray:
         return _check_whole(path, f)
 
 
+#: Provenance keys recorded since stores were first written, with the value an older store was made
+#: with: a store that lacks the key matches when the value asked for is that one.
+PROVENANCE_SINCE: dict[str, Any] = {"max_pixels": 16384 * 16384, "listing_sha1": None}
+
+
 def provenance_differences(have: dict[str, Any] | None, want: dict[str, Any]) -> list[str]:
     """Human-readable 'key: stored X, now Y' for every provenance entry that differs."""
     if not have:
         return ["provenance: the store does not record what produced it"]
     out = []
     for key in sorted(set(have) | set(want)):
+        if key not in have and key in PROVENANCE_SINCE and PROVENANCE_SINCE[key] in (None, want.get(key)):
+            continue
         if have.get(key) != want.get(key):
             out.append(f"{key}: stored {_short(have.get(key))}, now {_short(want.get(key))}")
     return out
@@ -384,6 +429,9 @@ def load_features(
                         raise _damaged(path, e) from None
                 start += n
         ids = np.concatenate(parts)
+        if len(set(ids.tolist())) != len(ids):
+            raise StoreError(f"{paths[0].parent}: the shards of {attrs.get('method')!r} hold the same id twice "
+                             "(extracted from different listings); extract them again with --overwrite")
     binary = bool(attrs.get("binary", features.dtype == np.uint8))
     return Features(
         ids=ids,
@@ -488,7 +536,12 @@ class FeatureWriter:
         provenance_json = json.dumps(provenance, sort_keys=True, default=str) if provenance is not None else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.partial.exists():
-            self._resume(want, params_json, provenance)
+            try:
+                self._resume(want, params_json, provenance)
+            except StoreError:
+                raise
+            except H5_ERRORS as e:  # damaged metadata found while checking it: start again
+                self._drop_partial(f"damaged ({(str(e).splitlines() or [type(e).__name__])[0]})")
         if self._file is None:
             self._file = f = h5py.File(self.partial, "w")
             f.create_dataset(
@@ -523,7 +576,7 @@ class FeatureWriter:
         try:
             self._file = h5py.File(self.partial, "r+")
             attrs = _decode(dict(self._file.attrs))
-        except OSError:  # killed while HDF5 metadata was being written: start again
+        except H5_ERRORS:  # killed while HDF5 metadata was being written, or damaged: start again
             self._drop_partial("unreadable")
             return
         if attrs.get("n_seen") != attrs.get("n_rows", 0) + attrs.get("n_skipped", 0):
@@ -541,13 +594,37 @@ class FeatureWriter:
                 "rerun with the same settings, or overwrite (extract_features.py --overwrite)"
             )
         self._truncate_to(int(self._file.attrs["n_rows"]))
+        damage = self._damage()
+        if damage:
+            self._drop_partial(f"damaged ({damage}), not resumed")
+
+    def _damage(self, block_rows: int = 1 << 16) -> str | None:
+        """Why the rows kept for a resume cannot be trusted, or None: every features chunk is read
+        (HDF5 verifies its Fletcher-32 checksum) and the ids are compared with ``index_lines``."""
+        f = self._file
+        features, n = f["features"], int(f.attrs["n_rows"])
+        try:
+            for start in range(0, n, block_rows):
+                features[start:min(n, start + block_rows)]
+            ids = f["index"].asstr()[:n]
+        except H5_ERRORS as e:
+            return (str(e).splitlines() or [type(e).__name__])[0]
+        if "index_lines" in f:
+            lines = np.frombuffer(id_lines(ids), dtype=np.uint8)
+            have = f["index_lines"][: int(f.attrs.get("n_index_bytes", 0))]
+            if not any("\n" in i for i in ids) and not np.array_equal(have, lines):
+                return "its ids and their byte copy differ"
+        return None
 
     def _drop_partial(self, why: str) -> None:
         print(f"{self.partial}: {why}; starting again", file=sys.stderr)
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except H5_ERRORS:  # a damaged file may fail to close cleanly: it is deleted anyway
+                pass
             self._file = None
-        self.partial.unlink()
+        self.partial.unlink(missing_ok=True)
 
     def _truncate_to(self, n_rows: int) -> None:
         f = self._file

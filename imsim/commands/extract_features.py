@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                     from extractor.local_store import extract_local
 
                     path = extract_local(ext, source, args.features_root, args.datasets_root, args.batch_size,
-                                         args.workers, args.limit, dtype="float16" if args.store_fp16 else "float32")
+                                         args.workers, args.limit, dtype="float16" if args.store_fp16 else "float32",
+                                         overwrite=args.overwrite)
                     print(f"{ext.name} {getattr(source, 'name', source)}: {path}")
                     continue
                 path = extract_dataset(ext, source, shard=args.shard, config=cfg,

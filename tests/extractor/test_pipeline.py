@@ -410,7 +410,7 @@ def test_provenance_attributes_are_recorded(image_folder, tmp_path):
     attrs = load_features(_dhash(image_folder, tmp_path, shard=(0, 2))).attrs
     prov = attrs["provenance"]
     assert set(prov) == {"folder", "dataset", "n_files", "files_sha1", "extractor", "params", "weights_sha256",
-                         "precision", "code", "limit", "shard"}
+                         "precision", "code", "limit", "shard", "max_pixels", "listing_sha1"}
     assert prov["n_files"] == 6 and prov["shard"] == "0/2" and prov["extractor"] == "dhash" and prov["limit"] is None
     assert len(attrs["index_sha1"]) == 40
 
