@@ -244,7 +244,7 @@ def find_duplicates(
     if ext.name.startswith("crop_resistant"):
         raise ValueError("crop_resistant compares segments, not one vector: use phash, dhash, ... or a neural method")
     store = extract_dataset(ext, listing, features_root=features_root, workers=workers, batch_size=batch_size,
-                            progress=progress)
+                            progress=progress, if_changed="redo")  # a cache here: a changed folder is re-extracted
     feats = load_features(store)
     path_of = dict(zip(listing.ids, (str(p) for p in listing.paths), strict=True))
     ids = [str(i) for i in feats.ids]

@@ -59,7 +59,8 @@ from fast_search.results import (
     save_exact,
     score,
 )
-from helpers.atomic import save_npz
+from helpers.atomic import fsync_dir, save_npz
+from helpers.digest import file_sha256
 from helpers.jsonio import load_json, save_json
 from helpers.paths import FEATURES_DIR, RESULTS_DIR
 
@@ -186,6 +187,7 @@ def _previous(folder: Path, cfg: ExperimentConfig, overwrite: bool, resume: bool
 
 def _validate(cfg: ExperimentConfig, overwrite: bool, resume: bool) -> Plan:
     folder = experiment_dir(cfg.name, cfg.results_root)
+    recover_experiment(folder)
     previous = _previous(folder, cfg, overwrite, resume)
     if not cfg.ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in cfg.ks):
         raise ValueError(f"ks must be positive integers, got {cfg.ks!r}")
@@ -420,7 +422,7 @@ def _score_sweep(cfg, data, info, folder: Path, factory: str, metric: str, s: Sw
         D_exact, I_exact = exact_results(cfg, data, info, metric, kmax, folder)
         vs_exact = M.recall_vs_exact(s.I, I_exact, kmax, s.D, D_exact)
     (folder / "runs").mkdir(parents=True, exist_ok=True)
-    save_npz(folder / "runs" / _file_name(key), D=s.D, I=s.I)
+    run_sha256 = file_sha256(save_npz(folder / "runs" / _file_name(key), D=s.D, I=s.I))
     search_s = s.timing["search_time_s"]
     run = {
         "key": key,
@@ -438,6 +440,7 @@ def _score_sweep(cfg, data, info, folder: Path, factory: str, metric: str, s: Sw
         "queries_per_s": len(data.queries) / search_s if search_s > 0 else None,
         "index_bytes": int(s.nbytes),
         "file": f"runs/{_file_name(key)}",
+        "sha256": run_sha256,  # readers check it: a damaged file is named, never read as other numbers
     }
     log.info("%s: recall@1=%s", key, run["recall_at_k"].get("1"))
     return run
@@ -539,8 +542,9 @@ def _start(cfg: ExperimentConfig, plan: Plan, data, threads: int) -> dict:
     return result
 
 
-def _save_ids(folder: Path, data) -> None:
-    save_npz(
+def _save_ids(folder: Path, data) -> str:
+    """Write ``ids.npz``; returns its sha256 (results.json records it as ``ids_sha256``)."""
+    return file_sha256(save_npz(
         folder / "ids.npz",
         query_ids=np.array(data.query_ids, dtype=str),
         database_ids=np.array(data.database_ids, dtype=str),
@@ -551,7 +555,7 @@ def _save_ids(folder: Path, data) -> None:
             dtype=str,
         ),
         attacks=np.array(data.attacks, dtype=str),
-    )
+    ))
 
 
 def run_experiment(
@@ -574,6 +578,8 @@ def run_experiment(
     (``complete: false``) with the same parameters keeps its finished (index, metric) groups.
     Datasets are processed in sorted order, so the order they are given in changes nothing.
     """
+    if overwrite and resume:
+        raise ValueError("overwrite and resume exclude each other: finish the interrupted run, or replace it")
     cfg = ExperimentConfig.from_params(name, method, database, queries, **params)
     plan = _validate(cfg, overwrite, resume)
     database_sorted, queries_sorted = cfg.sorted_sources()
@@ -593,13 +599,16 @@ def run_experiment(
     check_background_generators(cfg, data)
     threads = cfg.threads or os.cpu_count() or 1
     faiss.omp_set_num_threads(threads)
-    folder = plan.folder
-    if overwrite and folder.exists():
-        for sub in ("runs", "neighbors", "cache"):
-            shutil.rmtree(folder / sub, ignore_errors=True)
+    final = plan.folder
+    # --overwrite builds the new experiment beside the old one and swaps them at the end: a kill
+    # leaves the old complete experiment, never its results.json over emptied runs/
+    folder = _staging(final) if overwrite and final.exists() else final
+    if folder != final:
+        shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
-    _save_ids(folder, data)
+    ids_sha256 = _save_ids(folder, data)
     result = _start(cfg, plan, data, threads)
+    result["ids_sha256"] = ids_sha256
     done = {(r["index"], r["metric"]) for r in result["runs"] + result["errors"]}
     for factory in cfg.indexes:
         auto = plan.auto if factory == "auto" else None
@@ -620,7 +629,34 @@ def run_experiment(
             save_json(result, folder / "results.json")
     result["complete"] = True
     save_json(result, folder / "results.json")
+    if folder != final:
+        _replace_folder(folder, final)
     return result
+
+
+def _staging(folder: Path) -> Path:
+    """Where ``--overwrite`` builds the new experiment: a hidden sibling of `folder`."""
+    return folder.parent / f".{folder.name}.overwrite"
+
+
+def _replace_folder(new: Path, folder: Path) -> None:
+    """Put the finished experiment `new` in place of `folder` (two renames; `recover_experiment`
+    finishes the swap if a kill lands between them)."""
+    old = folder.parent / f".{folder.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(folder, old)
+    os.replace(new, folder)
+    fsync_dir(folder.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_experiment(folder: Path) -> None:
+    """Finish an ``--overwrite`` swap interrupted between its two renames (the folder is missing)."""
+    old, new = folder.parent / f".{folder.name}.old", _staging(folder)
+    if folder.exists() or not old.exists():
+        return
+    done = (new / "results.json").is_file() and load_json(new / "results.json").get("complete")
+    os.replace(new if done else old, folder)
 
 
 def default_search_params(

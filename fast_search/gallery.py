@@ -29,7 +29,7 @@ from extractor.store import store_info
 from fast_search import metrics as M
 from fast_search.metric_table import BY_KEY
 from fast_search.report import load_results
-from fast_search.results import experiment_dir
+from fast_search.results import experiment_dir, load_ids, load_run
 from helpers.atomic import save_image, write_text
 from helpers.images import BadImageError, load_image
 from helpers.paths import DATASETS_DIR, RESULTS_DIR
@@ -234,11 +234,14 @@ def explore_neighbors(
     chosen = _pick_run(res, run)
     folder = experiment_dir(name, results_root)
     folders = {**_store_folders(res), **(folders or {})}
-    with np.load(folder / "ids.npz", allow_pickle=False) as z:
+    z = load_ids(folder, res)
+    try:
         query_ids, database_ids, targets = z["query_ids"], z["database_ids"], z["targets"]
-        positives = z["positives"] if "positives" in z else targets
-    with np.load(folder / chosen["file"], allow_pickle=False) as z:
-        D, I = z["D"], z["I"]
+    except KeyError as e:
+        raise ValueError(f"{folder / 'ids.npz'} holds no {e.args[0]}; rerun `python search_experiment.py "
+                         f"{name} --overwrite`") from None
+    positives = z["positives"] if "positives" in z else targets
+    D, I = load_run(folder, chosen)
     if len(I) != len(query_ids) or (I.size and int(I.max()) >= len(database_ids)):
         raise ValueError(
             f"{folder / chosen['file']} does not fit the experiment's ids ({len(query_ids)} queries, "

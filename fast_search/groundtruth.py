@@ -58,7 +58,7 @@ def parse_targets(items: Sequence[str] | dict[str, str] | None) -> dict[str, str
     out = {}
     for item in items:
         query, sep, target = str(item).partition("=")
-        if not sep or not query or not target or "/" in query or "/" in target:
+        if not sep or not query or not target or "/" in query or "/" in target or "=" in target:
             raise ValueError(
                 f"--targets expects QUERY_DATASET=DATABASE_DATASET (dataset names), got {item!r}"
             )

@@ -21,6 +21,7 @@ also applies to ``hamming``. This is the one implementation: `finetuning.copy_ev
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -95,15 +96,24 @@ def load_adaptation(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | N
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"adaptation file {path} does not exist")
-    if path.suffix == ".npy":
-        W, b = np.load(path, allow_pickle=False), None
-    else:
-        with np.load(path, allow_pickle=False) as z:
-            if "weight" not in z:
-                raise ValueError(
-                    f"{path}: an adaptation .npz needs a 'weight' array (out, in), has {list(z)}"
-                )
-            W, b = z["weight"], z["bias"] if "bias" in z else None
+    try:
+        if path.suffix == ".npy":
+            W, b = np.load(path, allow_pickle=False), None
+        else:
+            with np.load(path, allow_pickle=False) as z:
+                if not hasattr(z, "files"):  # an .npy under another name
+                    raise ValueError("an array, not an .npz archive")
+                if "weight" not in z:
+                    raise ValueError(
+                        f"{path}: an adaptation .npz needs a 'weight' array (out, in), has {list(z)}"
+                    )
+                W, b = z["weight"], z["bias"] if "bias" in z else None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise ValueError(f"{path} is not an adaptation file (a .npy array W, or an .npz with 'weight' and "
+                         f"optional 'bias', written without pickle): {' '.join(str(e).split()) or type(e).__name__}"
+                         ) from None
     if W.ndim != 2 or (b is not None and b.shape != (W.shape[0],)):
         raise ValueError(
             f"{path}: weight must be (out, in) and bias (out,), got {W.shape} and {getattr(b, 'shape', None)}"

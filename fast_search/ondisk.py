@@ -9,11 +9,16 @@ The faiss recipe (faiss/contrib/ondisk.py, the wiki's "Indexes that do not fit i
    (`OnDiskInvertedLists`), and write ``merged.index`` that points at it;
 4. search ``merged.index`` memory-mapped: only the coarse quantizer and the lists probed are paged in.
 
+Every file is checksummed when written: shard indexes before they are merged, ``merged.index`` and
+``merged.ivfdata`` (``checksums.json``, sha256) before they are opened, so a flipped byte is an error
+naming the file (`helpers.digest.ChecksumError`), never other neighbours.
+
 Only IVF indexes keep their codes in inverted lists, so only they memory-map (faiss issues 1262, 1403).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -26,10 +31,14 @@ from faiss.contrib.ondisk import merge_ondisk
 from tqdm.auto import tqdm
 
 from fast_search.index import FaissIndex, content_keys, content_order, prepare, sweep_param
-from helpers.atomic import atomic_path
+from helpers.atomic import atomic_path, write_json
+from helpers.digest import ChecksumError, file_sha256, verify
 
 #: Vectors per shard index before it is written to disk (1M PQ32 codes: ~40 MB with their ids).
 SHARD_ROWS = 1_000_000
+#: sha256 of ``merged.index`` and ``merged.ivfdata``, written after the merge, checked by `open_ondisk`.
+CHECKSUMS = "checksums.json"
+_REDO = "build the on-disk index again (rerun the experiment with --overwrite)"
 
 
 def check_ondisk(factory: str, binary: bool) -> None:
@@ -92,12 +101,15 @@ class OnDiskIVF(FaissIndex):
         self.folder.mkdir(parents=True)
         with atomic_path(self.folder / "trained.index") as tmp:
             faiss.write_index(self.index_, str(tmp))
+            self._trained_sha256 = file_sha256(tmp)
         self.shards_: list[Path] = []
+        self.shard_sha256_: dict[str, str] = {}
         self._shard = None
         self._merged = False
         return self
 
     def _new_shard(self):
+        verify(self.folder / "trained.index", self._trained_sha256, _REDO)
         return faiss.read_index(str(self.folder / "trained.index"))
 
     def _flush(self) -> None:
@@ -106,6 +118,7 @@ class OnDiskIVF(FaissIndex):
         path = self.folder / f"shard_{len(self.shards_):05d}.index"
         with atomic_path(path) as tmp:  # a shard file is whole or absent
             faiss.write_index(self._shard, str(tmp))
+            self.shard_sha256_[path.name] = file_sha256(tmp)
         self.shards_.append(path)
         self._shard = None
 
@@ -138,10 +151,14 @@ class OnDiskIVF(FaissIndex):
         start = time.perf_counter()
         self._flush()
         index = self._new_shard()
+        for path in self.shards_:  # a shard damaged on disk since it was written is not merged
+            verify(path, self.shard_sha256_[path.name], _REDO)
         merge_ondisk(index, [str(p) for p in self.shards_], str(self.folder / "merged.ivfdata"))
         with atomic_path(self.folder / "merged.index") as tmp:  # written last: it exists only over a whole .ivfdata
             faiss.write_index(index, str(tmp))
         del index
+        write_json(self.folder / CHECKSUMS, {name: file_sha256(self.folder / name)
+                                             for name in ("merged.index", "merged.ivfdata")}, indent=1)
         for path in self.shards_:
             path.unlink()
         self.index_ = open_ondisk(self.folder)
@@ -165,8 +182,19 @@ class OnDiskIVF(FaissIndex):
 
 
 def open_ondisk(folder: str | os.PathLike):
-    """``folder/merged.index`` with its lists memory-mapped from ``merged.ivfdata`` beside it."""
-    return faiss.read_index(str(Path(folder) / "merged.index"), faiss.IO_FLAG_ONDISK_SAME_DIR)
+    """``folder/merged.index`` with its lists memory-mapped from ``merged.ivfdata`` beside it, after
+    both files are checked against ``checksums.json`` (`ChecksumError` naming the damaged one)."""
+    folder = Path(folder)
+    try:
+        sums = json.loads((folder / CHECKSUMS).read_text())
+    except (OSError, ValueError) as e:
+        raise ChecksumError(f"{folder / CHECKSUMS} is missing or damaged ({type(e).__name__}): the on-disk index "
+                            f"cannot be checked; {_REDO}") from None
+    for name in ("merged.index", "merged.ivfdata"):
+        if not isinstance(sums, dict) or not isinstance(sums.get(name), str):
+            raise ChecksumError(f"{folder / CHECKSUMS} records no checksum of {name}; {_REDO}")
+        verify(folder / name, sums[name], _REDO)
+    return faiss.read_index(str(folder / "merged.index"), faiss.IO_FLAG_ONDISK_SAME_DIR)
 
 
 def build_ondisk(

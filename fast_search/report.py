@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from fast_search import metrics as M
 from fast_search.metric_table import ATTACK_MEASURES, BY_KEY, summary_cells
-from fast_search.results import SCHEMA, experiment_dir
+from fast_search.results import SCHEMA, experiment_dir, load_ids, load_run
 from helpers.atomic import save_figure, write_text
 from helpers.jsonio import load_json
 from helpers.paths import RESULTS_DIR
@@ -143,14 +143,16 @@ def write_summary(name: str, results_root: str | os.PathLike = RESULTS_DIR) -> l
 
 
 def _run_arrays(folder: Path, run: dict) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(folder / run["file"], allow_pickle=False) as z:
-        return z["D"], z["I"]
+    return load_run(folder, run)
 
 
-def _targets(folder: Path) -> np.ndarray:
+def _targets(folder: Path, res: dict | None = None) -> np.ndarray:
     """Each query's positives ((nq, m), -1 padded; older experiments: (nq,) targets)."""
-    with np.load(folder / "ids.npz", allow_pickle=False) as z:
-        return z["positives"] if "positives" in z else z["targets"]
+    z = load_ids(folder, res)
+    if "positives" not in z and "targets" not in z:
+        raise ValueError(f"{folder / 'ids.npz'} holds no targets; rerun `python search_experiment.py "
+                         f"{folder.name} --overwrite`")
+    return z["positives"] if "positives" in z else z["targets"]
 
 
 def _negative(targets: np.ndarray) -> np.ndarray:
@@ -401,7 +403,9 @@ def process_experiment(name: str, results_root: str | os.PathLike = RESULTS_DIR)
     folder = experiment_dir(name, results_root)
     if not res["runs"]:
         raise ValueError(f"{folder / 'results.json'} holds no runs (errors: {res.get('errors')})")
-    targets = _targets(folder)
+    targets = _targets(folder, res)
+    for run in res["runs"]:  # every run file checked before any figure is drawn
+        load_run(folder, run)
     paths = write_summary(name, results_root)
     paths += plot_time_recall(res, folder)
     paths += plot_recall_k(res, folder, targets)

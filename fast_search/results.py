@@ -24,6 +24,7 @@ from fast_search import metrics as M
 from fast_search.metric_table import score_all
 from helpers.atomic import save_npz
 from helpers.cli import check_name
+from helpers.digest import load_npz
 from helpers.paths import RESULTS_DIR
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,25 @@ def fingerprint(method: str, database: list[str], queries: list[str], metric: st
     """What exact results depend on: method, metric, datasets and the store files' modification times."""
     stamps = [f"{f}:{os.stat(f).st_size}:{os.stat(f).st_mtime_ns}" for f in files]
     return "|".join([method, metric, *database, *queries, *stamps])
+
+
+def _redo(folder: Path) -> str:
+    return f"rerun `python search_experiment.py {Path(folder).name} --overwrite`"
+
+
+def load_run(folder: str | os.PathLike, run: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(D, I) of one run of results.json, checked against the sha256 recorded with it: a damaged,
+    truncated or missing file is a `ChecksumError` (ValueError) naming it, never other numbers."""
+    z = load_npz(Path(folder) / run["file"], run.get("sha256"), _redo(folder))
+    if "D" not in z or "I" not in z:
+        raise ValueError(f"{Path(folder) / run['file']} holds no D and I arrays; {_redo(folder)}")
+    return z["D"], z["I"]
+
+
+def load_ids(folder: str | os.PathLike, res: dict | None = None) -> dict[str, np.ndarray]:
+    """The arrays of ``ids.npz`` (query and database ids, targets, positives, categories), checked
+    against ``ids_sha256`` of results.json when it records one."""
+    return load_npz(Path(folder) / "ids.npz", (res or {}).get("ids_sha256"), _redo(folder))
 
 
 def exact_cache_path(folder: Path, metric: str) -> Path:

@@ -28,7 +28,7 @@ def test_merged_on_disk_equals_one_in_memory_index(data, tmp_path, factory, metr
     D_ref, I_ref = ref.search(xq, 10)
     # 3000 vectors in blocks of 700 into shards of 1000: shard boundaries cut blocks
     disk = build_ondisk(factory, metric, array_blocks(xb, 700), train, tmp_path / "ivf", shard_rows=1000)
-    assert sorted(p.name for p in (tmp_path / "ivf").iterdir()) == ["merged.index", "merged.ivfdata", "trained.index"]
+    assert sorted(p.name for p in (tmp_path / "ivf").iterdir()) == ["checksums.json", "merged.index", "merged.ivfdata", "trained.index"]
     assert disk.ntotal_ == disk.index_.ntotal == 3000
     disk.set_param("nprobe", 4)
     D, I = disk.search(xq, 10)
