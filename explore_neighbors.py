@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument(
         "--threshold",
-        type=cli.float_in(),
+        type=cli.float_in(0),
         default=None,
         help="distance under which a negative query counts as a false match (default: 1%% FPR threshold)",
     )

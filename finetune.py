@@ -111,7 +111,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--results-root", type=cli.folder, default=str(RESULTS_DIR))
     run.add_argument("--features-root", type=cli.folder, default=str(FEATURES_DIR),
                      help="where per-epoch evaluation stores features")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_args(p, args)
+    return args
+
+
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, before any work, what the flags cannot mean: unknown augmentation steps or attack ids,
+    a crop-scale range upside down, SSCD-only flags with another recipe."""
+    try:
+        probabilities = parse_probabilities(args.aug_p)
+    except ValueError as e:
+        p.error(f"argument --aug-p: {e}")
+    unknown = sorted(set(probabilities) - set(AUGMENTATION_STEPS))
+    if unknown:
+        p.error(f"argument --aug-p: unknown step(s) {unknown}; steps: {', '.join(AUGMENTATION_STEPS)}")
+    bad = {k: v for k, v in probabilities.items() if not 0 <= v <= 1}
+    if bad:
+        p.error(f"argument --aug-p: probabilities must be in [0, 1], got {bad}")
+    low, high = args.crop_scale
+    if low > high:
+        p.error(f"argument --crop-scale: expected MIN MAX with MIN <= MAX, got {low:g} {high:g}")
+    if args.train_attacks:
+        from data_retrieval.attacks import ATTACK_IDS, EXTRA_ATTACK_IDS
+
+        unknown = sorted(set(args.train_attacks) - set(ATTACK_IDS) - set(EXTRA_ATTACK_IDS))
+        if unknown:
+            p.error(f"argument --train-attacks: unknown attack id(s) {unknown} (see data_retrieval/attacks.py)")
+    if args.recipe != "sscd":
+        given = [flag for flag, value in (("--aug-p", args.aug_p), ("--train-attacks", args.train_attacks)) if value]
+        if given:
+            p.error(f"argument {given[0]}: applies to --recipe sscd only (this run uses --recipe {args.recipe})")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -136,6 +166,8 @@ def parse_probabilities(items: list[str]) -> dict[str, float]:
         try:
             out[name] = float(value)
         except ValueError:
+            sep = ""
+        if sep and out[name] != out[name]:  # nan
             sep = ""
         if not sep:
             raise ValueError(f"--aug-p expects STEP=PROBABILITY items, got {item!r}")

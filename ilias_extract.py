@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         names = [flag] + ([flag.replace("_", "-")] if "_" in flag else [])
         p.add_argument(*names, **kw)
 
-    add("--dataset_dir", type=cli.folder, required=True, help="folder of the ILIAS core images, or of the distractor tars")
+    add("--dataset_dir", type=cli.existing_folder, required=True, help="folder of the ILIAS core images, or of the distractor tars")
     add("--partition", default=PARTITION, choices=PARTITIONS)
     add("--hdf5_dir", type=cli.folder, required=True, help="folder of the feature files")
     add("--hdf5_name", type=cli.name, default=HDF5_NAME, help="file name prefix")

@@ -125,7 +125,10 @@ def name(text: str) -> str:
 
 
 def folder(text: str) -> str:
-    """A folder to read or create: anything but an existing file (returned as a str, like a default)."""
+    """A folder to read or create: anything but an existing file or an empty string (which would
+    silently mean the current directory); returned as a str, like a default."""
+    if not str(text).strip():
+        _fail("expected a folder, not an empty string", text)
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():
         _fail("expected a folder, but this is a file", text)

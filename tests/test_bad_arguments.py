@@ -126,6 +126,26 @@ CASES = [
     ("search_app.py", ["--nprobe", "0"], "--nprobe"),
     ("search_app.py", ["--features-root", "{file}"], "--features-root"),
     ("search_app.py", ["--method", "feat", "--database", "db", "--features-root", "{F}"], "cannot rebuild the extractor"),
+    # issue 23, item 10: accepted without a word, or with a misleading message, before
+    ("extract_features.py", ["--method", "dhash", "--pooling", "local"], "--pooling"),
+    ("extract_features.py", ["--method", "dhash", "--multiscale"], "--multiscale"),
+    ("extract_features.py", ["--method", "dhash", "--transforms", "RESIZE_LARGE"], "--transforms"),
+    ("extract_features.py", ["--method", "dhash", "--store-fp16"], "--store-fp16"),
+    ("extract_features.py", ["--method", "dhash", "--resolution", "256"], "--resolution"),
+    ("extract_features.py", ["--method", "dhash", "--weights", "none"], "--weights"),
+    ("extract_features.py", ["--method", "dhash", "--l2"], "--l2"),
+    ("extract_features.py", ["--method", "efficientnet_lite0", "--exact"], "--exact"),
+    ("extract_features.py", ["--folder", ""], "--folder"),
+    ("extract_features.py", ["--dataset", "nosuch", "--features-root", "{F}", "--datasets-root", "{dir}"], "nosuch"),
+    ("finetune.py", ["--aug-p", "nosuch=0.5"], "--aug-p"),
+    ("finetune.py", ["--train-attacks", "nosuch"], "--train-attacks"),
+    ("finetune.py", ["--crop-scale", "0.9", "0.1"], "--crop-scale"),
+    ("search_experiment.py", ["x", "--targets", "a=b=c"], "--targets"),
+    ("search_experiment.py", ["x", "--resume", "--overwrite"], "--resume"),
+    ("search_experiment.py", ["x", *SEARCH, "--method", "feat", "--indexes", "Flat", "--metrics", "L2", "--adaptation",
+                              "{file}", "--features-root", "{F}", "--results-root", "{R}"], "not an adaptation file"),
+    ("explore_neighbors.py", ["x", "--threshold", "-1"], "--threshold"),
+    ("ilias_extract.py", ["--dataset_dir", "{tmp}/nonexistent", "--hdf5_dir", "{dir}"], "--dataset_dir"),
     ("search_app.py", ["--max-upload-mb", "1e12"], "--max-upload-mb"),
     ("search_app.py", ["--examples", "/nonexistent"], "--examples"),
     ("search_app.py", ["--host", "999.1.1.1"], "--host"),
@@ -234,3 +254,18 @@ def test_bad_arguments_fail_before_heavy_imports(env):
         if any(token in names for token in NEEDS_FAISS):
             allowed.add("faiss")
         assert set(report["heavy"]) <= allowed, (case, report)
+
+
+def test_duplicates_never_hints_at_a_flag_it_does_not_have(tmp_path):
+    """A folder changed since its features were cached is extracted again (the store is a cache here)."""
+    from tests.conftest import synthetic_image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        synthetic_image(i).save(folder / f"{i}.jpg")
+    argv = [str(folder), "--features-root", str(tmp_path / "F"), "--results-root", str(tmp_path / "R"), "--workers", "0"]
+    assert _run_in_process("fast_search/duplicates.py", argv)[0] == 0
+    synthetic_image(9).save(folder / "9.jpg")
+    code, err = _run_in_process("fast_search/duplicates.py", argv)
+    assert code == 0 and "--overwrite" not in err, err

@@ -124,7 +124,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--resume", action="store_true", help="finish an interrupted Results/NAME (same parameters)"
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.resume and args.overwrite:
+        p.error("argument --resume: not allowed with --overwrite (finish the interrupted run, or replace it)")
+    return args
 
 
 def store_name(entry: str) -> str:
