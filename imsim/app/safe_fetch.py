@@ -5,8 +5,10 @@ and *every* A/AAAA record must be a public address (loopback, private, link-loca
 reserved, cloud-metadata and their IPv4-mapped / 6to4 / NAT64 IPv6 forms are refused), unless it
 falls in an explicit allow-list of networks; the connection goes to the checked address (no second
 DNS lookup, TLS still verified against the host name); redirects are followed by hand, each hop
-checked again (at most 5); the body is streamed and cut at `max_bytes`, the whole fetch at `timeout`
-seconds; the bytes must decode as an image of at most `max_pixels`. `check_upload` applies the same
+checked again (at most 5); the body is streamed and cut at `max_bytes` (counted after decompression,
+as it is produced: a gzip bomb never inflates past the cap), the whole fetch at `timeout` seconds (a
+watchdog shuts the socket at the deadline, so a body dripping a byte at a time cannot stretch it);
+the bytes must decode as an image of at most `max_pixels`. `check_upload` applies the same
 size, pixel and format rules to uploaded files.
 """
 
@@ -15,8 +17,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import threading
 import time
 import warnings
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from io import BytesIO
@@ -160,7 +164,8 @@ def fetch_image(
             trust_env=False,
         ) as client:
             try:
-                with client.stream("GET", parsed, headers={"Accept": "image/*"}) as response:
+                headers = {"Accept": "image/*", "Accept-Encoding": "identity"}
+                with client.stream("GET", parsed, headers=headers) as response:
                     if response.is_redirect:
                         location = response.headers.get("location")
                         if not location:
@@ -179,17 +184,83 @@ def fetch_image(
     raise FetchError(f"more than {max_redirects} redirects from {url}")
 
 
+def _decoder(encoding: str):
+    """A zlib decompressor for a Content-Encoding we decode ourselves (capped), or None for identity."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip header, as servers send either
+    raise FetchError(f"refused: the body is {encoding!r}-encoded (accepted: none, gzip, deflate)")
+
+
+def _watchdog(response: httpx.Response, deadline: float) -> threading.Timer | None:
+    """Shut the response's socket at `deadline`: a read blocked on a body that drips a byte at a time
+    then returns at once (httpx's timeouts are per read, so they cannot bound the whole transfer)."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is None:
+        return None
+
+    def shut() -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), shut)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def _read_capped(response: httpx.Response, max_bytes: int, deadline: float, timeout: float) -> bytes:
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(f"refused: the body is {int(declared):,} bytes, over the {max_bytes:,} byte limit")
+    decoders = [_decoder(e) for e in reversed(response.headers.get("content-encoding", "").split(",")) if e.strip()]
+    decoders = [d for d in decoders if d is not None]
+    if len(decoders) > 1:
+        raise FetchError("refused: the body is encoded more than once")
+    too_big = f"refused: the body is larger than the {max_bytes:,} byte limit (cut off)"
     buf = bytearray()
-    for chunk in response.iter_bytes():  # as data arrives (a chunk size would wait for it to fill)
-        buf += chunk
-        if len(buf) > max_bytes:
-            raise FetchError(f"refused: the body is larger than the {max_bytes:,} byte limit (cut off)")
-        if time.monotonic() > deadline:
-            raise FetchError(f"timed out after {timeout:g} s")
+    watchdog = _watchdog(response, deadline)
+    try:
+        for chunk in response.iter_raw():  # as data arrives, undecoded: decompressed below, capped
+            if decoders:
+                data, d = chunk, decoders[0]
+                while data:
+                    out = d.decompress(data, max_bytes + 1 - len(buf))  # never more than the cap allows
+                    buf += out
+                    if len(buf) > max_bytes:
+                        raise FetchError(too_big)
+                    data = d.unconsumed_tail
+                    if not out:
+                        break
+            else:
+                buf += chunk
+            if len(buf) > max_bytes:
+                raise FetchError(too_big)
+            if time.monotonic() > deadline:
+                raise FetchError(f"timed out after {timeout:g} s")
+    except (httpx.HTTPError, zlib.error) as err:
+        if time.monotonic() >= deadline:
+            raise FetchError(f"timed out after {timeout:g} s") from None
+        if isinstance(err, zlib.error):
+            raise FetchError(f"the body's compression is broken ({err})") from None
+        raise
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+    if time.monotonic() >= deadline:  # the watchdog shut the socket: what came is not the whole body
+        raise FetchError(f"timed out after {timeout:g} s")
+    if decoders:
+        tail = decoders[0].flush()
+        if len(buf) + len(tail) > max_bytes:
+            raise FetchError(too_big)
+        buf += tail
     return bytes(buf)
 
 
@@ -202,7 +273,7 @@ def image_format(source, max_pixels: int = MAX_PIXELS, what: str = "the file") -
                 fmt = img.format
                 if fmt not in FORMATS:
                     raise FetchError(
-                        f"{what} is a {fmt} image; accepted formats: {', '.join(sorted(FORMATS))}"
+                        f"{what} is a {fmt} image; accepted formats: {', '.join(sorted(set(FORMATS) - {'MPO'}))}"
                     )
                 if img.width * img.height > max_pixels:
                     raise FetchError(

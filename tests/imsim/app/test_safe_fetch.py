@@ -3,6 +3,7 @@ accepted with an explicit allow-list, redirects re-checked, bodies capped in siz
 
 from __future__ import annotations
 
+import gzip
 import io
 import socket
 import threading
@@ -15,6 +16,8 @@ from PIL import Image
 from imsim.app.safe_fetch import FetchError, check_upload, fetch_image, is_public, resolve_checked
 
 LOOPBACK = ["127.0.0.1/32"]
+#: 50 MB of zeros, gzipped (~50 KB): made once here, outside the memory the fetch test measures.
+GZIP_BOMB = gzip.compress(bytes(50 << 20), compresslevel=9)
 
 
 def png_bytes(size=(40, 30)) -> bytes:
@@ -66,6 +69,21 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(0.2)
             except (BrokenPipeError, ConnectionResetError):
                 pass
+        elif path.startswith("/drip"):  # a byte every 0.6 s: each read is quick, the whole body is not
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            try:
+                for _ in range(60):
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                    time.sleep(0.6)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        elif path in ("/gzip-bomb", "/gzip-image"):
+            body = GZIP_BOMB if path == "/gzip-bomb" else gzip.compress(png_bytes())
+            self.send(200, body, [("Content-Type", "image/png"), ("Content-Encoding", "gzip"),
+                                  ("Content-Length", str(len(body)))])
         elif path == "/to-image":
             self.send(302, headers=[("Location", "/img.png")])
         elif path == "/to-metadata":
@@ -194,3 +212,24 @@ def test_uploads(tmp_path):
     assert (tmp_path / "bomb.png").stat().st_size < 200_000
     with pytest.raises(FetchError, match="pixel limit"):
         check_upload(tmp_path / "bomb.png", max_pixels=40_000_000)
+
+
+def test_the_deadline_bounds_the_whole_transfer(server):
+    start = time.monotonic()
+    with pytest.raises(FetchError, match="timed out after 2 s"):
+        fetch_image(f"{server}/drip", allow=LOOPBACK, timeout=2.0)
+    assert time.monotonic() - start < 2.5  # before: each 0.6 s read within the limit, cut at the next check
+
+
+def test_decompressed_bytes_are_capped_as_they_are_produced(server):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(FetchError, match="larger than the 1,000,000 byte limit"):
+            fetch_image(f"{server}/gzip-bomb", allow=LOOPBACK, max_bytes=1_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000, peak  # 50 MB of zeros never inflated (the whole body arrives in one read)
+    assert fetch_image(f"{server}/gzip-image", allow=LOOPBACK).format == "PNG"
