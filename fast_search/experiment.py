@@ -59,7 +59,7 @@ from fast_search.results import (
     save_exact,
     score,
 )
-from helpers.atomic import fsync_dir, save_npz
+from helpers.atomic import move_folder, save_npz
 from helpers.digest import file_sha256
 from helpers.jsonio import load_json, save_json
 from helpers.paths import FEATURES_DIR, RESULTS_DIR
@@ -644,9 +644,8 @@ def _replace_folder(new: Path, folder: Path) -> None:
     finishes the swap if a kill lands between them)."""
     old = folder.parent / f".{folder.name}.old"
     shutil.rmtree(old, ignore_errors=True)
-    os.replace(folder, old)
-    os.replace(new, folder)
-    fsync_dir(folder.parent)
+    move_folder(folder, old)
+    move_folder(new, folder)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -656,7 +655,7 @@ def recover_experiment(folder: Path) -> None:
     if folder.exists() or not old.exists():
         return
     done = (new / "results.json").is_file() and load_json(new / "results.json").get("complete")
-    os.replace(new if done else old, folder)
+    move_folder(new if done else old, folder)
 
 
 def default_search_params(

@@ -185,3 +185,11 @@ def save_npy(path: str | os.PathLike, array: Any) -> Path:
     with atomic_write(path, "wb") as f:
         np.save(f, array)
     return Path(path)
+
+
+def move_folder(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Rename the folder `src` to `dst` (same file system, `dst` absent) and sync the parent: one step
+    of a folder swap (an experiment rebuilt with --overwrite replaces the old one only when whole)."""
+    os.replace(src, dst)
+    fsync_dir(Path(dst).parent)
+    return Path(dst)
