@@ -88,7 +88,10 @@ def resolve_checked(host: str, port: int, allow: Iterable[str] = ()) -> str:
     `allow` lists networks (``"127.0.0.1/32"``) accepted even though they are not public (tests,
     an intranet the operator trusts). The first address of the answer is used.
     """
-    networks = [ipaddress.ip_network(a, strict=False) for a in allow]
+    try:
+        networks = [ipaddress.ip_network(a, strict=False) for a in allow]
+    except ValueError as err:
+        raise FetchError(f"the allow-list of networks is invalid ({err})") from None
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as err:

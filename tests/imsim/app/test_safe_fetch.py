@@ -115,6 +115,8 @@ def test_loopback_refused_by_default(server):
 def test_accepted_with_an_explicit_allow_list(server):
     got = fetch_image(f"{server}/img.png", allow=LOOPBACK)
     assert got.format == "PNG" and got.content == png_bytes()
+    with pytest.raises(FetchError, match="allow-list of networks is invalid"):  # not a bare ValueError
+        fetch_image(f"{server}/img.png", allow=["notanetwork"])
 
 
 def test_redirects_are_followed_and_each_hop_checked(server):
