@@ -649,7 +649,19 @@ class FeatureWriter:
         return int(self._file.attrs["n_rows"])
 
     def append(self, ids: Sequence[str], features: np.ndarray, skipped: Sequence[tuple[str, str]] = ()) -> None:
-        """Write one chunk: the features of `ids`, plus the inputs of this chunk that were skipped."""
+        """Write one chunk: the features of `ids`, plus the inputs of this chunk that were skipped.
+
+        A write that fails (a full disk) is a `StoreError` naming the partial file; what was appended
+        before stays, and a rerun resumes from it."""
+        try:
+            self._append(ids, features, skipped)
+        except StoreError:
+            raise
+        except OSError as e:
+            raise StoreError(f"{self.partial}: cannot write ({(str(e).splitlines() or [type(e).__name__])[0]}); "
+                             "free some space and rerun to resume") from e
+
+    def _append(self, ids: Sequence[str], features: np.ndarray, skipped: Sequence[tuple[str, str]] = ()) -> None:
         f = self._file
         features = np.asarray(features)
         if len(ids) != len(features):

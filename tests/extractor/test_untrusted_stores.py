@@ -207,3 +207,22 @@ def test_odd_entries_are_skipped_with_their_reason(image_folder, tmp_path):
     assert reasons["linked_folder"] == "symlink to a folder (not followed)"
     ids = load_features(path).ids
     assert len(ids) == 13 and "images/good_link" in ids
+
+
+def test_a_full_disk_while_appending_names_the_partial_file(tmp_path, monkeypatch):
+    import errno
+
+    from extractor.store import FeatureWriter
+
+    out = tmp_path / "d" / "feat.h5"
+    with FeatureWriter(out, method="feat", dim=4, n_total=4) as w:
+        w.append(["d/a"], np.ones((1, 4), np.float32))
+
+        def full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "Can't write data (file write failed: No space left on device)")
+
+        monkeypatch.setattr(h5py.Dataset, "__setitem__", full)
+        with pytest.raises(StoreError, match=r"feat\.h5\.partial: cannot write .*No space left"):
+            w.append(["d/b"], np.ones((1, 4), np.float32))
+        monkeypatch.undo()
+        assert w.n_seen == 1  # the first chunk stays: a rerun resumes after it
