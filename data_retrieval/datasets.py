@@ -156,8 +156,8 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> tuple[lis
                 raise DatasetError(f"image folder {folder} cannot be listed ({e.strerror})") from None
             skipped.append((dirpath, f"folder cannot be listed ({e.strerror})"))
             continue
-        with entries:
-            for entry in entries:
+        with entries as listed:
+            for entry in listed:
                 name = entry.name
                 if entry.is_dir(follow_symlinks=False):
                     if recursive and not name.startswith("."):

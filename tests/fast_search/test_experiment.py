@@ -20,7 +20,7 @@ RUN_KEYS = {
     "roc_auc", "micro_ap", "recall_at_fpr_1pct", "threshold_at_fpr_1pct", "recall_at_fpr_0.1pct",
     "threshold_at_fpr_0.1pct", "top1_recall_at_precision_90", "top1_threshold_at_precision_90",
     "disc21_recall_at_precision_90", "disc21_threshold_at_precision_90", "recall_vs_exact", "train_time_s",
-    "add_time_s", "search_time_s", "queries_per_s", "index_bytes", "file", "by_negative_kind",
+    "add_time_s", "search_time_s", "queries_per_s", "index_bytes", "file", "by_negative_kind", "sha256",
 }  # fmt: skip
 
 

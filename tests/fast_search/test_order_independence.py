@@ -20,7 +20,7 @@ from fast_search import run_experiment
 
 from .conftest import DATABASE, QUERIES
 
-TIMINGS = {"train_time_s", "add_time_s", "search_time_s", "queries_per_s", "file", "index_bytes"}
+TIMINGS = {"train_time_s", "add_time_s", "search_time_s", "queries_per_s", "file", "index_bytes", "sha256"}  # plus the run file and its checksum (zip bytes, not metrics)
 
 
 def _vectors(binary: bool, rng: np.random.Generator, n_orig=40, n_dist=300, copies=2, n_neg=12, dim=64):
