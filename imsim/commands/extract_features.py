@@ -111,6 +111,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Flags that only neural models take, with the value that means "not given".
+NEURAL_ONLY = {"pooling": None, "transforms": None, "resolution": None, "multiscale": False, "multirotate": False,
+               "l2": False, "store_fp16": False, "weights": WEIGHTS, "init_seed": None}
+#: Flags that only hashes take.
+HASH_ONLY = {"hash_size": None, "exact": False}
+
+
+def check_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse flags that the asked methods would silently ignore (``--pooling local`` with dhash,
+    ``--exact`` with a neural model)."""
+    from extractor import hashes  # numpy and PIL only: the error comes before torch loads
+
+    for method in args.method:
+        is_hash = method in hashes.ENTRIES
+        for flag, unset in (NEURAL_ONLY if is_hash else HASH_ONLY).items():
+            if getattr(args, flag, unset) != unset:
+                kind = "neural models" if is_hash else "hashes"
+                p.error(f"argument --{flag.replace('_', '-')}: applies to {kind} only, and {method} is "
+                        f"{'a hash' if is_hash else 'not a hash'}")
+
+
 def _method_kwargs(method: str, args: argparse.Namespace) -> dict:
     from extractor import hashes
 
@@ -157,7 +178,10 @@ def _extract_ray(ext, source, args: argparse.Namespace, cfg) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.list:
+        check_flags(parser, args)
     if args.offline:
         from extractor.weights import set_offline
 

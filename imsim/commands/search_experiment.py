@@ -166,6 +166,18 @@ def resolve_datasets(args: argparse.Namespace) -> dict[str, str]:
         copies, sep, originals = pair.partition("=")
         targets.append(f"{store_name(copies)}{sep}{store_name(originals)}" if sep else pair)
     args.targets = targets
+    from fast_search.groundtruth import parse_targets  # numpy only: checked before faiss loads
+    from fast_search.improve import load_adaptation
+
+    try:
+        parse_targets(targets)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"argument {err}") from None
+    if args.adaptation is not None:
+        try:
+            load_adaptation(args.adaptation)
+        except (ValueError, OSError) as err:
+            raise argparse.ArgumentTypeError(f"argument --adaptation: {' '.join(str(err).split())}") from None
     return sources
 
 
