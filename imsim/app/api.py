@@ -13,7 +13,6 @@ gradio's queue and file cache, so a query costs about its embedding and its inde
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -27,7 +26,7 @@ from helpers import atomic
 from helpers.images import BadImageError
 from imsim.app.collection import Collection
 from imsim.app.safe_fetch import MAX_BYTES, FetchError, check_upload
-from imsim.app.ui import MAX_K
+from imsim.app.ui import MAX_K, temp_folder
 
 
 class _TooLarge(Exception):
@@ -86,7 +85,7 @@ def api_router(collection: Collection, threshold: float | None = None, max_bytes
                temp_dir: str | os.PathLike | None = None) -> APIRouter:
     """The `/api` routes over `collection`; `threshold` (a distance) marks copies when given."""
     default_threshold = threshold
-    temp = Path(temp_dir or tempfile.mkdtemp(prefix="search_api_"))
+    temp = Path(temp_dir or temp_folder("search_api_"))  # removed at exit
     temp.mkdir(parents=True, exist_ok=True)
     router = APIRouter(prefix="/api")
 
