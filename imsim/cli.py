@@ -46,27 +46,28 @@ def run_command(name: str, argv: list[str], prog: str) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """`imsim [--root DIR] COMMAND [args]`."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["--root"] or (args and args[0].startswith("--root=")):
-        root = args[0].partition("=")[2] if "=" in args[0] else (args[1] if len(args) > 1 else "")
-        args = args[1:] if "=" in args[0] else args[2:]
-        if not root or (os.path.exists(root) and not os.path.isdir(root)):
-            print(f"imsim: error: argument --root: expected a folder, got {root!r} (see --help)", file=sys.stderr)
-            sys.exit(2)
-        os.environ["IMSIM_DATA_ROOT"] = os.path.abspath(os.path.expanduser(root))
-    if not args or args[0] in ("-h", "--help"):
+    import argparse
+
+    from helpers import cli
+
+    parser = cli.ArgumentParser(prog="imsim", usage=USAGE, add_help=False)
+    parser.add_argument("--root", type=cli.folder, default=None)
+    parser.add_argument("-h", "--help", action="store_true")
+    parser.add_argument("command", nargs="?")
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.help or args.command is None:
         print(_help())
-        sys.exit(0 if args else 2)
-    name = args[0]
-    if name not in COMMANDS:
+        sys.exit(0 if args.help else 2)
+    if args.command not in COMMANDS:
         import difflib
 
-        close = difflib.get_close_matches(name, COMMANDS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        print(f"imsim: error: unknown command {name!r}{hint} (choose from {', '.join(COMMANDS)}; see --help)",
-              file=sys.stderr)
-        sys.exit(2)
-    run_command(name, args[1:], f"imsim {name}")
+        close = difflib.get_close_matches(args.command, COMMANDS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        parser.error(f"unknown command {args.command!r}; {hint}choose from {', '.join(COMMANDS)}")
+    if args.root is not None:  # before any command module reads helpers.paths
+        os.environ["IMSIM_DATA_ROOT"] = os.path.abspath(args.root)
+    run_command(args.command, args.args, f"imsim {args.command}")
 
 
 def _console(name: str):
