@@ -146,6 +146,8 @@ def bootstrap_ci(
 
     `measure` takes an index array of query rows (repeats allowed) and returns a float or None.
     """
+    if n < 1:
+        return None, None
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
     values = []
@@ -189,7 +191,7 @@ def measures_with_ci(D: np.ndarray, I: np.ndarray, positives: np.ndarray, n: int
     if out["recall@1%fpr"] is not None:
         fns["recall@1%fpr"] = lambda r: M.recall_at_fpr(D[r], I[r], positives[r], 0.01)[0]
     for key, fn in fns.items():
-        out[f"{key} ci"] = list(bootstrap_ci(fn, positive, n, seed=seed))
+        out[f"{key} ci"] = list(bootstrap_ci(fn, positive, n, seed=seed)) if n else [None, None]
     return out
 
 
@@ -224,6 +226,8 @@ def evaluate_protocol(
     from helpers.paths import FEATURES_DIR
 
     root = FEATURES_DIR if features_root is None else features_root
+    if split == "validation":
+        n_bootstrap = 0  # validation only chooses; the intervals belong to the test table
     data = load_search_data(method, list(database), list(queries), root)
     metric = "hamming" if data.binary else "cosine"
     seen = set(train_families)
