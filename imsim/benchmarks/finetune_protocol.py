@@ -223,11 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     best_epoch = max(epochs, key=lambda lb: val_ap[lb])
     chosen = [best_hash, *[lb for lb, v in validation.items() if v[0] == "baseline"]]
     chosen += [lb for lb in epochs if lb.endswith("epoch 0")] + ([best_epoch] if not best_epoch.endswith("epoch 0") else [])
+    last = max(epochs, key=lambda lb: int(lb.rpartition(" ")[2]))
     rows = []
-    for label in chosen:
+    for label in [*chosen, *([last] if last not in chosen else [])]:
         kind, method, _ = validation[label]
         test = score(method, families, "test", roots, background[label])
-        rows.append({"label": label, "method": method, "validation_micro_ap": val_ap[label], "test": test})
+        shown = label if label in chosen else f"{label} (not chosen; for reference)"
+        rows.append({"label": shown, "method": method, "validation_micro_ap": val_ap[label], "test": test})
     meta = {"recipe": args.recipe, "run": cfg.name, "commit": record.commit(), "machine": record.machine(),
             "train_images": N_TRAIN, "epochs": cfg.epochs, "steps_per_epoch": cfg.steps_per_epoch,
             "batch_size": cfg.batch_size, "train_families": families, "validation_micro_ap": val_ap,
