@@ -195,6 +195,30 @@ def measures_with_ci(D: np.ndarray, I: np.ndarray, positives: np.ndarray, n: int
     return out
 
 
+def _kept_queries(data, train_families: Sequence[str], split: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(rows kept, rows that are positive queries): held-out families, the chosen split of source groups.
+
+    Positives of held-out families only; negatives whatever made them (their source images are never
+    trained on, `check_disjoint`), so each kind keeps >= 1,000 negatives in the test split.
+    """
+    seen = set(train_families)
+    attacks = [query_attack(q) for q in data.query_ids]
+    positive = (data.positives >= 0).any(axis=1)
+    keep = ~positive | np.array([a is None or attack_family(a) not in seen for a in attacks])
+    groups = [
+        source_group(q, bool(p), str(data.database_ids[t]) if t >= 0 else None)
+        for q, p, t in zip(data.query_ids, positive, data.targets, strict=True)
+    ]
+    validation = split_groups(groups)
+    if split == "validation":
+        keep &= validation
+    elif split == "test":
+        keep &= ~validation
+    elif split is not None:
+        raise ValueError(f"split must be 'validation', 'test' or None, got {split!r}")
+    return keep, positive
+
+
 def evaluate_protocol(
     method: str,
     database: Sequence[str],
@@ -230,23 +254,7 @@ def evaluate_protocol(
         n_bootstrap = 0  # validation only chooses; the intervals belong to the test table
     data = load_search_data(method, list(database), list(queries), root)
     metric = "hamming" if data.binary else "cosine"
-    seen = set(train_families)
-    attacks = [query_attack(q) for q in data.query_ids]
-    positive = (data.positives >= 0).any(axis=1)
-    # positives of held-out families only; negatives whatever made them (their source images are never
-    # trained on, `check_disjoint`), so each kind keeps >= 1,000 negatives in the test split
-    keep = ~positive | np.array([a is None or attack_family(a) not in seen for a in attacks])
-    groups = [
-        source_group(q, bool(p), str(data.database_ids[t]) if t >= 0 else None)
-        for q, p, t in zip(data.query_ids, positive, data.targets, strict=True)
-    ]
-    validation = split_groups(groups)
-    if split == "validation":
-        keep &= validation
-    elif split == "test":
-        keep &= ~validation
-    elif split is not None:
-        raise ValueError(f"split must be 'validation', 'test' or None, got {split!r}")
+    keep, positive = _kept_queries(data, train_families, split)
     checks = check_attacks([q for q, k in zip(data.query_ids, keep & positive, strict=True) if k], train_families)
     rows = np.flatnonzero(keep)
     if not len(rows):

@@ -45,6 +45,27 @@ def _budget(text: str) -> str:
     return text
 
 
+def _improvement_arguments(g) -> None:
+    """The flags of the search-time improvements (alpha-QE, DBA, score normalisation, adaptation)."""
+    g.add_argument("--query-expansion", type=cli.int_in(0), default=0, metavar="N", help="alpha-QE over N neighbours")
+    g.add_argument("--qe-alpha", type=cli.float_in(0), default=3.0, help="alpha of alpha-QE and DBA (default 3)")
+    g.add_argument(
+        "--dba", type=cli.int_in(0), default=0, metavar="N", help="database-side augmentation over N neighbours"
+    )
+    g.add_argument(
+        "--background",
+        nargs="+",
+        default=[],
+        help="datasets for SSCD score normalisation (score - beta x "
+        "mean similarity to the query's n nearest background images)",
+    )
+    g.add_argument("--snorm-beta", type=cli.float_in(), default=1.0, help="beta of score normalisation (SSCD: 1)")
+    g.add_argument("--snorm-n", type=cli.int_in(1), default=3, help="background neighbours averaged (SSCD: 3)")
+    g.add_argument(
+        "--adaptation", type=cli.existing_file, default=None, metavar="FILE", help="linear adaptation .npy (W) or .npz (weight, bias)"
+    )
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", type=cli.name, help="experiment name (a folder under the results root; no '/')")
@@ -99,24 +120,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--ondisk", action="store_true", default=ONDISK,
         help="IVF indexes: add block by block to shard indexes, merge on disk, search memory-mapped",
     )
-    g = p.add_argument_group("search-time improvements (each reported as its own rows)")
-    g.add_argument("--query-expansion", type=cli.int_in(0), default=0, metavar="N", help="alpha-QE over N neighbours")
-    g.add_argument("--qe-alpha", type=cli.float_in(0), default=3.0, help="alpha of alpha-QE and DBA (default 3)")
-    g.add_argument(
-        "--dba", type=cli.int_in(0), default=0, metavar="N", help="database-side augmentation over N neighbours"
-    )
-    g.add_argument(
-        "--background",
-        nargs="+",
-        default=[],
-        help="datasets for SSCD score normalisation (score - beta x "
-        "mean similarity to the query's n nearest background images)",
-    )
-    g.add_argument("--snorm-beta", type=cli.float_in(), default=1.0, help="beta of score normalisation (SSCD: 1)")
-    g.add_argument("--snorm-n", type=cli.int_in(1), default=3, help="background neighbours averaged (SSCD: 3)")
-    g.add_argument(
-        "--adaptation", type=cli.existing_file, default=None, metavar="FILE", help="linear adaptation .npy (W) or .npz (weight, bias)"
-    )
+    _improvement_arguments(p.add_argument_group("search-time improvements (each reported as its own rows)"))
     p.add_argument("--extract", action="store_true",
                    help="extract --method's features of every dataset whose store is missing (folders or "
                         "registered datasets; complete stores are kept)")
