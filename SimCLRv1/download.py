@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as `python3 download.py` from inside SimCLR
 from helpers import cli  # noqa: E402
 from helpers.download import checkpoint_parser, report_conversion  # noqa: E402
 from helpers.paths import CACHE_DIR  # noqa: E402
-from SimCLRv1.resnet_wider import MODELS, parse_model_name  # noqa: E402
+from SimCLRv1.names import MODELS, parse_model_name  # noqa: E402
 
 # ---- editable defaults (each is also a command-line flag) --------------------------------------
 MODEL = "4x"

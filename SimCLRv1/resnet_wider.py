@@ -7,10 +7,8 @@ layers are defined once in `SimCLRv2.resnet` and reused here.
 
 from __future__ import annotations
 
+from SimCLRv1.names import MODELS, WIDTHS, parse_model_name  # noqa: F401  (re-exported: the names live there)
 from SimCLRv2.resnet import DEPTHS, ResNet
-
-WIDTHS = (1, 2, 4)
-MODELS = tuple(f"{w}x" for w in WIDTHS)
 
 
 def resnet50_wider(width: int, num_classes: int = 1000) -> ResNet:
@@ -33,10 +31,3 @@ def resnet50x2(num_classes: int = 1000) -> ResNet:
 def resnet50x4(num_classes: int = 1000) -> ResNet:
     """SimCLR v1 ResNet-50 (4x), 8192-d features."""
     return resnet50_wider(4, num_classes)
-
-
-def parse_model_name(name: str) -> int:
-    """'2x' -> 2; raises ValueError listing the valid names."""
-    if name not in MODELS:
-        raise ValueError(f"unknown SimCLR v1 model {name!r}; valid: {', '.join(MODELS)}")
-    return int(name[:-1])

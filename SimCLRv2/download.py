@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as `python3 download.py` from inside SimCLR
 from helpers import cli  # noqa: E402
 from helpers.download import checkpoint_parser, report_conversion  # noqa: E402
 from helpers.paths import CACHE_DIR  # noqa: E402
-from SimCLRv2.resnet import MODELS  # noqa: E402
+from SimCLRv2.names import MODELS  # noqa: E402
 
 # ---- editable defaults (each is also a command-line flag) --------------------------------------
 MODEL = "r50_2x_sk1"

@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from SimCLRv2.names import DEPTHS, MODELS, parse_model_name  # noqa: F401  (re-exported: the names live there)
+
 BN_EPS = 1e-5  # resnet.BATCH_NORM_EPSILON in google-research/simclr
 SK_RATIO = 0.0625  # the ratio of every released sk1 checkpoint
-DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 
 def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -192,19 +193,8 @@ class ContrastiveHead(nn.Module):
         return h
 
 
-def parse_model_name(name: str) -> tuple[int, int, bool]:
-    """'r50_2x_sk1' -> (50, 2, True); raises ValueError listing the valid names."""
-    if name not in MODELS:
-        raise ValueError(f"unknown SimCLR v2 model {name!r}; valid: {', '.join(MODELS)}")
-    depth, width, sk = name.split("_")
-    return int(depth[1:]), int(width[:-1]), sk == "sk1"
-
-
 def get_resnet(name: str = "r50_2x_sk1", num_classes: int = 1000) -> tuple[ResNet, ContrastiveHead]:
     """The backbone (with its supervised fc) and the contrastive head of one released v2 model."""
     depth, width, sk = parse_model_name(name)
     model = ResNet(DEPTHS[depth], width, SK_RATIO if sk else 0.0, num_classes)
     return model, ContrastiveHead(model.num_features)
-
-
-MODELS = tuple(f"r{d}_{w}x_sk{s}" for d in (50, 101, 152) for w in (1, 2) for s in (0, 1)) + ("r152_3x_sk1",)

@@ -227,8 +227,8 @@ for script, argv in cases:
 """
 
 #: Cases whose check needs torch itself: the list of model names (torchvision's models), a store's
-#: extractor rebuilt, a CUDA device asked for, the SimCLR scripts (their model definitions name the models).
-NEEDS_TORCH = ("--method nope", "cannot rebuild", "cuda:0", "SimCLRv")
+#: extractor rebuilt, a CUDA device asked for.
+NEEDS_TORCH = ("--method nope", "cannot rebuild", "cuda:0")
 #: Cases whose error comes from the data, after the stores or results are read (faiss is loaded by then).
 NEEDS_FAISS = ("smallest index", "IVF", "not a search experiment's results")
 
