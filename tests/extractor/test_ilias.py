@@ -201,18 +201,19 @@ def test_core_selected_ids_and_text_queries(ilias_core: Path, tmp_path: Path) ->
 
 
 # ---- the flag set ------------------------------------------------------------------------------------
-def test_run_slurm_lines_parse_and_map_to_our_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_slurm_lines_parse_and_map_to_our_registry(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """The four commands of ILIAS's run_slurm.sh, with a models.sh line's values, parse unchanged."""
-    base = ["--dataset_dir", "/ilias", "--hdf5_dir", "/hdf5/m/", "--framework", "timm", "--model",
+    ilias_dir = str(tmp_path)  # --dataset_dir must exist
+    base = ["--dataset_dir", ilias_dir, "--hdf5_dir", "/hdf5/m/", "--framework", "timm", "--model",
             "resnet50.tv_in1k", "--resolution", "384", "--pooling", "head"]
     args = ilias_extract.build_parser().parse_args(["--partition", "distractors", *base, "--start_tar", "0",
                                                     "--total_tars", "10"])
     assert (args.start_tar, args.total_tars, args.resolution, args.pooling) == (0, 10, 384, "head")
-    args = ilias_extract.build_parser().parse_args(["--partition", "text_queries", "--dataset_dir", "/ilias",
+    args = ilias_extract.build_parser().parse_args(["--partition", "text_queries", "--dataset_dir", ilias_dir,
                                                     "--hdf5_dir", "/h", "--framework", "text", "--model",
                                                     "vit_base_patch16_clip_224.openai"])
     assert args.framework == "text"
-    args = ilias_extract.build_parser().parse_args(["--dataset-dir", "/d", "--hdf5-dir", "/h", "--start-tar", "10",
+    args = ilias_extract.build_parser().parse_args(["--dataset-dir", ilias_dir, "--hdf5-dir", "/h", "--start-tar", "10",
                                                     "--multiscale", "true", "--store-fp16", "off"])
     assert args.start_tar == 10 and args.multiscale is True and args.store_fp16 is False
 
