@@ -242,11 +242,9 @@ def evaluate_protocol(
     refused (ValueError), so the background never flatters the negatives it is judged on
     (`fast_search.improve.score_normalise`: cosine and Hamming alike).
     """
-    from data_retrieval.datasets import generator_kind, shared_generators
-    from extractor.store import load_features
+    from data_retrieval.datasets import generator_kind
     from fast_search.block import array_blocks, block_search
     from fast_search.data import load_search_data
-    from fast_search.improve import score_normalise
     from helpers.paths import FEATURES_DIR
 
     root = FEATURES_DIR if features_root is None else features_root
@@ -274,18 +272,28 @@ def evaluate_protocol(
         out["by_kind"][kind] = {"n_negative": int((sel & ~pos).sum()),
                                 **measures_with_ci(D[sel], I[sel], positives[sel], n_bootstrap)}
     if background is not None:
-        bg = load_features(background, method, root)
-        judged = pos | np.isin(kinds, list(normalise_on))
-        shared = shared_generators(list(bg.ids), list(ids[judged & ~pos]))
-        if shared:
-            raise ValueError(
-                f"background {background!r} shares generator(s) {', '.join(shared[:5])} with the negatives it would be "
-                f"judged on ({', '.join(normalise_on)}): choose other negatives (normalise_on) or another background"
-            )
-        n_bg = min(3, len(bg.features))
-        bg_D, _, _ = block_search(xq[judged], array_blocks(bg.features), n_bg, metric, total=len(bg.features))
-        Dn = score_normalise(D[judged], bg_D, metric, 1.0, n_bg)
-        out["normalized"] = {"negatives": list(normalise_on), "n_negative": int((judged & ~pos).sum()),
-                             "n_background": int(len(bg.features)),
-                             **measures_with_ci(Dn, I[judged], positives[judged], n_bootstrap)}
+        out["normalized"] = _normalised(method, root, background, normalise_on, xq, D, I, positives, ids, pos, kinds,
+                                        metric, n_bootstrap)  # fmt: skip
     return out
+
+
+def _normalised(method, root, background, normalise_on, xq, D, I, positives, ids, pos, kinds, metric, n_bootstrap):
+    """SSCD's score normalisation of (D, I) against `background`, judged on the negatives of `normalise_on`."""
+    from data_retrieval.datasets import shared_generators
+    from extractor.store import load_features
+    from fast_search.block import array_blocks, block_search
+    from fast_search.improve import score_normalise
+
+    bg = load_features(background, method, root)
+    judged = pos | np.isin(kinds, list(normalise_on))
+    shared = shared_generators(list(bg.ids), list(ids[judged & ~pos]))
+    if shared:
+        raise ValueError(
+            f"background {background!r} shares generator(s) {', '.join(shared[:5])} with the negatives it would be "
+            f"judged on ({', '.join(normalise_on)}): choose other negatives (normalise_on) or another background"
+        )
+    n_bg = min(3, len(bg.features))
+    bg_D, _, _ = block_search(xq[judged], array_blocks(bg.features), n_bg, metric, total=len(bg.features))
+    Dn = score_normalise(D[judged], bg_D, metric, 1.0, n_bg)
+    return {"negatives": list(normalise_on), "n_negative": int((judged & ~pos).sum()),
+            "n_background": int(len(bg.features)), **measures_with_ci(Dn, I[judged], positives[judged], n_bootstrap)}

@@ -21,7 +21,8 @@ def tiny_demo(tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("app_demo")
     datasets, features = root / "Datasets", root / "Features"
-    build_demo(datasets, n_distractors=16, photos=PHOTOS, attack_ids=ATTACKS, n_synthetic_negatives=0, workers=1)
+    build_demo(datasets, n_distractors=16, photos=PHOTOS, attack_ids=ATTACKS, n_synthetic_negatives=0, workers=1,
+               n_photo_distractors=4, n_photo_negatives=0, n_procedural_negatives=0)
     for dataset in [*DATABASE, "demo_attacks"]:
         extract_dataset(METHOD, dataset, features, datasets, workers=0, progress=False)
     return {"datasets": datasets, "features": features, "method": METHOD, "database": DATABASE}
