@@ -128,7 +128,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--resume", action="store_true", help="finish an interrupted Results/NAME (same parameters)"
     )
-    args = p.parse_args(argv)
+    return _exclusive(p, p.parse_args(argv))
+
+
+def _exclusive(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """--resume and --overwrite exclude each other: one line, exit 2."""
     if args.resume and args.overwrite:
         p.error("argument --resume: not allowed with --overwrite (finish the interrupted run, or replace it)")
     return args
