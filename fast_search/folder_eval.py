@@ -96,13 +96,16 @@ def evaluate_folder(
 
     dups = find_duplicates(source, method, max_distance, features_root=features_root, datasets_root=datasets_root,
                            recursive=recursive, workers=workers, progress=progress)  # fmt: skip
-    listing = load_dataset(source, root=datasets_root, recursive=recursive)
+    from fast_search.duplicates import folder_key
+
+    key = folder_key(source)  # the store find_duplicates wrote: keyed by the folder's full path
+    listing = load_dataset(source, root=datasets_root, recursive=recursive, name=None if key == str(source) else key)
     folder = Path(source) if Path(source).is_dir() else None
     truth, unknown = read_pairs(ground_truth, _resolver(dups.ids, dups.paths, folder))
     if not truth:
         raise ValueError(f"{ground_truth}: no pair names two images of {source} (e.g. {unknown[:1]})")
     predicted = {frozenset((dups.ids[i], dups.ids[j])) for i, j, _ in dups.pairs}
-    name = name or f"folder-eval-{listing.name}-{dups.method}".replace("/", "_")
+    name = name or f"folder-eval-{folder.name if folder else listing.name}-{dups.method}".replace("/", "_")
     out_dir = Path(results_root) / name
     out_dir.mkdir(parents=True, exist_ok=True)
     gt_csv = out_dir / "ground_truth_pairs.csv"  # both directions: each image's duplicates are its positives

@@ -74,10 +74,10 @@ def noise_sigma(grey: np.ndarray) -> float:
     return float(np.median(np.abs(diagonal)) / 0.6745) if diagonal.size else 0.0
 
 
-def border_share(rgb: np.ndarray, tolerance: float = 3.0) -> float:
-    """Share of the area in uniform rows/columns along the four edges (an added frame or padding)."""
-    h, w, _ = rgb.shape
-    grey = rgb.mean(axis=2)
+def border_share(pixels: np.ndarray, tolerance: float = 3.0) -> float:
+    """Share of the area in uniform rows/columns along the four edges (an added frame or padding); grey or RGB."""
+    grey = pixels.mean(axis=2) if pixels.ndim == 3 else pixels
+    h, w = grey.shape
     rows = grey.std(axis=1) < tolerance
     cols = grey.std(axis=0) < tolerance
 
@@ -125,11 +125,12 @@ def file_facts(path: str | os.PathLike) -> FileFacts:
             quality = jpeg_quality(image)
             image = ImageOps.exif_transpose(image)
             width, height = image.size
-            rgb = np.asarray(image.convert("RGB"), np.float32)
+            frame = border_share(np.asarray(image.convert("L"), np.float32))
+            left, top = max((width - CROP) // 2, 0), max((height - CROP) // 2, 0)
+            crop = np.asarray(image.crop((left, top, min(left + CROP, width), min(top + CROP, height))).convert("RGB"),
+                              np.float32)
     except Exception:  # noqa: BLE001 - an unreadable file is never the one to keep
         return FileFacts(path, -1, -1, size, mtime, 0.0, 1.0, 1e9, 0.0, 0.0)
-    frame = border_share(rgb)
-    crop = _central_crop(rgb)
     grey = crop @ np.array([0.299, 0.587, 0.114], np.float32)
     return FileFacts(path, width, height, size, mtime, quality, frame, noise_sigma(grey), colourfulness(crop),
                      sharpness(grey))
