@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 from scipy import ndimage
 
+from data_retrieval.partial_attacks import PARTIAL_ATTACK_IDS, PARTIAL_ATTACKS, partial_family
+
 # The seed's parameter grid (seed-repository.md, section 6). Changing it changes ATTACK_IDS.
 GAUSSIAN_NOISE_VARS = (0.01, 0.02, 0.05)
 SALT_PEPPER_AMOUNTS = (0.05, 0.1, 0.15)
@@ -340,7 +342,12 @@ def _extras() -> dict[str, Attack]:
     return table
 
 
-_REGISTRY: dict[str, Attack] = {**_catalogue(), **_extras()}
+def _partials() -> dict[str, Attack]:
+    """The partial-copy attacks (data_retrieval/partial_attacks.py), image only; their boxes via apply_partial_attack."""
+    return {a: (lambda img, rng, f=f: f(img, rng).image) for a, f in PARTIAL_ATTACKS.items()}
+
+
+_REGISTRY: dict[str, Attack] = {**_catalogue(), **_extras(), **_partials()}
 
 #: The 58 stable ids of the seed's catalogue, in catalogue order.
 ATTACK_IDS: list[str] = list(_catalogue())
@@ -358,7 +365,8 @@ def check_attack_ids(attack_ids: Iterable[str] | None) -> list[str]:
     unknown = [a for a in ids if a not in _REGISTRY]
     if unknown:
         raise ValueError(
-            f"unknown attack id(s) {unknown}; valid ids: {', '.join(ATTACK_IDS)}; extras: {', '.join(EXTRA_ATTACK_IDS)}"
+            f"unknown attack id(s) {unknown}; valid ids: {', '.join(ATTACK_IDS)}; extras: {', '.join(EXTRA_ATTACK_IDS)}; "
+            f"partial copies: {', '.join(PARTIAL_ATTACK_IDS)}"
         )
     return ids
 
@@ -394,6 +402,9 @@ def attack_family(attack_id: str) -> str:
     'cropping_20_and_rescaling' -> 'cropping', 'median_filter_3x3' -> 'median_filter', 'combo_...' -> 'combo'."""
     if attack_id.startswith("combo_"):
         return "combo"
+    family = partial_family(attack_id)
+    if family is not None:
+        return family
     stem = attack_id.removesuffix("_and_rescaling")
     head, _, last = stem.rpartition("_")
     if head and re.fullmatch(r"[0-9.]+(x[0-9]+)?", last):

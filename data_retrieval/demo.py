@@ -43,6 +43,7 @@ from data_retrieval.generate_attacks import (
     run_jobs,
     save_atomic,
 )
+from data_retrieval.partial_attacks import PARTIAL_ATTACK_IDS
 from helpers import cli
 from helpers.images import load_image
 from helpers.paths import DATASETS_DIR
@@ -96,6 +97,9 @@ PHOTOS: tuple[tuple[str, str, str], ...] = (
     ("matplotlib", "mpl-data/sample_data/logo2.png", "matplotliblogo"),
     ("matplotlib", "mpl-data/sample_data/Minduka_Present_Blue_Pack.png", "present"),
 )
+
+#: The demo's queries: the 58 catalogue attacks and the partial-copy families (boxes in ``.boxes/``).
+DEMO_ATTACK_IDS: tuple[str, ...] = (*ATTACK_IDS, *PARTIAL_ATTACK_IDS)
 
 #: Photographs kept out of the database: their attacks and crops are negative queries.
 HELD_OUT = ("coins", "flower", "gravel", "moon", "rocket")
@@ -369,7 +373,7 @@ def build_demo(
     }
     if any(v < 0 for v in counts.values()):
         raise ValueError(f"counts must be >= 0, got {', '.join(f'{k}={v}' for k, v in counts.items())}")
-    ids = check_attack_ids(attack_ids if attack_ids is not None else ATTACK_IDS)
+    ids = check_attack_ids(attack_ids if attack_ids is not None else DEMO_ATTACK_IDS)
     root = Path(root)
     folders = {
         "Original": dataset_folder("demo_original", root),

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from data_retrieval.attacks import apply_attack, check_attack_ids, derive_seed
 from data_retrieval.datasets import load_dataset
+from data_retrieval.partial_attacks import PARTIAL_ATTACKS, apply_partial_attack, write_boxes
 from helpers import cli
 from helpers.atomic import TMP_PREFIX, save_image
 from helpers.images import BadImageError, load_image
@@ -114,7 +115,12 @@ def run_job(job: AttackJob) -> tuple[int, str | None]:
         if target.exists():  # another run may have written it meanwhile
             continue
         try:
-            save_atomic(apply_attack(img, attack_id, seed=image_seed), target)
+            if attack_id in PARTIAL_ATTACKS:  # partial copies also record where the original lies
+                copy = apply_partial_attack(img, attack_id, seed=image_seed)
+                write_boxes(target, copy)
+                save_atomic(copy.image, target)
+            else:
+                save_atomic(apply_attack(img, attack_id, seed=image_seed), target)
         except Exception as e:  # an odd image must not stop a long run; the reason is reported
             return written, f"{job.path}: attack {attack_id} failed ({type(e).__name__}: {e})"
         written += 1
