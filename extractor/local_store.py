@@ -52,7 +52,8 @@ class LocalWriter:
 
     def __init__(self, path: str | os.PathLike, *, method: str, dim: int, dtype: str = "float32",
                  dataset: str = "", params: dict[str, Any] | None = None, n_total: int = 0,
-                 inputs_sha1: str = "", chunk_tokens: int = 4096, provenance: dict[str, Any] | None = None) -> None:
+                 inputs_sha1: str = "", chunk_tokens: int = 4096, provenance: dict[str, Any] | None = None,
+                 boxes: bool = False) -> None:
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,12 +64,13 @@ class LocalWriter:
         except LockError as e:
             raise StoreError(str(e)) from None
         try:
-            self._open(method, dim, dtype, dataset, params, n_total, inputs_sha1, chunk_tokens, provenance)
+            self._open(method, dim, dtype, dataset, params, n_total, inputs_sha1, chunk_tokens, provenance, boxes)
         except BaseException:
             self.close()
             raise
 
-    def _open(self, method, dim, dtype, dataset, params, n_total, inputs_sha1, chunk_tokens, provenance) -> None:
+    def _open(self, method, dim, dtype, dataset, params, n_total, inputs_sha1, chunk_tokens, provenance,
+              boxes=False) -> None:
         attrs = {"method": method, "dataset": dataset, "dim": int(dim), "dtype": dtype, "local": True,
                  "params": json.dumps(params or {}, sort_keys=True, default=str), "inputs_sha1": inputs_sha1,
                  "n_total": int(n_total)}
@@ -105,6 +107,9 @@ class LocalWriter:
                                      fletcher32=True)
             self.file.create_dataset("index", (0,), dtype=_STR, maxshape=(None,), chunks=(4096,))
             self.file.create_dataset("skipped", (0, 2), dtype=_STR, maxshape=(None, 2), chunks=(256, 2))
+            if boxes:  # region stores (extractor/regions.py): one (left, top, right, bottom) per row
+                self.file.create_dataset("boxes", (0, 4), dtype="float32", maxshape=(None, 4),
+                                         chunks=(max(1, chunk_tokens), 4))
 
     def _damage(self, block: int = 1 << 16) -> str | None:
         """Why the rows kept for a resume cannot be trusted (a checksum, offsets out of order), or None."""
@@ -131,6 +136,8 @@ class LocalWriter:
         self.file["index"].resize((n,))
         offsets.resize((n + 1,))
         self.file["tokens"].resize((int(offsets[n]), self.file["tokens"].shape[1]))
+        if "boxes" in self.file:
+            self.file["boxes"].resize((int(offsets[n]), 4))
         self.file["skipped"].resize((m, 2))
 
     @property
@@ -142,10 +149,17 @@ class LocalWriter:
         return self._committed()[0]
 
     def append(self, ids: Sequence[str], tokens: Sequence[np.ndarray],
-               skipped: Sequence[tuple[str, str]] = ()) -> None:
-        """One batch: ids, one (n_i, dim) array per id, and the (path, reason) rows of skipped inputs."""
+               skipped: Sequence[tuple[str, str]] = (), boxes: Sequence[np.ndarray] | None = None) -> None:
+        """One batch: ids, one (n_i, dim) array per id, and the (path, reason) rows of skipped inputs.
+
+        A file made with ``boxes=True`` takes one (n_i, 4) array of boxes per id, row for row.
+        """
         if len(ids) != len(tokens):
             raise ValueError(f"{len(ids)} ids for {len(tokens)} token arrays")
+        if ("boxes" in self.file) != (boxes is not None):
+            raise ValueError("give boxes exactly when the file was made with boxes=True")
+        if boxes is not None and [len(b) for b in boxes] != [len(t) for t in tokens]:
+            raise ValueError("each image needs one box per token row")
         ds, offsets, index = self.file["tokens"], self.file["offsets"], self.file["index"]
         seen, n, m = self._committed()
         start = int(offsets[n])
@@ -154,6 +168,10 @@ class LocalWriter:
             block = np.concatenate([np.asarray(t, dtype=ds.dtype).reshape(-1, ds.shape[1]) for t in tokens])
             ds.resize((start + len(block), ds.shape[1]))
             ds[start:] = block
+            if boxes is not None:
+                self.file["boxes"].resize((start + len(block), 4))
+                self.file["boxes"][start:] = np.concatenate([np.asarray(b, np.float32).reshape(-1, 4)
+                                                             for b in boxes])
             index.resize((n + len(ids),))
             index[n:] = list(ids)
             offsets.resize((n + len(ids) + 1,))
@@ -255,6 +273,13 @@ class LocalFeatures:
         """(n_i, dim) tokens of image `key` (row number or id)."""
         i = self._row[key] if isinstance(key, str) else int(key)
         return self._read(self.offsets[i], self.offsets[i + 1])
+
+    def boxes(self, key: int | str) -> np.ndarray:
+        """(n_i, 4) boxes of image `key`'s rows (region stores only)."""
+        if "boxes" not in self.file:
+            raise StoreError(f"{self.path} holds no boxes (not a region store)")
+        i = self._row[key] if isinstance(key, str) else int(key)
+        return self.file["boxes"][self.offsets[i]:self.offsets[i + 1]]
 
     def iter_tokens(self, block_tokens: int = 1 << 20) -> Iterator[tuple[str, np.ndarray]]:
         """(id, tokens) for every image in order, reading about `block_tokens` tokens at a time."""
