@@ -163,7 +163,9 @@ class TokenVerifier:
 def squash(distance: np.ndarray) -> np.ndarray:
     """Any first-stage distance mapped monotonically into [0, 1) (a tie-breaker below one inlier)."""
     d = np.asarray(distance, np.float64)
-    return np.where(np.isfinite(d), 0.5 + 0.5 * d / (1.0 + np.abs(d)), 1.0 - 1e-9)
+    finite = np.isfinite(d)
+    safe = np.where(finite, d, 0.0)
+    return np.where(finite, 0.5 + 0.5 * safe / (1.0 + np.abs(safe)), 1.0 - 1e-9)
 
 
 def verified_distance(inliers: np.ndarray, first_distance: np.ndarray, min_inliers: int) -> np.ndarray:
