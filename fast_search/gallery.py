@@ -38,6 +38,7 @@ TILE = 160
 CAPTION = 0  # captions are HTML text in index.html, not pixels
 PER_ROW = 5
 GREEN, RED, GREY, BLUE = (40, 170, 60), (210, 40, 40), (128, 128, 128), (60, 110, 200)
+YELLOW = (250, 200, 0)  # the region a keypoint verification matched
 
 
 def _placeholder(kind: str) -> Image.Image:
@@ -52,14 +53,24 @@ def _placeholder(kind: str) -> Image.Image:
     return Image.new("RGB", (size, size), GREY)
 
 
-def _tile(path: Path | None, frame: tuple[int, int, int] | None, missing: str = "missing") -> Image.Image:
-    """A TILE x TILE thumbnail (a placeholder when `path` is None or unreadable) with a coloured frame."""
+def _tile(path: Path | None, frame: tuple[int, int, int] | None, missing: str = "missing",
+          box: tuple[float, float, float, float] | None = None) -> Image.Image:
+    """A TILE x TILE thumbnail (a placeholder when `path` is None or unreadable) with a coloured frame.
+
+    `box` (left, top, right, bottom in the file's pixels) is drawn in yellow: a verified match's region.
+    """
     tile = Image.new("RGB", (TILE, TILE), (255, 255, 255))
     try:
         if path is None:
             raise BadImageError(missing)
         img = load_image(path, draft=(TILE, TILE))
+        if box is not None:
+            with Image.open(path) as header:
+                full_width = header.width
         img.thumbnail((TILE - 8, TILE - 8))
+        if box is not None:
+            s = img.width / full_width
+            ImageDraw.Draw(img).rectangle([v * s for v in box], outline=YELLOW, width=3)
     except (BadImageError, OSError):
         img = _placeholder(missing if path is None else "unreadable")
     tile.paste(img, (4 + (TILE - 8 - img.width) // 2, 4 + (TILE - 8 - img.height) // 2))
@@ -74,24 +85,34 @@ def compose(
     neighbours: list[tuple[Path | None, str, float, bool]],
     query_id: str,
     original_id: str | None,
+    query_box: tuple[float, float, float, float] | None = None,
+    boxes: list | None = None,
 ) -> Image.Image:
-    """Query and original on the top row, neighbours (path, id, distance, correct) below, PER_ROW a row."""
+    """Query and original on the top row, neighbours (path, id, distance, correct) below, PER_ROW a row.
+
+    `query_box` and `boxes` (one per neighbour, or None) are matched regions drawn in yellow.
+    """
     rows = 1 + (len(neighbours) + PER_ROW - 1) // PER_ROW
     gap = 10
     canvas = Image.new(
         "RGB", (PER_ROW * (TILE + gap) + gap, rows * (TILE + CAPTION + gap) + gap), (235, 235, 235)
     )
-    canvas.paste(_tile(query, BLUE), (gap, gap))
+    canvas.paste(_tile(query, BLUE, box=query_box), (gap, gap))
     original_tile = _tile(original, GREEN) if original_id else _tile(None, None, missing="none")
     canvas.paste(original_tile, (2 * gap + TILE, gap))
     for j, (path, _, _, good) in enumerate(neighbours):
         r, c = 1 + j // PER_ROW, j % PER_ROW
-        canvas.paste(_tile(path, GREEN if good else RED), (gap + c * (TILE + gap), gap + r * (TILE + CAPTION + gap)))
+        box = boxes[j] if boxes else None
+        canvas.paste(_tile(path, GREEN if good else RED, box=box),
+                     (gap + c * (TILE + gap), gap + r * (TILE + CAPTION + gap)))
     return canvas
 
 
-def _caption(query_id: str, original_id: str | None, neighbours: list, correct: bool, threshold: float) -> str:
-    """The HTML caption of one query: the verdict, the query and original ids, the neighbours in rank order."""
+def _caption(query_id: str, original_id: str | None, neighbours: list, correct: bool, threshold: float,
+             notes: list[str] | None = None) -> str:
+    """The HTML caption of one query: the verdict, the query and original ids, the neighbours in rank order.
+
+    `notes` adds a text per neighbour (the keypoint inliers of a verified gallery)."""
     e = html.escape
     top1 = neighbours[0][2] if neighbours else float("inf")
     if original_id is None:
@@ -105,7 +126,8 @@ def _caption(query_id: str, original_id: str | None, neighbours: list, correct: 
             where += f", but rejected at d = {top1:.4g} (threshold {threshold:.4g}): a miss at that threshold"
         head = f"<b>{e(query_id)}</b> -> original {e(original_id)}: {where}"
     items = "".join(
-        f"<li class='{'hit' if good else 'miss'}'>#{j + 1} {e(image_id)} <span>d = {dist:.4g}</span></li>"
+        f"<li class='{'hit' if good else 'miss'}'>#{j + 1} {e(image_id)} <span>d = {dist:.4g}</span>"
+        + (f" <span>{e(notes[j])}</span>" if notes else "") + "</li>"
         for j, (_, image_id, dist, good) in enumerate(neighbours)
     )
     return f"<p class='{'ok' if correct else 'bad'}'>{head}</p><ul class='nb'>{items}</ul>"
@@ -213,6 +235,27 @@ def _image_paths_of(order, query_ids, database_ids, targets, I, datasets_root, f
     return dict(zip(needed, image_paths(needed, datasets_root, folders), strict=False))
 
 
+def _verify(verifier, query: Path | None, neighbours: list) -> tuple[tuple | None, list | None, list[str] | None]:
+    """(query region of the best verified neighbour, each neighbour's matched region, caption notes)."""
+    if verifier is None or query is None:
+        return None, None, None
+    try:
+        keys = verifier.describe_query(load_image(query))
+    except (BadImageError, OSError):
+        return None, None, None
+    boxes, notes, best = [], [], (0, None)
+    for path, *_ in neighbours:
+        try:
+            match = verifier.verify(keys, verifier.describe(load_image(path))) if path is not None else None
+        except (BadImageError, OSError):
+            match = None
+        boxes.append(match.db_box if match is not None else None)
+        notes.append(f"{match.inliers} inliers" + (" (mirrored)" if match.mirrored else "") if match else "")
+        if match is not None and match.query_box is not None and match.inliers > best[0]:
+            best = (match.inliers, match.query_box)
+    return best[1], boxes, notes
+
+
 def explore_neighbors(
     name: str,
     run: str | None = None,
@@ -223,8 +266,12 @@ def explore_neighbors(
     results_root: str | os.PathLike = RESULTS_DIR,
     datasets_root: str | os.PathLike = DATASETS_DIR,
     folders: dict[str, str | os.PathLike] | None = None,
+    verifier=None,
 ) -> Path:
     """Draw the galleries of every failing query and of `sample` random successes (None: all); returns index.html.
+
+    With a `verifier` (`fast_search.verify.KeypointVerifier`) each shown neighbour is matched against
+    the query and the regions it matched are drawn in yellow on both, the inliers in the caption.
 
     `run` is a run key of results.json (default: the first exact run); `folders` maps dataset
     names that are not registered to their image folders (see `data_retrieval.datasets.image_paths`);
@@ -275,14 +322,18 @@ def explore_neighbors(
         ]
         correct = bool(correct_all[q])
         group = "correct" if correct else "incorrect"
+        query_box, boxes, notes = _verify(verifier, paths.get(str(query_ids[q])), neigh)
         img = compose(
             paths.get(str(query_ids[q])),
             paths.get(original_id) if original_id else None,
             neigh,
             str(query_ids[q]),
             original_id,
+            query_box,
+            boxes,
         )
         fname = f"{q:06d}_" + re.sub(r"[^A-Za-z0-9_.-]", "_", str(query_ids[q]))[-80:] + ".jpg"
         save_image(img, out / group / fname, quality=85)
-        entries.append((group, f"{group}/{fname}", _caption(str(query_ids[q]), original_id, neigh, correct, threshold)))
+        entries.append((group, f"{group}/{fname}",
+                        _caption(str(query_ids[q]), original_id, neigh, correct, threshold, notes)))
     return _write_html(out, entries, f"{name}: {chosen['key']}, k={k}", _metrics_line(chosen, threshold))

@@ -229,3 +229,31 @@ def test_gallery_draws_every_failure_and_a_right_top1_above_the_threshold_is_a_m
     assert sum(p.parent.name == "incorrect" for p in drawn) == 16  # all 16 positive queries, not a sample
     assert sum(p.parent.name == "correct" for p in drawn) == 1  # one of the 3 rejected negatives
     assert "but rejected at d =" in page.read_text()
+
+
+def test_verified_gallery_draws_the_matched_region(tmp_path):
+    from PIL import ImageFilter
+
+    from data_retrieval.partial_attacks import apply_partial_attack
+    from fast_search.gallery import YELLOW, _verify, compose
+    from fast_search.verify import KeypointVerifier
+
+    def texture(seed: int) -> Image.Image:
+        rng = np.random.default_rng(seed)
+        return Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8), "RGB").resize(
+            (300, 240), Image.NEAREST).filter(ImageFilter.GaussianBlur(1))
+
+    original, other = texture(5), texture(6)
+    copy = apply_partial_attack(original, "meme_caption_25", 1)
+    for name, img in (("q", copy.image), ("o", original), ("x", other)):
+        img.save(tmp_path / f"{name}.png")
+    neighbours = [(tmp_path / "o.png", "o", 0.1, True), (tmp_path / "x.png", "x", 0.2, False), (None, "gone", 0.3, False)]
+    query_box, boxes, notes = _verify(KeypointVerifier(), tmp_path / "q.png", neighbours)
+    assert query_box is not None and boxes[0] is not None and boxes[1] is None and boxes[2] is None
+    assert "inliers" in notes[0] and notes[2] == ""
+    from data_retrieval.partial_attacks import box_iou
+
+    assert box_iou(query_box, copy.query_box) > 0.5
+    img = np.asarray(compose(tmp_path / "q.png", tmp_path / "o.png", neighbours, "q", "o", query_box, boxes))
+    assert (np.abs(img.astype(int) - YELLOW).sum(axis=2) < 60).sum() > 100  # the yellow boxes are drawn
+    assert _verify(None, tmp_path / "q.png", neighbours) == (None, None, None)
