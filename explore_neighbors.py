@@ -23,6 +23,12 @@ SAMPLE = 100  # queries drawn at random; 0: every query
 SEED = 0
 
 
+def _verifier():
+    from fast_search.verify import KeypointVerifier
+
+    return KeypointVerifier()
+
+
 def main(argv=None) -> int:
     p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", nargs="?", type=cli.name, default=NAME,
@@ -40,6 +46,8 @@ def main(argv=None) -> int:
     )
     p.add_argument("--results-root", type=cli.folder, default=str(RESULTS_DIR))
     p.add_argument("--datasets-root", type=cli.folder, default=str(DATASETS_DIR))
+    p.add_argument("--verify", action="store_true",
+                   help="match each neighbour's keypoints (ORB + RANSAC) and draw the matched regions")
     args = p.parse_args(argv)
     from fast_search import explore_neighbors  # after --help: faiss loads here
     from fast_search.results import choose_experiment
@@ -57,6 +65,7 @@ def main(argv=None) -> int:
             threshold=args.threshold,
             results_root=args.results_root,
             datasets_root=args.datasets_root,
+            verifier=_verifier() if args.verify else None,
         )
     except (ValueError, FileNotFoundError) as err:
         print(f"explore_neighbors.py: error: {err}", file=sys.stderr)

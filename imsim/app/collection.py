@@ -15,7 +15,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import faiss
@@ -26,8 +26,10 @@ from data_retrieval.datasets import image_paths
 from extractor.store import load_features, read_attrs, store_files
 from fast_search import FaissIndex, check_sources, default_search_params
 from fast_search.index import check_finite, check_metric, prepare, set_search_param, sweep_param, to_distance
+from fast_search.verify import KeypointVerifier, verified_distance
 from helpers.atomic import atomic_path
 from helpers.digest import ChecksumError, file_sha256, verify
+from helpers.images import BadImageError, load_image
 from helpers.jsonio import load_json, save_json
 from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 from imsim.app.batcher import EmbeddingBatcher
@@ -48,6 +50,9 @@ class Hit:
     distance: float
     path: Path | None
     is_copy: bool | None = None
+    inliers: int | None = None  # keypoint verification (Collection(verify=True)): RANSAC inliers
+    match_box: tuple[float, float, float, float] | None = None  # the matched region in the hit's image
+    query_box: tuple[float, float, float, float] | None = None  # ... and in the query
 
 
 def default_index(method: str, database: Sequence[str], features_root: str | os.PathLike) -> str:
@@ -107,12 +112,14 @@ class Collection:
         datasets_root: str | os.PathLike = DATASETS_DIR,
         device: str = "cpu",
         max_pixels: int = MAX_QUERY_PIXELS,
+        verify: bool = False,
     ) -> None:
         self.method = method
         self.database = [str(d) for d in ([database] if isinstance(database, str) else database)]
         self.features_root = Path(features_root)
         self.datasets_root = Path(datasets_root)
         self.max_pixels = max_pixels
+        self.verifier = KeypointVerifier() if verify else None
         info = check_sources(method, self.database, self.database[:1], 1, features_root)
         parts = [load_features(d, method, features_root) for d in self.database]
         self.ids = np.concatenate([p.ids for p in parts]).astype(object)
@@ -210,7 +217,28 @@ class Collection:
             image_id = str(self.ids[i])
             copy = None if threshold is None else bool(d <= threshold)
             hits.append(Hit(rank, image_id, float(d), self.path_of(image_id), copy))
-        return hits
+        return self.verify(query, hits) if self.verifier is not None else hits
+
+    def verify(self, query: str | os.PathLike | Image.Image, hits: list[Hit]) -> list[Hit]:
+        """Match each hit's keypoints against the query (`fast_search.verify`): verified hits first, by
+        inliers (then distance), each with its matched region; ranks renumbered."""
+        verifier = self.verifier or KeypointVerifier()
+        image = query if isinstance(query, Image.Image) else load_image(query)
+        keys = verifier.describe_query(image)
+        checked = []
+        for hit in hits:
+            try:
+                match = verifier.verify(keys, verifier.describe(load_image(hit.path))) if hit.path else None
+            except BadImageError:
+                match = None
+            if match is None:
+                checked.append(hit)
+                continue
+            checked.append(replace(hit, inliers=match.inliers, match_box=match.db_box, query_box=match.query_box))
+        first = np.array([h.distance for h in checked])
+        order = np.argsort(verified_distance(np.array([h.inliers or 0 for h in checked]), first,
+                                             verifier.min_inliers), kind="stable")
+        return [replace(checked[j], rank=r) for r, j in enumerate(order, start=1)]
 
     def path_of(self, image_id: str) -> Path | None:
         """The image file of a database id (None when its dataset folder is not on this machine)."""

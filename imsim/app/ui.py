@@ -47,22 +47,47 @@ def escape_markdown(text: str) -> str:
 
 
 def hits_table(hits: Sequence[Hit], binary: bool) -> str:
-    """Markdown table of the results (rank, id, distance, mark); ids escaped (`escape_markdown`)."""
+    """Markdown table of the results (rank, id, distance, mark; keypoint inliers when verified); ids escaped."""
     if not hits:
         return "No results."
-    rows = ["| # | id | distance | copy? |", "|---|---|---|---|"]
+    verified = any(h.inliers is not None for h in hits)
+    rows = ["| # | id | distance | copy? |" + (" inliers |" if verified else ""),
+            "|---|---|---|---|" + ("---|" if verified else "")]
     rows += [f"| {h.rank} | <code>{escape_markdown(h.id)}</code> | {_fmt_distance(h.distance, binary)} | {_mark(h)} |"
-             for h in hits]
+             + (f" {h.inliers if h.inliers is not None else ''} |" if verified else "") for h in hits]
     return "\n".join(rows)
 
 
-def gallery_items(hits: Sequence[Hit], binary: bool) -> list[tuple[str, str]]:
-    """(image file, caption) pairs; an image whose file is missing shows a grey placeholder."""
+def gallery_items(hits: Sequence[Hit], binary: bool, temp_dir: str | os.PathLike | None = None
+                  ) -> list[tuple[str, str]]:
+    """(image file, caption) pairs; an image whose file is missing shows a grey placeholder.
+
+    A verified hit (its `match_box` set) is shown with the matched region drawn in yellow (a copy
+    written under `temp_dir`, the files themselves untouched).
+    """
     items = []
     for h in hits:
         caption = f"{h.rank}. {h.id} · d={_fmt_distance(h.distance, binary)}" + (f" · {_mark(h)}" if _mark(h) else "")
-        items.append((str(h.path) if h.path else _placeholder(), caption))
+        path = str(h.path) if h.path else _placeholder()
+        if h.path and h.match_box is not None:
+            caption += f" · {h.inliers} inliers"
+            path = _boxed(h.path, h.match_box, temp_dir)
+        items.append((path, caption))
     return items
+
+
+def _boxed(path: str | os.PathLike, box: tuple[float, float, float, float], temp_dir=None) -> str:
+    """A copy of the image at `path` with `box` drawn in yellow, as a PNG under `temp_dir`."""
+    from PIL import ImageDraw
+
+    from helpers.atomic import save_image
+    from helpers.images import load_image
+
+    img = load_image(path)
+    ImageDraw.Draw(img).rectangle(box, outline=(250, 200, 0), width=max(3, round(max(img.size) / 150)))
+    out = Path(temp_dir or tempfile.gettempdir()) / f"match-{uuid.uuid4().hex}.png"
+    save_image(img, out)
+    return str(out)
 
 
 def _placeholder() -> str:

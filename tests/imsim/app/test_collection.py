@@ -86,6 +86,26 @@ def test_search_hits_and_copy_marks(tiny_demo):
     assert [h.is_copy for h in hits] == [h.distance <= 8 for h in hits]
 
 
+def test_verified_search_finds_a_pasted_copy_and_draws_its_region(tiny_demo, tmp_path):
+    from data_retrieval.partial_attacks import apply_partial_attack, box_iou
+    from helpers.images import load_image
+    from imsim.app.ui import gallery_items, hits_table
+
+    collection = Collection(tiny_demo["method"], tiny_demo["database"], features_root=tiny_demo["features"],
+                            datasets_root=tiny_demo["datasets"], verify=True)
+    original = load_image(collection.path_of("demo_original/chelsea"))
+    copy = apply_partial_attack(original, "paste_photo_35", seed=3)  # pHash alone does not find it
+    hits = collection.search(copy.image, k=len(collection.ids))
+    assert hits[0].id == "demo_original/chelsea" and hits[0].inliers >= collection.verifier.min_inliers
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    assert box_iou(hits[0].query_box, copy.query_box) > 0.5 and box_iou(hits[0].match_box, copy.source_box) > 0.5
+    assert all(h.match_box is None for h in hits[1:])
+    items = gallery_items(hits[:2], binary=True, temp_dir=tmp_path)
+    assert items[0][0].startswith(str(tmp_path)) and "inliers" in items[0][1]
+    assert items[1][0] == str(hits[1].path)
+    assert "inliers" in hits_table(hits[:2], binary=True)
+
+
 def test_threshold_from_results(tmp_path):
     runs = [
         {"index": "BFlat", "metric": "hamming", "exact": True, "value": None, "threshold_at_fpr_1pct": 6.0},
