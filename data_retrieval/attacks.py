@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 from scipy import ndimage
 
-from data_retrieval.partial_attacks import PARTIAL_ATTACK_IDS, PARTIAL_ATTACKS, partial_family
+from data_retrieval.partial_attacks import PARTIAL_ATTACK_IDS, PARTIAL_ATTACKS, PartialCopy, partial_family
 
 # The seed's parameter grid (seed-repository.md, section 6). Changing it changes ATTACK_IDS.
 GAUSSIAN_NOISE_VARS = (0.01, 0.02, 0.05)
@@ -344,7 +344,7 @@ def _extras() -> dict[str, Attack]:
 
 def _partials() -> dict[str, Attack]:
     """The partial-copy attacks (data_retrieval/partial_attacks.py), image only; their boxes via apply_partial_attack."""
-    return {a: (lambda img, rng, f=f: f(img, rng).image) for a, f in PARTIAL_ATTACKS.items()}
+    return {a: (lambda img, rng, f=f: f(img, rng, font=load_font).image) for a, f in PARTIAL_ATTACKS.items()}
 
 
 _REGISTRY: dict[str, Attack] = {**_catalogue(), **_extras(), **_partials()}
@@ -380,6 +380,15 @@ def apply_attack(img: Image.Image, attack_id: str, seed: int = 0) -> Image.Image
     rng = np.random.default_rng(derive_seed(seed, attack_id))
     source = img if img.mode == "RGB" else img.convert("RGB")
     return _REGISTRY[attack_id](source, rng).convert("RGB")
+
+
+def apply_partial_attack(img: Image.Image, attack_id: str, seed: int = 0) -> PartialCopy:
+    """A partial-copy attack with its boxes (`PartialCopy`); its image equals ``apply_attack(img, attack_id, seed)``."""
+    if attack_id not in PARTIAL_ATTACKS:
+        raise ValueError(f"unknown partial-copy attack {attack_id!r}; valid: {', '.join(PARTIAL_ATTACK_IDS)}")
+    rng = np.random.default_rng(derive_seed(seed, attack_id))
+    copy = PARTIAL_ATTACKS[attack_id](img if img.mode == "RGB" else img.convert("RGB"), rng, font=load_font)
+    return PartialCopy(copy.image.convert("RGB"), copy.query_box, copy.source_box)
 
 
 def apply_attacks(

@@ -19,9 +19,9 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from data_retrieval.attacks import apply_attack, check_attack_ids, derive_seed
+from data_retrieval.attacks import apply_attack, apply_partial_attack, check_attack_ids, derive_seed
 from data_retrieval.datasets import load_dataset
-from data_retrieval.partial_attacks import PARTIAL_ATTACKS, apply_partial_attack, write_boxes
+from data_retrieval.partial_attacks import PARTIAL_ATTACKS, write_boxes
 from helpers import cli
 from helpers.atomic import TMP_PREFIX, save_image
 from helpers.images import BadImageError, load_image

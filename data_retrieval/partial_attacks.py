@@ -8,8 +8,9 @@ crops keeping 20-50 % of the area, and flips / quarter turns combined with these
 Each attack returns a `PartialCopy`: the image plus where the original's content lies in it
 (``query_box``) and which part of the original it shows (``source_box``, original pixels), both
 ``(left, top, right, bottom)``. `data_retrieval.attacks` registers them (ids in
-`PARTIAL_ATTACK_IDS`) so ``apply_attack`` gives the same image; `apply_partial_attack` gives the
-boxes too. Randomness comes only from the generator the catalogue seeds per (seed, attack id).
+`PARTIAL_ATTACK_IDS`, its font for the captions) so ``apply_attack`` gives the image and
+``attacks.apply_partial_attack`` the boxes too; this module imports nothing of the catalogue.
+Randomness comes only from the generator the catalogue seeds per (seed, attack id).
 Other photographs are the packaged ones in `BACKGROUND_PHOTOS` (a smooth colour field when none
 is installed); the demo keeps them out of its database.
 """
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 Box = tuple[int, int, int, int]
 
@@ -53,7 +55,12 @@ class PartialCopy:
         return (right - left) * (bottom - top) / (self.image.width * self.image.height)
 
 
-PartialAttack = Callable[[Image.Image, np.random.Generator], PartialCopy]
+PartialAttack = Callable[..., PartialCopy]  # (img, rng, *, font=None) -> PartialCopy
+Font = Callable[[int], ImageFont.FreeTypeFont | ImageFont.ImageFont]  # pixel size -> font
+
+
+def _default_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
 
 
 # ----------------------------------------------------------------------------- other pictures
@@ -109,7 +116,7 @@ def _full(img: Image.Image) -> Box:
 
 
 # ----------------------------------------------------------------------------- attacks
-def paste_photo(img: Image.Image, rng: np.random.Generator, percent: float) -> PartialCopy:
+def paste_photo(img: Image.Image, rng: np.random.Generator, percent: float, font: Font | None = None) -> PartialCopy:
     """The original, scaled to `percent` % of the area, pasted at a random place on another photograph."""
     cw, ch = _canvas_size(rng, img)
     out = other_photo(rng, (cw, ch))
@@ -119,14 +126,14 @@ def paste_photo(img: Image.Image, rng: np.random.Generator, percent: float) -> P
     return PartialCopy(out, (x, y, x + w, y + h), _full(img))
 
 
-def _caption(draw: ImageDraw.ImageDraw, rng: np.random.Generator, box: Box, colour: tuple[int, int, int]) -> None:
+def _caption(draw: ImageDraw.ImageDraw, rng: np.random.Generator, box: Box, colour: tuple[int, int, int],
+             font: Font | None) -> None:
     """Random words centred in `box`, the font sized to the bar."""
-    from data_retrieval.attacks import TEXT_CHARACTERS, load_font
-
+    load_font = font or _default_font
     left, top, right, bottom = box
     if bottom - top < 8:
         return
-    words = " ".join("".join(rng.choice(list(TEXT_CHARACTERS[:26]), size=int(rng.integers(3, 8))))
+    words = " ".join("".join(rng.choice(list(string.ascii_uppercase), size=int(rng.integers(3, 8))))
                      for _ in range(int(rng.integers(2, 5))))
     size = max(6, int((bottom - top) * 0.55))
     font = load_font(size)
@@ -137,7 +144,7 @@ def _caption(draw: ImageDraw.ImageDraw, rng: np.random.Generator, box: Box, colo
     draw.text(((left + right - tw) / 2, top + (bottom - top - size) / 2), words, fill=colour, font=font)
 
 
-def meme(img: Image.Image, rng: np.random.Generator, percent: float) -> PartialCopy:
+def meme(img: Image.Image, rng: np.random.Generator, percent: float, font: Font | None = None) -> PartialCopy:
     """A meme canvas: caption bars with text above and below, the original (`percent` % of the area) between."""
     cw, ch = _canvas_size(rng, img)
     ch = max(ch, cw * 3 // 4)  # room for the bars
@@ -149,12 +156,12 @@ def meme(img: Image.Image, rng: np.random.Generator, percent: float) -> PartialC
     x, y = (cw - w) // 2 + int(rng.integers(-((cw - w) // 4), (cw - w) // 4 + 1)), (ch - h) // 2
     out.paste(img.resize((w, h), Image.Resampling.BICUBIC), (x, y))
     draw = ImageDraw.Draw(out)
-    _caption(draw, rng, (0, 0, cw, min(bar, y)), ink)
-    _caption(draw, rng, (0, max(y + h, ch - bar), cw, ch), ink)
+    _caption(draw, rng, (0, 0, cw, min(bar, y)), ink, font)
+    _caption(draw, rng, (0, max(y + h, ch - bar), cw, ch), ink, font)
     return PartialCopy(out, (x, y, x + w, y + h), _full(img))
 
 
-def collage(img: Image.Image, rng: np.random.Generator, gap: int = 4) -> PartialCopy:
+def collage(img: Image.Image, rng: np.random.Generator, gap: int = 4, font: Font | None = None) -> PartialCopy:
     """A 2x2 collage: the original in one random cell (a quarter of the area), other photographs in the rest."""
     w, h = _fit_area(img, (CANVAS_SIDE // 2) ** 2 * 0.8, (CANVAS_SIDE // 2, CANVAS_SIDE // 2))
     out = Image.new("RGB", (2 * w + 3 * gap, 2 * h + 3 * gap), (255, 255, 255))
@@ -170,7 +177,7 @@ def collage(img: Image.Image, rng: np.random.Generator, gap: int = 4) -> Partial
     return PartialCopy(out, box, _full(img))
 
 
-def screenshot(img: Image.Image, rng: np.random.Generator, percent: float) -> PartialCopy:
+def screenshot(img: Image.Image, rng: np.random.Generator, percent: float, font: Font | None = None) -> PartialCopy:
     """A screenshot-like frame: status bar, title bar, grey borders, padding and text lines around the original."""
     portrait = rng.random() < 0.5
     cw, ch = (CANVAS_SIDE * 9 // 16, CANVAS_SIDE) if portrait else (CANVAS_SIDE, CANVAS_SIDE * 10 // 16)
@@ -179,10 +186,10 @@ def screenshot(img: Image.Image, rng: np.random.Generator, percent: float) -> Pa
     draw = ImageDraw.Draw(out)
     status, title, border = max(10, ch // 28), max(14, ch // 14), max(4, cw // 40)
     draw.rectangle((0, 0, cw, status), fill=(20, 20, 20))
-    _caption(draw, rng, (0, 0, cw // 3, status), (240, 240, 240))
+    _caption(draw, rng, (0, 0, cw // 3, status), (240, 240, 240), font)
     accent = tuple(int(v) for v in rng.integers(0, 200, 3))
     draw.rectangle((0, status, cw, status + title), fill=accent)
-    _caption(draw, rng, (border, status, cw - border, status + title), (255, 255, 255))
+    _caption(draw, rng, (border, status, cw - border, status + title), (255, 255, 255), font)
     top = status + title + border
     room = (cw - 2 * border, ch - top - border)
     w, h = _fit_area(img, cw * ch * percent / 100, room)
@@ -191,12 +198,12 @@ def screenshot(img: Image.Image, rng: np.random.Generator, percent: float) -> Pa
     out.paste(img.resize((w, h), Image.Resampling.BICUBIC), (x, y))
     line, text_y = max(8, ch // 30), y + h + border
     while text_y + line < ch - border:
-        _caption(draw, rng, (border, text_y, cw - border, text_y + line), (60, 60, 60))
+        _caption(draw, rng, (border, text_y, cw - border, text_y + line), (60, 60, 60), font)
         text_y += line + 4
     return PartialCopy(out, (x, y, x + w, y + h), _full(img))
 
 
-def partial_crop(img: Image.Image, rng: np.random.Generator, percent: float) -> PartialCopy:
+def partial_crop(img: Image.Image, rng: np.random.Generator, percent: float, font: Font | None = None) -> PartialCopy:
     """A crop keeping `percent` % of the area at a random place (aspect x 0.75-1.33), not resized."""
     w, h = img.size
     aspect = float(rng.uniform(0.75, 4 / 3))
@@ -215,17 +222,18 @@ _TURNS = {
 }
 
 
-def turned(img: Image.Image, rng: np.random.Generator, attack: PartialAttack, turn: str) -> PartialCopy:
+def turned(img: Image.Image, rng: np.random.Generator, attack: PartialAttack, turn: str,
+           font: Font | None = None) -> PartialCopy:
     """A partial-copy attack combined with a flip or quarter turn.
 
     Pastes turn the original before pasting (``query_box`` is where it lands); crops turn the crop
     afterwards (``source_box`` stays in the original's pixels). Either way both boxes stay exact.
     """
     if getattr(attack, "func", None) is partial_crop:
-        copy = attack(img, rng)
+        copy = attack(img, rng, font=font)
         out = copy.image.transpose(_TURNS[turn])
         return PartialCopy(out, _full(out), copy.source_box)
-    copy = attack(img.transpose(_TURNS[turn]), rng)
+    copy = attack(img.transpose(_TURNS[turn]), rng, font=font)
     return PartialCopy(copy.image, copy.query_box, _full(img))
 
 
@@ -260,17 +268,6 @@ def partial_family(attack_id: str) -> str | None:
 
 #: The partial-copy families, in catalogue order.
 PARTIAL_FAMILIES: list[str] = list(dict.fromkeys(partial_family(a) for a in PARTIAL_ATTACK_IDS))
-
-
-def apply_partial_attack(img: Image.Image, attack_id: str, seed: int = 0) -> PartialCopy:
-    """The `attack_id` copy of `img` with its boxes; its image equals ``apply_attack(img, attack_id, seed)``."""
-    from data_retrieval.attacks import derive_seed
-
-    if attack_id not in PARTIAL_ATTACKS:
-        raise ValueError(f"unknown partial-copy attack {attack_id!r}; valid: {', '.join(PARTIAL_ATTACK_IDS)}")
-    rng = np.random.default_rng(derive_seed(seed, attack_id))
-    copy = PARTIAL_ATTACKS[attack_id](img if img.mode == "RGB" else img.convert("RGB"), rng)
-    return PartialCopy(copy.image.convert("RGB"), copy.query_box, copy.source_box)
 
 
 def box_iou(a: Box | np.ndarray, b: Box | np.ndarray) -> float:

@@ -7,7 +7,13 @@ import pytest
 from PIL import Image
 
 from data_retrieval import partial_attacks as P
-from data_retrieval.attacks import apply_attack, attack_family, check_attack_ids, split_attack_stem
+from data_retrieval.attacks import (
+    apply_attack,
+    apply_partial_attack,
+    attack_family,
+    check_attack_ids,
+    split_attack_stem,
+)
 from data_retrieval.generate_attacks import generate_attacks
 
 
@@ -27,7 +33,7 @@ def _as_original(copy: P.PartialCopy, original: Image.Image) -> np.ndarray:
 
 @pytest.mark.parametrize("attack_id", P.PARTIAL_ATTACK_IDS)
 def test_every_attack_records_where_the_original_lies(original, attack_id):
-    copy = P.apply_partial_attack(original, attack_id, seed=5)
+    copy = apply_partial_attack(original, attack_id, seed=5)
     w, h = copy.image.size
     left, top, right, bottom = copy.query_box
     assert 0 <= left < right <= w and 0 <= top < bottom <= h
@@ -46,13 +52,13 @@ def test_every_attack_records_where_the_original_lies(original, attack_id):
 ])
 def test_pastes_cover_their_share_of_the_canvas(original, attack_id, low, high):
     for seed in range(4):
-        assert low <= P.apply_partial_attack(original, attack_id, seed).query_area_fraction() <= high
+        assert low <= apply_partial_attack(original, attack_id, seed).query_area_fraction() <= high
 
 
 @pytest.mark.parametrize(("attack_id", "percent"), [("partial_crop_20", 20), ("partial_crop_45", 45)])
 def test_crops_keep_their_share_of_the_original(original, attack_id, percent):
     for seed in range(4):
-        copy = P.apply_partial_attack(original, attack_id, seed)
+        copy = apply_partial_attack(original, attack_id, seed)
         left, top, right, bottom = copy.source_box
         kept = (right - left) * (bottom - top) / (original.width * original.height)
         assert abs(kept - percent / 100) < 0.03
@@ -61,10 +67,10 @@ def test_crops_keep_their_share_of_the_original(original, attack_id, percent):
 
 
 def test_turned_is_turned(original):
-    crop = P.apply_partial_attack(original, "turned_crop_rot270", seed=1)
+    crop = apply_partial_attack(original, "turned_crop_rot270", seed=1)
     shown = original.crop(crop.source_box).transpose(Image.Transpose.ROTATE_270)
     assert np.array_equal(np.asarray(crop.image), np.asarray(shown))
-    meme = P.apply_partial_attack(original, "turned_meme_flip", seed=1)
+    meme = apply_partial_attack(original, "turned_meme_flip", seed=1)
     left, top, right, bottom = meme.query_box
     pasted = np.asarray(meme.image.crop(meme.query_box).resize(original.size), np.float32)
     flipped = np.asarray(original.transpose(Image.Transpose.FLIP_LEFT_RIGHT), np.float32)
@@ -73,10 +79,10 @@ def test_turned_is_turned(original):
 
 @pytest.mark.parametrize("attack_id", P.PARTIAL_ATTACK_IDS)
 def test_deterministic_under_a_seed_and_equal_to_the_catalogue(original, attack_id):
-    a, b = P.apply_partial_attack(original, attack_id, 11), P.apply_partial_attack(original, attack_id, 11)
+    a, b = apply_partial_attack(original, attack_id, 11), apply_partial_attack(original, attack_id, 11)
     assert a.image.tobytes() == b.image.tobytes() and a.query_box == b.query_box
     assert apply_attack(original, attack_id, 11).tobytes() == a.image.tobytes()
-    other = P.apply_partial_attack(original, attack_id, 12)
+    other = apply_partial_attack(original, attack_id, 12)
     assert (other.image.tobytes(), other.query_box, other.source_box) != (a.image.tobytes(), a.query_box,
                                                                            a.source_box)
 
@@ -100,7 +106,7 @@ def test_generator_records_boxes(tmp_path, original):
     from data_retrieval.attacks import derive_seed
     from helpers.images import load_image
 
-    expected = P.apply_partial_attack(load_image(src / "pic.png"), "paste_photo_15", derive_seed(2, "pic"))
+    expected = apply_partial_attack(load_image(src / "pic.png"), "paste_photo_15", derive_seed(2, "pic"))
     assert boxes == (expected.query_box, expected.source_box)
     assert P.read_boxes(tmp_path / "out" / "pic_jpg_compression_50.png") is None
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from data_retrieval.partial_attacks import PARTIAL_ATTACK_IDS, apply_partial_attack, box_iou
+from data_retrieval.attacks import apply_partial_attack
+from data_retrieval.partial_attacks import PARTIAL_ATTACK_IDS, box_iou
 from fast_search import metrics as M
 from fast_search.regions import RegionIndex, aggregate_max
 from fast_search.verify import KeypointVerifier, chamfer, rerank, squash, verified_distance

@@ -234,7 +234,7 @@ def test_gallery_draws_every_failure_and_a_right_top1_above_the_threshold_is_a_m
 def test_verified_gallery_draws_the_matched_region(tmp_path):
     from PIL import ImageFilter
 
-    from data_retrieval.partial_attacks import apply_partial_attack
+    from data_retrieval.attacks import apply_partial_attack
     from fast_search.gallery import YELLOW, _verify, compose
     from fast_search.verify import KeypointVerifier
 

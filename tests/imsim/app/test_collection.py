@@ -87,7 +87,8 @@ def test_search_hits_and_copy_marks(tiny_demo):
 
 
 def test_verified_search_finds_a_pasted_copy_and_draws_its_region(tiny_demo, tmp_path):
-    from data_retrieval.partial_attacks import apply_partial_attack, box_iou
+    from data_retrieval.attacks import apply_partial_attack
+    from data_retrieval.partial_attacks import box_iou
     from helpers.images import load_image
     from imsim.app.ui import gallery_items, hits_table
 
