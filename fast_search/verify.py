@@ -174,16 +174,18 @@ def verified_distance(inliers: np.ndarray, first_distance: np.ndarray, min_inlie
     return np.where(n >= min_inliers, -n, 0.0) + squash(first_distance) * 0.999
 
 
-def rerank(D: np.ndarray, I: np.ndarray, distance: Callable[[int, int, float], float]
+def rerank(D: np.ndarray, I: np.ndarray, distance: Callable[[int, int, float], float], progress: bool = False
            ) -> tuple[np.ndarray, np.ndarray]:
     """Re-score every candidate of (D, I) with ``distance(query row, db index, first distance)`` and sort.
 
     Rows are sorted by (new distance, database index); -1 candidates stay last with distance inf.
     """
+    from tqdm.auto import tqdm
+
     D = np.asarray(D, np.float64)
     I = np.asarray(I, np.int64)
     out = np.full(D.shape, np.inf)
-    for q in range(len(I)):
+    for q in tqdm(range(len(I)), desc="verifying", unit="query", disable=not progress):
         for j in range(I.shape[1]):
             if I[q, j] >= 0:
                 out[q, j] = distance(q, int(I[q, j]), float(D[q, j]))

@@ -232,7 +232,7 @@ def run_method(method: str, verifier: KeypointVerifier, keypoints: dict) -> dict
         return float(verified_distance(verified[(q, r)], d, verifier.min_inliers))
 
     for stage, (D, I) in (("c", results["b"]), ("a+verify", results["a"])):
-        results[stage] = rerank(D[:, :K], I[:, :K], distance)
+        results[stage] = rerank(D[:, :K], I[:, :K], distance, progress=True)
         results[stage] = tuple(np.hstack([x, np.full((nq, 1), fill, x.dtype)]) for x, fill in
                                zip(results[stage], (np.inf, -1), strict=True))
     timer.add("verify: query keypoints", describe_s)
@@ -241,7 +241,8 @@ def run_method(method: str, verifier: KeypointVerifier, keypoints: dict) -> dict
     if tokens is not None:  # chamfer over the tokens of the same forward pass
         D, I = results["b"]
         start = time.perf_counter()
-        results["b+chamfer"] = rerank(D[:, :K], I[:, :K], lambda q, r, d: -chamfer(tokens[1][q], tokens[0][r]))
+        results["b+chamfer"] = rerank(D[:, :K], I[:, :K], lambda q, r, d: -chamfer(tokens[1][q], tokens[0][r]),
+                                      progress=True)
         timer.add("chamfer top-k", time.perf_counter() - start)
         results["b+chamfer"] = tuple(np.hstack([x, np.full((nq, 1), fill, x.dtype)]) for x, fill in
                                      zip(results["b+chamfer"], (np.inf, -1), strict=True))
