@@ -247,12 +247,23 @@ def run_method(method: str, verifier: KeypointVerifier, keypoints: dict) -> dict
         results["b+chamfer"] = tuple(np.hstack([x, np.full((nq, 1), fill, x.dtype)]) for x, fill in
                                      zip(results["b+chamfer"], (np.inf, -1), strict=True))
 
+    from helpers.atomic import save_npz
+
+    pairs_q = np.array([q for q, _ in verified], np.int64)
+    pairs_r = np.array([r for _, r in verified], np.int64)
+    save_npz(RESULTS_DIR / f"{ROOT.name}-{method}.npz", targets=targets, families=families.astype(str),
+             pairs_q=pairs_q, pairs_r=pairs_r, inliers=np.array(list(verified.values()), np.int64),
+             **{f"D_{k}": v[0] for k, v in results.items()}, **{f"I_{k}": v[1] for k, v in results.items()})
     scores = {stage: _scores(D, I, targets, families) for stage, (D, I) in results.items()}
     kp_bytes = sum(k.nbytes for k in keypoints.values()) / max(len(keypoints), 1)
     cost = {stage: 1000 * s / nq for stage, s in timer.seconds.items()}
     return {"method": method, "n_queries": nq, "n_database": len(db_ids), "scores": scores, "ms_per_query": cost,
             "region_growth": growth, "index_bytes_global": index.memory_bytes(),
             "keypoint_bytes_per_image": kp_bytes, "pair_verify_ms": 1000 * pair_s / max(pairs, 1)}
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
 
 
 def _print(result: dict) -> None:
@@ -264,8 +275,8 @@ def _print(result: dict) -> None:
     families = list(result["scores"]["a"])
     for f in families:
         row = [result["scores"][s].get(f, {}) for s in stages]
-        cells = [f"{r.get('recall_at_1', float('nan')):.3f}" for r in row]
-        cells += [f"{(r.get('recall_at_fpr_1pct') or float('nan')):.3f}" for r in row]
+        cells = [_fmt(r.get("recall_at_1")) for r in row]
+        cells += [_fmt(r.get("recall_at_fpr_1pct")) for r in row]
         print(f"| {f} | {result['scores']['a'][f]['n']} | " + " | ".join(cells) + " |")
     print("\ncost per query (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in result["ms_per_query"].items()))
     print(f"verification of one pair: {result['pair_verify_ms']:.1f} ms (grows linearly with k); keypoints "
@@ -275,7 +286,7 @@ def _print(result: dict) -> None:
         s = g["scores"]
         print(f"regions {layout} ({g['regions']} per image): search {g['search_ms_per_query']:.2f} ms/query, "
               f"index {g['index_bytes'] / 1024:.0f} KiB, partial R@1 {s['ALL partial']['recall_at_1']:.3f} "
-              f"R@1%FPR {s['ALL partial']['recall_at_fpr_1pct'] or float('nan'):.3f}, classic R@1 "
+              f"R@1%FPR {_fmt(s['ALL partial']['recall_at_fpr_1pct'])}, classic R@1 "
               f"{s['ALL classic']['recall_at_1']:.3f}")
 
 
