@@ -115,3 +115,10 @@ def test_box_iou():
     assert P.box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert P.box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
     assert P.box_iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
+
+
+def test_the_demo_queries_hold_every_partial_family():
+    from data_retrieval.demo import DEMO_ATTACK_IDS, DEMO_PARTIAL_IDS
+
+    assert {attack_family(a) for a in DEMO_PARTIAL_IDS} == set(P.PARTIAL_FAMILIES)
+    assert set(DEMO_PARTIAL_IDS) <= set(DEMO_ATTACK_IDS)
