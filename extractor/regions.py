@@ -157,6 +157,19 @@ def load_regions(path: str | os.PathLike) -> Regions:
         return Regions(ids=store.ids, features=feats, boxes=boxes, owner=owner)
 
 
+def _stale(path: Path, ids: Sequence[str], params: dict) -> bool:
+    """True (and said) when a finished regions file was made from other images or settings: never reused."""
+    import json
+    import logging
+
+    with LocalFeatures(path) as store:
+        same = (store.attrs.get("inputs_sha1") == ids_fingerprint(ids)
+                and store.attrs.get("params") == json.dumps(params, sort_keys=True, default=str))
+    if not same:
+        logging.getLogger(__name__).warning("%s was made from other images or settings: extracting it again", path)
+    return not same
+
+
 def extract_regions(
     describer: RegionDescriber,
     dataset: str,
@@ -176,9 +189,9 @@ def extract_regions(
     listing = _listing(dataset, datasets_root, None)
     paths, ids = listing.paths[:limit], listing.ids[:limit]
     out = regions_path(listing.name, describer.name, features_root)
+    if out.exists() and not overwrite and not _stale(out, ids, describer.params):
+        return out
     if out.exists():
-        if not overwrite:
-            return out
         out.unlink()
     ext = describer.extractor
     dim = (ext.dim + 7) // 8 if describer.binary else ext.dim

@@ -32,8 +32,9 @@ from helpers.paths import DATASETS_DIR, FEATURES_DIR, RESULTS_DIR
 
 N_DISTRACTORS = int(os.environ.get("BENCH_PARTIAL_DISTRACTORS", 300))
 K = int(os.environ.get("BENCH_PARTIAL_K", 10))
+KS = sorted({5, K, 20})  # verification of the global top k, k in KS (growth with k)
 CLASSIC = ATTACK_IDS[::3]  # 20 of the 58, every family but one represented
-SMOKE = os.environ.get("BENCH_PARTIAL_SMOKE") == "1"  # 3 photos, 10 distractors: checks the script runs
+SMOKE = os.environ.get("BENCH_PARTIAL_SMOKE") == "1"  # 3 photos, 30 distractors: checks the script runs
 ROOT = DATASETS_DIR / ("bench_partial_smoke" if SMOKE else "bench_partial")
 FEATURES = FEATURES_DIR / ROOT.name
 DATABASE = ["demo_distractors", "demo_original"]
@@ -45,7 +46,7 @@ def _build() -> None:
     from data_retrieval.demo import build_demo
 
     if SMOKE:
-        build_demo(ROOT, n_distractors=10, attack_ids=[*CLASSIC[:3], *PARTIAL_ATTACK_IDS],
+        build_demo(ROOT, n_distractors=30, attack_ids=[*CLASSIC[:3], *PARTIAL_ATTACK_IDS],
                    photos=["astronaut", "camera", "chelsea", "coins"], n_synthetic_negatives=1)
     else:
         build_demo(ROOT, n_distractors=N_DISTRACTORS, attack_ids=[*CLASSIC, *PARTIAL_ATTACK_IDS])
@@ -104,10 +105,7 @@ def _global(method: str, timer: _Timer):
 
     ext = create_extractor(method)
     for dataset in DATABASE + QUERIES:
-        start = time.perf_counter()
         extract_dataset(ext, dataset, FEATURES, ROOT, batch_size=64, if_changed="redo", progress=True)
-        if dataset in QUERIES:
-            timer.add("extract global", time.perf_counter() - start)
     db = [load_features(d, ext.name, FEATURES) for d in DATABASE]
     qs = [load_features(d, ext.name, FEATURES) for d in QUERIES]
     return ext, (np.concatenate([f.ids for f in db]).tolist(), np.concatenate([f.features for f in db]),
@@ -121,10 +119,7 @@ def _regions(describer, datasets: list[str], timer: _Timer | None, ids: list[str
     feats, owners = [], []
     row = {i: r for r, i in enumerate(ids)}
     for dataset in datasets:
-        start = time.perf_counter()
         path = extract_regions(describer, dataset, FEATURES, ROOT, batch_images=16)
-        if timer is not None:
-            timer.add("extract regions", time.perf_counter() - start)
         reg = load_regions(path)
         feats.append(reg.features)
         owners.append(np.array([row[reg.ids[o]] for o in reg.owner], np.int64))
@@ -142,22 +137,42 @@ def _tokens(method: str, timer: _Timer, db_ids: list[str], q_ids: list[str]):
     for datasets, ids in ((DATABASE, db_ids), (QUERIES, q_ids)):
         found = {}
         for dataset in datasets:
-            start = time.perf_counter()
             extract_local(ext, dataset, FEATURES, ROOT, batch_size=16, dtype="float16")
-            if datasets is QUERIES:
-                timer.add("extract tokens", time.perf_counter() - start)
             with LocalFeatures(tokens_path(dataset, ext.name, FEATURES)) as store:
                 for j, i in enumerate(store.ids):
                     t = store.tokens(j).astype(np.float32)
                     found[i] = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
         out.append([found[i] for i in ids])
-    return out
+    return out, ext
 
 
 def _select(feats: np.ndarray, owner: np.ndarray, per_image: int, keep: list[int]):
     """Keep region rows `keep` (positions within each image's `per_image` rows)."""
     mask = np.isin(np.arange(len(owner)) % per_image, keep)
     return feats[mask], owner[mask]
+
+
+SAMPLE = 48  # query images whose extraction is timed (stores may already hold every feature)
+
+
+def _extract_ms(describe, paths: list[Path]) -> float:
+    """Milliseconds per image of `describe(images)` on SAMPLE query images, in batches of 16, decoding excluded."""
+    from helpers.images import load_image
+
+    images = [load_image(p) for p in paths[:SAMPLE]]
+    describe(images[:2])  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(images), 16):
+        describe(images[i:i + 16])
+    return 1000 * (time.perf_counter() - start) / len(images)
+
+
+def _growth(rindex, fq, wq, whole, nq: int, targets, families, regions: int) -> dict:
+    """Search time, index memory and scores of one region configuration."""
+    start = time.perf_counter()
+    D, I = rindex.search(fq, wq, nq, K + 1, whole)
+    return {"regions": regions, "search_ms_per_query": 1000 * (time.perf_counter() - start) / nq,
+            "index_bytes": rindex.nbytes, "scores": _scores(D, I, targets, families)}
 
 
 def run_method(method: str, verifier: KeypointVerifier, keypoints: dict) -> dict:
@@ -170,37 +185,50 @@ def run_method(method: str, verifier: KeypointVerifier, keypoints: dict) -> dict
     metric = "hamming" if ext.binary else "cosine"
     nq = len(q_ids)
     index = FaissIndex("BFlat" if ext.binary else "Flat", metric, ext.binary).fit(xb).add(xb)
-    D_a, I_a = index.search(xq, K + 1)
+    D_a, I_a = index.search(xq, max(KS) + 1)
     timer.add("search global", index.search_time_)
     results = {"a": (D_a, I_a)}
 
-    tokens = None
-    if ext.binary:  # hashes: each region cut out and hashed
+    # (b) regions cut out and described (grid5: the whole image + 2 x 2 windows of 0.6), a whole image on
+    # one side of each pair; growth: more regions, and region-region pairs too.
+    whole_q = np.arange(nq * 5) % 5 == 0
+    whole_b = np.arange(len(db_ids) * 5) % 5 == 0
+    if ext.binary:  # hashes: grid14 cut out once, grid5 = its first 5 rows
         describer = RegionDescriber(ext, "grid14", mode="crops")
+        rb14, ob14 = _regions(describer, DATABASE, None, db_ids)
+        rq14, oq14 = _regions(describer, QUERIES, timer, q_ids)
+        rb, ob = _select(rb14, ob14, 14, LAYOUT_ROWS["grid5"])
+        rq, oq = _select(rq14, oq14, 14, LAYOUT_ROWS["grid5"])
+    else:
+        describer = RegionDescriber(ext, "grid5", mode="crops")
         rb, ob = _regions(describer, DATABASE, None, db_ids)
         rq, oq = _regions(describer, QUERIES, timer, q_ids)
-    else:  # neural: one forward pass gives the tokens; regions pool them, chamfer compares them
-        tokens = _tokens(method, timer, db_ids, q_ids)
-        boxes = region_boxes("grid14")
-        start = time.perf_counter()
-        rq = np.concatenate([pool_tokens(t, boxes) for t in tokens[1]])
-        timer.add("pool regions", time.perf_counter() - start)
-        rb = np.concatenate([pool_tokens(t, boxes) for t in tokens[0]])
-        ob = np.repeat(np.arange(len(db_ids)), len(boxes))
-        oq = np.repeat(np.arange(nq), len(boxes))
-    growth = {}
-    for layout, keep in LAYOUT_ROWS.items():
-        fb, wb = _select(rb, ob, 14, keep)
-        fq, wq = _select(rq, oq, 14, keep)
-        rindex = RegionIndex("BFlat" if ext.binary else "Flat", metric, ext.binary).fit(fb, wb)
-        start = time.perf_counter()
-        D, I = rindex.search(fq, wq, nq, K + 1)
-        seconds = time.perf_counter() - start
-        growth[layout] = {"regions": len(keep), "search_ms_per_query": 1000 * seconds / nq,
-                          "index_bytes": rindex.nbytes, "scores": _scores(D, I, targets, families)}
-        if layout == "grid14":
-            results["b"] = (D, I)
-            timer.add("search regions", seconds)
+    rindex = RegionIndex("BFlat" if ext.binary else "Flat", metric, ext.binary).fit(rb, ob, whole_b)
+    start = time.perf_counter()
+    results["b"] = rindex.search(rq, oq, nq, K + 1, whole_q)
+    timer.add("search regions", time.perf_counter() - start)
+    growth = {"crops grid5, whole pairs": _growth(rindex, rq, oq, whole_q, nq, targets, families, 5)}
+    growth["crops grid5, all pairs"] = _growth(
+        RegionIndex(rindex.factory, metric, ext.binary, pairs="all").fit(rb, ob), rq, oq, None, nq, targets,
+        families, 5)
+    tokens = None
+    if ext.binary:
+        for layout in ("grid10", "grid14"):
+            keep = LAYOUT_ROWS[layout]
+            fb, wb = _select(rb14, ob14, 14, keep)
+            fq, wq = _select(rq14, oq14, 14, keep)
+            w_b, w_q = np.arange(len(wb)) % len(keep) == 0, np.arange(len(wq)) % len(keep) == 0
+            growth[f"crops {layout}, whole pairs"] = _growth(
+                RegionIndex("BFlat", metric, True).fit(fb, wb, w_b), fq, wq, w_q, nq, targets, families, len(keep))
+    else:  # what was tried first: regions pooled from one forward pass's patch tokens (cheap, weak)
+        tokens, token_ext = _tokens(method, timer, db_ids, q_ids)
+        for layout, keep in LAYOUT_ROWS.items():
+            boxes = region_boxes(layout)
+            fb = np.concatenate([pool_tokens(t, boxes) for t in tokens[0]])
+            fq = np.concatenate([pool_tokens(t, boxes) for t in tokens[1]])
+            wb, wq = np.repeat(np.arange(len(db_ids)), len(keep)), np.repeat(np.arange(nq), len(keep))
+            growth[f"tokens {layout}, all pairs"] = _growth(
+                RegionIndex("Flat", metric, pairs="all").fit(fb, wb), fq, wq, None, nq, targets, families, len(keep))
 
     # (c) keypoint verification of (b)'s top K; also of (a)'s top K.
     db_paths = dict(zip(*_paths(DATABASE), strict=True))
@@ -212,7 +240,8 @@ def run_method(method: str, verifier: KeypointVerifier, keypoints: dict) -> dict
             keypoints[db_ids[r]] = verifier.describe(load_image(db_paths[db_ids[r]]))
         return keypoints[db_ids[r]]
 
-    for r in tqdm(sorted({int(i) for i in np.concatenate([results["b"][1][:, :K], I_a[:, :K]]).ravel() if i >= 0}),
+    for r in tqdm(sorted({int(i) for i in np.concatenate([results["b"][1][:, :K].ravel(), I_a[:, :max(KS)].ravel()])
+                          if i >= 0}),
                   desc="database keypoints", unit="img"):
         db_keypoints(r)
     query_kp, pair_s, pairs = [], 0.0, 0
@@ -231,10 +260,20 @@ def run_method(method: str, verifier: KeypointVerifier, keypoints: dict) -> dict
             pairs += 1
         return float(verified_distance(verified[(q, r)], d, verifier.min_inliers))
 
-    for stage, (D, I) in (("c", results["b"]), ("a+verify", results["a"])):
-        results[stage] = rerank(D[:, :K], I[:, :K], distance, progress=True)
-        results[stage] = tuple(np.hstack([x, np.full((nq, 1), fill, x.dtype)]) for x, fill in
-                               zip(results[stage], (np.inf, -1), strict=True))
+    sample = [q_paths[q] for q in q_ids[:: max(1, nq // SAMPLE)]]
+    cost_ms = {"extract global": _extract_ms(ext.features, sample),
+               "extract regions": _extract_ms(RegionDescriber(ext, "grid5", mode="crops").describe, sample)}
+    if tokens is not None:
+        cost_ms["extract tokens (chamfer)"] = _extract_ms(token_ext.local_features, sample)
+    by_k = {}
+    for stage, (D, I), k in (("c", results["b"], K), *((f"a+verify k={k}", results["a"], k) for k in KS)):
+        out = rerank(D[:, :k], I[:, :k], distance, progress=True)
+        out = tuple(np.hstack([x, np.full((nq, 1), fill, x.dtype)]) for x, fill in zip(out, (np.inf, -1), strict=True))
+        if stage == "c" or k == K:
+            results["a+verify" if k == K and stage != "c" else stage] = out
+        if stage != "c":
+            by_k[k] = _scores(*out, targets, families)["ALL partial"] | {"classic": _scores(
+                *out, targets, families)["ALL classic"]}
     timer.add("verify: query keypoints", describe_s)
     timer.add("verify: match top-k", pair_s / max(pairs, 1) * K * nq)
 
@@ -256,10 +295,11 @@ def run_method(method: str, verifier: KeypointVerifier, keypoints: dict) -> dict
              **{f"D_{k}": v[0] for k, v in results.items()}, **{f"I_{k}": v[1] for k, v in results.items()})
     scores = {stage: _scores(D, I, targets, families) for stage, (D, I) in results.items()}
     kp_bytes = sum(k.nbytes for k in keypoints.values()) / max(len(keypoints), 1)
-    cost = {stage: 1000 * s / nq for stage, s in timer.seconds.items()}
+    cost = {**cost_ms, **{stage: 1000 * s / nq for stage, s in timer.seconds.items()}}
     return {"method": method, "n_queries": nq, "n_database": len(db_ids), "scores": scores, "ms_per_query": cost,
             "region_growth": growth, "index_bytes_global": index.memory_bytes(),
-            "keypoint_bytes_per_image": kp_bytes, "pair_verify_ms": 1000 * pair_s / max(pairs, 1)}
+            "keypoint_bytes_per_image": kp_bytes, "pair_verify_ms": 1000 * pair_s / max(pairs, 1),
+            "verify_by_k": by_k}
 
 
 def _fmt(value: float | None) -> str:
@@ -282,6 +322,10 @@ def _print(result: dict) -> None:
     print(f"verification of one pair: {result['pair_verify_ms']:.1f} ms (grows linearly with k); keypoints "
           f"{result['keypoint_bytes_per_image'] / 1024:.1f} KiB per database image; global index "
           f"{result['index_bytes_global'] / 1024:.0f} KiB")
+    for k, v in result["verify_by_k"].items():
+        print(f"ORB on the global top {k}: partial R@1 {_fmt(v['recall_at_1'])} R@1%FPR {_fmt(v['recall_at_fpr_1pct'])}, "
+              f"classic R@1 {_fmt(v['classic']['recall_at_1'])} R@1%FPR {_fmt(v['classic']['recall_at_fpr_1pct'])}; "
+              f"{k * result['pair_verify_ms']:.0f} ms per query")
     for layout, g in result["region_growth"].items():
         s = g["scores"]
         print(f"regions {layout} ({g['regions']} per image): search {g['search_ms_per_query']:.2f} ms/query, "

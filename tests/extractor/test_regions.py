@@ -84,6 +84,10 @@ def test_tokens_mode_and_store_round_trip(tmp_path):
         assert np.allclose(store.boxes(regions.ids[2]), describer.boxes)
     direct = describer.describe([Image.open(data / f"{regions.ids[2].split('/')[-1]}.png")])[0]
     assert np.allclose(regions.features[10:15], direct, atol=1e-5)
+    _gradient(9).save(data / "9.png")  # other inputs: the finished file is not reused
+    again = load_regions(extract_regions(describer, str(data), tmp_path / "feats", tmp_path / "data",
+                                         progress=False))
+    assert len(again.ids) == 6 and again.features.shape == (30, 3)
 
 
 def test_writer_refuses_rows_without_boxes(tmp_path):

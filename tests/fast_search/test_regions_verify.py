@@ -10,7 +10,7 @@ from PIL import Image, ImageFilter
 from data_retrieval.attacks import apply_partial_attack
 from data_retrieval.partial_attacks import PARTIAL_ATTACK_IDS, box_iou
 from fast_search import metrics as M
-from fast_search.regions import RegionIndex, aggregate_max
+from fast_search.regions import RegionIndex, aggregate_max, whole_rows
 from fast_search.verify import KeypointVerifier, chamfer, rerank, squash, verified_distance
 
 
@@ -32,7 +32,7 @@ def test_region_search_is_exact_and_order_independent():
     rng = np.random.default_rng(0)
     xb, ob = _regions(rng, 30, 5)
     xq, oq = _regions(rng, 12, 5)
-    D, I = RegionIndex("Flat", "cosine").fit(xb, ob).search(xq, oq, 12, 6)
+    D, I = RegionIndex("Flat", "cosine", pairs="all").fit(xb, ob).search(xq, oq, 12, 6)
     # brute force: smallest cosine distance over every pair of regions
     sims = (xq / np.linalg.norm(xq, axis=1, keepdims=True)) @ (xb / np.linalg.norm(xb, axis=1, keepdims=True)).T
     best = np.full((12, 30), -np.inf)
@@ -42,7 +42,7 @@ def test_region_search_is_exact_and_order_independent():
     # shuffle database regions, query regions and database images: the same results per image
     perm_b, perm_q = rng.permutation(len(xb)), rng.permutation(len(xq))
     relabel = rng.permutation(30)
-    D2, I2 = RegionIndex("Flat", "cosine").fit(xb[perm_b], relabel[ob[perm_b]]).search(
+    D2, I2 = RegionIndex("Flat", "cosine", pairs="all").fit(xb[perm_b], relabel[ob[perm_b]]).search(
         xq[perm_q], oq[perm_q], 12, 6)
     assert np.allclose(D2, D, atol=1e-6)
     assert np.array_equal(np.argsort(relabel)[I2], I)
@@ -51,15 +51,38 @@ def test_region_search_is_exact_and_order_independent():
         assert M.recall_at_k(D, I, targets, k) == M.recall_at_k(D2, np.argsort(relabel)[I2], targets, k)
 
 
+def test_whole_pairs_compare_a_whole_image_with_every_region_only():
+    rng = np.random.default_rng(3)
+    xb, ob = _regions(rng, 25, 4)
+    xq, oq = _regions(rng, 10, 4)
+    wb, wq = np.arange(len(xb)) % 4 == 0, np.arange(len(xq)) % 4 == 0  # the first row of each image is whole
+    D, I = RegionIndex("Flat", "cosine").fit(xb, ob, wb).search(xq, oq, 10, 5, wq)
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    sims = unit(xq) @ unit(xb).T
+    sims[~wq[:, None] & ~wb[None, :]] = -np.inf  # region-region pairs are not compared
+    best = np.full((10, 25), -np.inf)
+    np.maximum.at(best, (oq[:, None], ob[None, :]), sims)
+    assert np.array_equal(I, np.argsort(-best, axis=1, kind="stable")[:, :5])
+    perm = rng.permutation(len(xq))
+    D2, I2 = RegionIndex("Flat", "cosine").fit(xb, ob, wb).search(xq[perm], oq[perm], 10, 5, wq[perm])
+    assert np.array_equal(I2, I) and np.allclose(D2, D)
+    with pytest.raises(ValueError, match="whole"):
+        RegionIndex("Flat", "cosine").fit(xb, ob)
+
+
 def test_region_search_with_an_ivf_index_and_binary_codes():
     rng = np.random.default_rng(1)
     xb, ob = _regions(rng, 200, 4, 16)
-    D, I = RegionIndex("IVF8,Flat", "cosine").fit(xb, ob).search(xb[:8], ob[:8], 2, 3)
+    D, I = RegionIndex("IVF8,Flat", "cosine", pairs="all").fit(xb, ob).search(xb[:8], ob[:8], 2, 3)
     assert I[:, 0].tolist() == [0, 1]
     codes = rng.integers(0, 256, (40, 8), dtype=np.uint8)
-    D, I = RegionIndex("BFlat", "hamming", binary=True).fit(codes, np.repeat(np.arange(10), 4)).search(
+    D, I = RegionIndex("BFlat", "hamming", binary=True, pairs="all").fit(codes, np.repeat(np.arange(10), 4)).search(
         codes[4:8], np.zeros(4, np.int64), 1, 2)
     assert I[0, 0] == 1 and D[0, 0] == 0
+
+
+def test_whole_rows():
+    assert whole_rows(np.array([[0, 0, 1, 1], [0, 0, 0.5, 0.5]], np.float32)).tolist() == [True, False]
 
 
 def test_verified_distance_orders_inliers_then_first_stage():
