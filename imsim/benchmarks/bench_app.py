@@ -15,6 +15,7 @@ Every row also counts how many top-1 results are the query's original.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import socket
@@ -23,7 +24,6 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
@@ -98,8 +98,9 @@ def main() -> list[dict]:
 
     port = _port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "search_app.py", "--method", method, "--examples", "", "--port", str(port)]
-    server = subprocess.Popen(cmd, cwd=Path(search_app.__file__).parent, stdout=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "imsim", "app", "--method", method, "--examples", "", "--port", str(port),
+           "--features-root", str(FEATURES_DIR), "--datasets-root", str(DATASETS_DIR)]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     http = httpx.Client(timeout=120)
     deadline = time.monotonic() + 600
     while True:
@@ -127,7 +128,7 @@ def main() -> list[dict]:
             raise RuntimeError(stream[-300:])
         data = json.loads(stream.split("event: complete", 1)[1].split("data:", 1)[1].strip().splitlines()[0])
         table = data[1]
-        first = table.split("\n")[2] if table.count("\n") >= 2 else ""
+        first = html.unescape(table.split("\n")[2]) if table.count("\n") >= 2 else ""  # ids are escaped
         return next((o for o in originals if o in first), first)
 
     print(f"{collection.describe()}; {os.cpu_count()} cores; the app in its own process "
