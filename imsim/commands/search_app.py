@@ -54,6 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--datasets-root", type=cli.folder, default=str(DATASETS_DIR))
     p.add_argument("--results-root", type=cli.folder, default=str(RESULTS_DIR))
     p.add_argument("--demo", action="store_true", help="build the demo set and the method's features if missing")
+    p.add_argument("--verify", action="store_true",
+                   help="verify the results with keypoints (ORB + RANSAC): verified first, matched region drawn")
     return p.parse_args(argv)
 
 
@@ -132,7 +134,7 @@ def main(argv=None) -> int:
         prepare_demo(args)
     collection = Collection(
         args.method, args.database, index=args.index, metric=args.metric, nprobe=args.nprobe,
-        features_root=args.features_root, datasets_root=args.datasets_root,
+        features_root=args.features_root, datasets_root=args.datasets_root, verify=args.verify,
     )
     threshold, source = resolve_threshold(args, collection)
     print(f"{collection.describe()} ({'built' if collection.rebuilt else 'loaded'})")
