@@ -19,7 +19,7 @@ from helpers.paths import DATASETS_DIR, RESULTS_DIR
 NAME = None  # None: the most recent experiment
 RUN = None  # a run key of results.json, e.g. "Flat--cosine"; None: the first exact run
 K = 10
-SAMPLE = 100  # queries drawn at random; 0: every query
+SAMPLE = 100  # successes drawn at random (every failure is drawn); 0: every query
 SEED = 0
 
 
@@ -42,7 +42,8 @@ def main(argv=None) -> int:
         "--threshold",
         type=cli.float_in(0),
         default=None,
-        help="distance under which a negative query counts as a false match (default: 1%% FPR threshold)",
+        help="decision threshold: a negative query under it is a false match, a right top-1 above it a miss "
+             "(default: the 1%% FPR threshold)",
     )
     p.add_argument("--results-root", type=cli.folder, default=str(RESULTS_DIR))
     p.add_argument("--datasets-root", type=cli.folder, default=str(DATASETS_DIR))
