@@ -323,15 +323,8 @@ def explore_neighbors(
         correct = bool(correct_all[q])
         group = "correct" if correct else "incorrect"
         query_box, boxes, notes = _verify(verifier, paths.get(str(query_ids[q])), neigh)
-        img = compose(
-            paths.get(str(query_ids[q])),
-            paths.get(original_id) if original_id else None,
-            neigh,
-            str(query_ids[q]),
-            original_id,
-            query_box,
-            boxes,
-        )
+        img = compose(paths.get(str(query_ids[q])), paths.get(original_id) if original_id else None, neigh,
+                      str(query_ids[q]), original_id, query_box, boxes)
         fname = f"{q:06d}_" + re.sub(r"[^A-Za-z0-9_.-]", "_", str(query_ids[q]))[-80:] + ".jpg"
         save_image(img, out / group / fname, quality=85)
         entries.append((group, f"{group}/{fname}",

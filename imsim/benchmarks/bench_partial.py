@@ -175,20 +175,11 @@ def _growth(rindex, fq, wq, whole, nq: int, targets, families, regions: int) -> 
             "index_bytes": rindex.nbytes, "scores": _scores(D, I, targets, families)}
 
 
-def run_method(method: str, verifier: KeypointVerifier, keypoints: dict) -> dict:
-    """Every stage for one method; returns scores and costs."""
+def _region_stage(method: str, ext, metric: str, db_ids, q_ids, timer: _Timer, targets, families):
+    """(b): region search results, its growth with the number of regions, and the tokens tried first."""
     from extractor.regions import RegionDescriber, pool_tokens, region_boxes
 
-    timer = _Timer()
-    ext, (db_ids, xb, q_ids, xq) = _global(method, timer)
-    targets, families = _ground_truth(db_ids, q_ids)
-    metric = "hamming" if ext.binary else "cosine"
     nq = len(q_ids)
-    index = FaissIndex("BFlat" if ext.binary else "Flat", metric, ext.binary).fit(xb).add(xb)
-    D_a, I_a = index.search(xq, max(KS) + 1)
-    timer.add("search global", index.search_time_)
-    results = {"a": (D_a, I_a)}
-
     # (b) regions cut out and described (grid5: the whole image + 2 x 2 windows of 0.6), a whole image on
     # one side of each pair; growth: more regions, and region-region pairs too.
     whole_q = np.arange(nq * 5) % 5 == 0
@@ -205,13 +196,13 @@ def run_method(method: str, verifier: KeypointVerifier, keypoints: dict) -> dict
         rq, oq = _regions(describer, QUERIES, timer, q_ids)
     rindex = RegionIndex("BFlat" if ext.binary else "Flat", metric, ext.binary).fit(rb, ob, whole_b)
     start = time.perf_counter()
-    results["b"] = rindex.search(rq, oq, nq, K + 1, whole_q)
+    found = rindex.search(rq, oq, nq, K + 1, whole_q)
     timer.add("search regions", time.perf_counter() - start)
     growth = {"crops grid5, whole pairs": _growth(rindex, rq, oq, whole_q, nq, targets, families, 5)}
     growth["crops grid5, all pairs"] = _growth(
         RegionIndex(rindex.factory, metric, ext.binary, pairs="all").fit(rb, ob), rq, oq, None, nq, targets,
         families, 5)
-    tokens = None
+    tokens = token_ext = None
     if ext.binary:
         for layout in ("grid10", "grid14"):
             keep = LAYOUT_ROWS[layout]
@@ -229,20 +220,49 @@ def run_method(method: str, verifier: KeypointVerifier, keypoints: dict) -> dict
             wb, wq = np.repeat(np.arange(len(db_ids)), len(keep)), np.repeat(np.arange(nq), len(keep))
             growth[f"tokens {layout}, all pairs"] = _growth(
                 RegionIndex("Flat", metric, pairs="all").fit(fb, wb), fq, wq, None, nq, targets, families, len(keep))
+    return found, growth, tokens, token_ext
+
+
+def _save(method: str, results: dict, verified: dict, targets, families) -> None:
+    """Every stage's (D, I) and the verified pairs' inliers, for a later look."""
+    from helpers.atomic import save_npz
+
+    pairs_q = np.array([q for q, _ in verified], np.int64)
+    pairs_r = np.array([r for _, r in verified], np.int64)
+    save_npz(RESULTS_DIR / f"{ROOT.name}-{method}.npz", targets=targets, families=families.astype(str),
+             pairs_q=pairs_q, pairs_r=pairs_r, inliers=np.array(list(verified.values()), np.int64),
+             **{f"D_{k}": v[0] for k, v in results.items()}, **{f"I_{k}": v[1] for k, v in results.items()})
+
+
+def run_method(method: str, verifier: KeypointVerifier, keypoints: dict) -> dict:
+    """Every stage for one method; returns scores and costs."""
+    from extractor.regions import RegionDescriber
+
+    timer = _Timer()
+    ext, (db_ids, xb, q_ids, xq) = _global(method, timer)
+    targets, families = _ground_truth(db_ids, q_ids)
+    metric = "hamming" if ext.binary else "cosine"
+    nq = len(q_ids)
+    index = FaissIndex("BFlat" if ext.binary else "Flat", metric, ext.binary).fit(xb).add(xb)
+    D_a, I_a = index.search(xq, max(KS) + 1)
+    timer.add("search global", index.search_time_)
+    results = {"a": (D_a, I_a)}
+
+    results["b"], growth, tokens, token_ext = _region_stage(method, ext, metric, db_ids, q_ids, timer, targets,
+                                                            families)
 
     # (c) keypoint verification of (b)'s top K; also of (a)'s top K.
-    db_paths = dict(zip(*_paths(DATABASE), strict=True))
-    q_paths = dict(zip(*_paths(QUERIES), strict=True))
     from helpers.images import load_image
+
+    db_paths, q_paths = (dict(zip(*_paths(d), strict=True)) for d in (DATABASE, QUERIES))
 
     def db_keypoints(r: int):
         if db_ids[r] not in keypoints:
             keypoints[db_ids[r]] = verifier.describe(load_image(db_paths[db_ids[r]]))
         return keypoints[db_ids[r]]
 
-    for r in tqdm(sorted({int(i) for i in np.concatenate([results["b"][1][:, :K].ravel(), I_a[:, :max(KS)].ravel()])
-                          if i >= 0}),
-                  desc="database keypoints", unit="img"):
+    shown = np.concatenate([results["b"][1][:, :K].ravel(), I_a[:, :max(KS)].ravel()])
+    for r in tqdm(sorted({int(i) for i in shown if i >= 0}), desc="database keypoints", unit="img"):
         db_keypoints(r)
     query_kp, pair_s, pairs = [], 0.0, 0
     start = time.perf_counter()
@@ -286,13 +306,7 @@ def run_method(method: str, verifier: KeypointVerifier, keypoints: dict) -> dict
         results["b+chamfer"] = tuple(np.hstack([x, np.full((nq, 1), fill, x.dtype)]) for x, fill in
                                      zip(results["b+chamfer"], (np.inf, -1), strict=True))
 
-    from helpers.atomic import save_npz
-
-    pairs_q = np.array([q for q, _ in verified], np.int64)
-    pairs_r = np.array([r for _, r in verified], np.int64)
-    save_npz(RESULTS_DIR / f"{ROOT.name}-{method}.npz", targets=targets, families=families.astype(str),
-             pairs_q=pairs_q, pairs_r=pairs_r, inliers=np.array(list(verified.values()), np.int64),
-             **{f"D_{k}": v[0] for k, v in results.items()}, **{f"I_{k}": v[1] for k, v in results.items()})
+    _save(method, results, verified, targets, families)
     scores = {stage: _scores(D, I, targets, families) for stage, (D, I) in results.items()}
     kp_bytes = sum(k.nbytes for k in keypoints.values()) / max(len(keypoints), 1)
     cost = {**cost_ms, **{stage: 1000 * s / nq for stage, s in timer.seconds.items()}}
@@ -334,7 +348,7 @@ def _print(result: dict) -> None:
               f"{s['ALL classic']['recall_at_1']:.3f}")
 
 
-def main() -> None:
+def main() -> list[dict]:
     start = time.perf_counter()
     _build()
     print(f"bench set built in {time.perf_counter() - start:.0f} s under {ROOT}")
@@ -355,6 +369,7 @@ def main() -> None:
     path = RESULTS_DIR / f"{ROOT.name}.json"
     write_json(path, out, default=float)
     print(f"written {path}")
+    return out
 
 
 if __name__ == "__main__":
